@@ -1,0 +1,40 @@
+# Tuneforge: `make dev` runs the whole platform locally, `make test` runs the test suite.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+# Re-install whenever pyproject.toml changes (the stamp carries its hash).
+STAMP := $(VENV)/.installed-$(shell (sha256sum pyproject.toml 2>/dev/null || shasum -a 256 pyproject.toml) | cut -c1-12)
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install dev test test-fast bench lint migrate
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+install: $(STAMP)
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+dev: migrate
+	$(PY) manage.py seed_demo
+	$(PY) scripts/dev.py
+
+test: install
+	$(PY) scripts/check_services.py
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(PY) scripts/check_services.py
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: install
+	$(PY) bench/run_all.py
+
+lint: install
+	$(PY) -m ruff check .

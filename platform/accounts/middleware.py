@@ -1,0 +1,18 @@
+from django.utils.functional import SimpleLazyObject
+
+
+def _active_membership(request):
+    from accounts.selectors import active_membership_for
+
+    return active_membership_for(user=request.user) if request.user.is_authenticated else None
+
+
+class ActiveTeamMiddleware:
+    """Puts the signed-in user's active membership on the request (loaded only when used)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request.membership = SimpleLazyObject(lambda: _active_membership(request))
+        return self.get_response(request)

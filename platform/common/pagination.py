@@ -1,0 +1,61 @@
+"""Cursor pagination by id, the shape both API faces use: {"object": "list", "data", "has_more"}.
+
+`after` names the last id the client saw; newer rows first. A cursor on ids (not offsets) stays
+correct while rows are added, which matters for live event streams.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Q, QuerySet
+
+from common.errors import InvalidInput
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+
+
+@dataclass
+class Page:
+    items: list[Any]
+    has_more: bool
+
+
+def parse_limit(raw: str | None, *, default: int = DEFAULT_LIMIT) -> int:
+    if raw in (None, ""):
+        return default
+    try:
+        limit = int(raw)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"limit must be an integer between 1 and {MAX_LIMIT}, got {raw!r}.", field="limit")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}, got {limit}.", field="limit")
+    return limit
+
+
+def paginate_after(
+    queryset: QuerySet, *, after: str | None, limit: int, order: str = "-created_at"
+) -> Page:
+    """Rows after the row `after` in `order` (then id, as tie-breaker), at most `limit` of them."""
+    descending = order.startswith("-")
+    order_field = order.lstrip("-")
+    queryset = queryset.order_by(order, "-pk" if descending else "pk")
+    if after:
+        anchor = queryset.model.objects.filter(pk=after).values(order_field, "pk").first()
+        if anchor is None or not queryset.filter(pk=after).exists():
+            raise InvalidInput(f"No such object for after={after!r} in this list.", field="after")
+        value, pk = anchor[order_field], anchor["pk"]
+        if descending:
+            queryset = queryset.filter(Q(**{f"{order_field}__lt": value}) | Q(**{order_field: value, "pk__lt": pk}))
+        else:
+            queryset = queryset.filter(Q(**{f"{order_field}__gt": value}) | Q(**{order_field: value, "pk__gt": pk}))
+    rows = list(queryset[: limit + 1])
+    return Page(items=rows[:limit], has_more=len(rows) > limit)
+
+
+def list_response_body(page: Page, data: list[Any]) -> dict[str, Any]:
+    body = {"object": "list", "data": data, "has_more": page.has_more}
+    if page.items:
+        body["first_id"] = str(page.items[0].pk)
+        body["last_id"] = str(page.items[-1].pk)
+    return body

@@ -1,0 +1,79 @@
+"""API-key authentication for both API faces (`Authorization: Bearer tf_...` or `X-Api-Key`)."""
+
+import re
+from datetime import timedelta
+
+from django.utils import timezone
+from rest_framework import authentication, exceptions
+
+from serving.models import ApiKey
+
+KEY_PREFIX = "tf_"
+# Checked before any query, so junk never reaches the database.
+KEY_FORMAT = re.compile(r"^tf_([A-Za-z0-9]{8})\.([A-Za-z0-9]{32})$")
+# Writing last_used_at on every request would turn each read into a write.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def presented_key(request) -> str | None:
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return request.META.get("HTTP_X_API_KEY") or None
+
+
+def key_from_token(raw: str) -> ApiKey:
+    """The usable key for a presented token; raises AuthenticationFailed saying why not."""
+    match = KEY_FORMAT.match(raw)
+    if not match:
+        raise exceptions.AuthenticationFailed("Malformed API key: expected 'tf_' followed by the key shown at creation.")
+    library_key = raw[len(KEY_PREFIX) :]
+    api_key = ApiKey.objects.select_related("team").filter(prefix=match.group(1)).first()
+    if api_key is None or not api_key.is_valid(library_key):
+        raise exceptions.AuthenticationFailed("Invalid API key.")
+    if api_key.revoked:
+        raise exceptions.AuthenticationFailed("This API key was revoked.")
+    if api_key.has_expired:
+        raise exceptions.AuthenticationFailed("This API key has expired.")
+    now = timezone.now()
+    if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        api_key.last_used_at = now
+    return api_key
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """request.user is the key's creator (or AnonymousUser-like None), request.auth the ApiKey."""
+
+    def authenticate(self, request):
+        raw = presented_key(request)
+        if raw is None:
+            return None
+        if not raw.startswith(KEY_PREFIX):
+            # Not one of ours (e.g. a session user's browser never sends one): let others try.
+            raise exceptions.AuthenticationFailed("Malformed API key: expected 'tf_' followed by the key shown at creation.")
+        api_key = key_from_token(raw)
+        return (ApiKeyUser(api_key), api_key)
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="tuneforge"'
+
+
+class ApiKeyUser:
+    """The principal behind an API key: a team, not a person. Quacks enough like a user for DRF."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_active = True
+    is_staff = False
+    is_superuser = False
+
+    def __init__(self, api_key: ApiKey) -> None:
+        self.api_key = api_key
+        self.team = api_key.team
+        self.pk = None
+        self.id = None
+        self.email = f"{api_key.public_id}@api-keys.tuneforge"
+
+    def __str__(self) -> str:
+        return self.api_key.public_id

@@ -1,0 +1,76 @@
+"""Personas (healthchecks' style): alice owns a team, bob is a member of it, charlie is an outsider
+with a team of his own, vera is a viewer in alice's team."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.factories import MembershipFactory, TeamFactory, UserFactory
+
+
+@pytest.fixture
+def team(db):
+    return TeamFactory(name="Alice's Team")
+
+
+@pytest.fixture
+def alice(team):
+    user = UserFactory(email="alice@example.com")
+    MembershipFactory(team=team, user=user, role="owner")
+    return user
+
+
+@pytest.fixture
+def bob(team):
+    user = UserFactory(email="bob@example.com")
+    MembershipFactory(team=team, user=user, role="member")
+    return user
+
+
+@pytest.fixture
+def vera(team):
+    user = UserFactory(email="vera@example.com")
+    MembershipFactory(team=team, user=user, role="viewer")
+    return user
+
+
+@pytest.fixture
+def charlie_team(db):
+    return TeamFactory(name="Charlie's Team")
+
+
+@pytest.fixture
+def charlie(charlie_team):
+    user = UserFactory(email="charlie@example.com")
+    MembershipFactory(team=charlie_team, user=user, role="owner")
+    return user
+
+
+def _client_for(user) -> APIClient:
+    client = APIClient()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def alice_client(alice):
+    return _client_for(alice)
+
+
+@pytest.fixture
+def bob_client(bob):
+    return _client_for(bob)
+
+
+@pytest.fixture
+def vera_client(vera):
+    return _client_for(vera)
+
+
+@pytest.fixture
+def charlie_client(charlie):
+    return _client_for(charlie)
+
+
+@pytest.fixture
+def anon_client():
+    return APIClient()
