@@ -74,3 +74,22 @@ def charlie_client(charlie):
 @pytest.fixture
 def anon_client():
     return APIClient()
+
+
+@pytest.fixture
+def start_worker(transactional_db):
+    """Start real Celery worker processes: `start_worker(queues="default,cpu", name="w1")`.
+    Each is stopped at the end of the test."""
+    from tests.celery_harness import WorkerProcess, purge_broker
+
+    purge_broker()
+    started: list[WorkerProcess] = []
+
+    def start(*, queues: str = "default,cpu", name: str = "worker", env: dict | None = None, wait: bool = True):
+        worker = WorkerProcess(queues=queues, name=name, env=env)
+        started.append(worker)
+        return worker.wait_ready() if wait else worker
+
+    yield start
+    for worker in started:
+        worker.stop()
