@@ -34,7 +34,7 @@ def _check_broker() -> str | None:
     from workers.celery_app import app
 
     try:
-        with app.connection_for_write() as conn:
+        with app.connection_for_write(url=settings.CELERY_BROKER_URL) as conn:
             conn.ensure_connection(max_retries=1, timeout=1)
     except Exception as exc:
         return f"broker unreachable at CELERY_BROKER_URL: {exc}"

@@ -1,0 +1,63 @@
+"""No Docker engine runs here, so the compose file is checked statically: every service's command
+must name a module, entry point and settings file that exist in this tree."""
+
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+APP_SERVICES = {"web", "worker", "worker-gpu", "beat"}
+
+
+def _module_file(dotted: str) -> Path | None:
+    for source_root in (ROOT, ROOT / "platform"):
+        candidate = source_root.joinpath(*dotted.split("."))
+        for path in (candidate.with_suffix(".py"), candidate / "__init__.py", candidate / "__main__.py"):
+            if path.exists():
+                return path
+    return None
+
+
+def _command(service: str) -> str:
+    command = COMPOSE["services"][service]["command"]
+    return command if isinstance(command, str) else " ".join(command)
+
+
+def test_the_compose_file_has_every_service_with_a_health_check():
+    services = COMPOSE["services"]
+    assert APP_SERVICES | {"postgres", "redis"} <= set(services)
+    for name in APP_SERVICES | {"postgres", "redis"}:
+        assert "healthcheck" in services[name], name
+
+
+def test_every_app_service_names_a_real_settings_file():
+    for name in APP_SERVICES:
+        settings_module = COMPOSE["services"][name]["environment"]["DJANGO_SETTINGS_MODULE"]
+        assert _module_file(settings_module), f"{name}: {settings_module} does not exist"
+
+
+def test_every_app_service_command_names_real_modules():
+    for name in APP_SERVICES:
+        command = _command(name)
+        modules = re.findall(r"-A\s+([\w.]+)", command) + re.findall(r"python -m\s+([\w.]+)", command)
+        modules += [m.split(":")[0] for m in re.findall(r"gunicorn\s+([\w.:]+)", command)]
+        assert modules, f"{name}: no module found in {command!r}"
+        for module in modules:
+            assert _module_file(module), f"{name}: {module} does not exist"
+        if "manage.py" in command:
+            assert (ROOT / "manage.py").exists()
+
+
+def test_the_gpu_worker_takes_one_job_per_gpu_with_a_device_reservation():
+    gpu = COMPOSE["services"]["worker-gpu"]
+    assert "--concurrency 1" in _command("worker-gpu") or "gpu_launcher" in _command("worker-gpu")
+    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+
+
+def test_database_and_media_live_on_named_volumes():
+    assert {"pgdata", "media"} <= set(COMPOSE["volumes"])
+    assert any(v.startswith("pgdata:") for v in COMPOSE["services"]["postgres"]["volumes"])
+    assert any(v.startswith("media:") for v in COMPOSE["services"]["web"]["volumes"])

@@ -1,0 +1,30 @@
+from django.test import override_settings
+
+
+def test_healthz_answers_while_the_process_is_up(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readyz_is_ok_when_database_redis_and_broker_answer(client, db):
+    response = client.get("/readyz")
+    assert response.status_code == 200, response.content
+    assert response.json()["checks"] == {"database": "ok", "redis": "ok", "broker": "ok"}
+
+
+def test_readyz_names_redis_when_it_is_unreachable(client, db):
+    with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):
+        response = client.get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert "REDIS_URL" in body["checks"]["redis"]
+    assert body["checks"]["database"] == "ok"
+
+
+def test_readyz_names_the_broker_when_it_is_unreachable(client, db):
+    with override_settings(CELERY_BROKER_URL="redis://127.0.0.1:1/0"):
+        response = client.get("/readyz")
+    assert response.status_code == 503
+    assert "CELERY_BROKER_URL" in response.json()["checks"]["broker"]
