@@ -1,4 +1,4 @@
-"""`make dev`: web, a Celery worker and beat in the foreground; Ctrl-C stops all of them."""
+"""`make dev`: web, Celery workers and beat in the foreground; Ctrl-C stops all of them."""
 
 import os
 import signal
@@ -13,9 +13,12 @@ VAR = ROOT / "var"
 
 PROCESSES = {
     "web": [sys.executable, "manage.py", "runserver", "127.0.0.1:8000"],
-    # A laptop has no GPU: one worker takes every queue and trains on the CPU, one job at a time.
-    "worker": [str(BIN / "celery"), "-A", "workers.celery_app", "worker", "-Q", "default,cpu,gpu",
-               "--concurrency", "1", "--hostname", "dev-worker@%h", "--loglevel", "INFO"],
+    # Short tasks (dataset processing, bookkeeping) never wait behind a training run.
+    "worker": [str(BIN / "celery"), "-A", "workers.celery_app", "worker", "-Q", "default",
+               "--concurrency", "2", "--hostname", "default@%h", "--loglevel", "INFO"],
+    # A laptop has no GPU: this worker trains on the CPU, one job at a time (solo pool, as GPU workers).
+    "trainer": [str(BIN / "celery"), "-A", "workers.celery_app", "worker", "-Q", "cpu",
+                "--pool", "solo", "--concurrency", "1", "--hostname", "cpu@%h", "--loglevel", "INFO"],
     "beat": [str(BIN / "celery"), "-A", "workers.celery_app", "beat", "--loglevel", "INFO",
              "--schedule", str(VAR / "celerybeat-schedule")],
 }
