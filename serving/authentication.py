@@ -13,6 +13,7 @@ KEY_PREFIX = "tf_"
 KEY_FORMAT = re.compile(r"^tf_([A-Za-z0-9]{8})\.([A-Za-z0-9]{32})$")
 # Writing last_used_at on every request would turn each read into a write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+MALFORMED = "Malformed API key: expected 'tf_' followed by the key shown once at creation."
 
 
 def presented_key(request) -> str | None:
@@ -26,15 +27,15 @@ def key_from_token(raw: str) -> ApiKey:
     """The usable key for a presented token; raises AuthenticationFailed saying why not."""
     match = KEY_FORMAT.match(raw)
     if not match:
-        raise exceptions.AuthenticationFailed("Malformed API key: expected 'tf_' followed by the key shown at creation.")
+        raise exceptions.AuthenticationFailed(MALFORMED, code="malformed_api_key")
     library_key = raw[len(KEY_PREFIX) :]
     api_key = ApiKey.objects.select_related("team").filter(prefix=match.group(1)).first()
     if api_key is None or not api_key.is_valid(library_key):
-        raise exceptions.AuthenticationFailed("Invalid API key.")
+        raise exceptions.AuthenticationFailed("Invalid API key: it matches no key of this platform.", code="invalid_api_key")
     if api_key.revoked:
-        raise exceptions.AuthenticationFailed("This API key was revoked.")
+        raise exceptions.AuthenticationFailed("This API key was revoked.", code="revoked_api_key")
     if api_key.has_expired:
-        raise exceptions.AuthenticationFailed("This API key has expired.")
+        raise exceptions.AuthenticationFailed("This API key has expired.", code="expired_api_key")
     now = timezone.now()
     if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
@@ -43,15 +44,15 @@ def key_from_token(raw: str) -> ApiKey:
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
-    """request.user is the key's creator (or AnonymousUser-like None), request.auth the ApiKey."""
+    """request.user is an `ApiKeyUser` (the key's team, not a person), request.auth the ApiKey."""
 
     def authenticate(self, request):
         raw = presented_key(request)
         if raw is None:
             return None
         if not raw.startswith(KEY_PREFIX):
-            # Not one of ours (e.g. a session user's browser never sends one): let others try.
-            raise exceptions.AuthenticationFailed("Malformed API key: expected 'tf_' followed by the key shown at creation.")
+            # No other authenticator reads these headers, so a foreign token is an error, not a pass.
+            raise exceptions.AuthenticationFailed(MALFORMED, code="malformed_api_key")
         api_key = key_from_token(raw)
         return (ApiKeyUser(api_key), api_key)
 

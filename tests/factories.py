@@ -30,3 +30,87 @@ class MembershipFactory(factory.django.DjangoModelFactory):
     team = factory.SubFactory(TeamFactory)
     user = factory.SubFactory(UserFactory)
     role = "member"
+
+
+
+class InvitationFactory(factory.django.DjangoModelFactory):
+    """A pending invitation made like the service makes one; its link token is on the object as `.token`
+    (only the hash is stored). Pass `expires_at` in the past for an expired one."""
+
+    class Meta:
+        model = "accounts.Invitation"
+
+    team = factory.SubFactory(TeamFactory)
+    email = factory.Sequence(lambda n: f"invitee{n}@example.com")
+    role = "member"
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        import secrets as _secrets
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from accounts.selectors import invitation_token_hash
+
+        token = _secrets.token_urlsafe(32)
+        kwargs["token_hash"] = invitation_token_hash(token)
+        kwargs.setdefault("expires_at", timezone.now() + timedelta(days=7))
+        invitation = super()._create(model_class, *args, **kwargs)
+        invitation.token = token
+        return invitation
+
+
+class ApiKeyFactory(factory.django.DjangoModelFactory):
+    """A team API key made by the real service; the full key is on the object as `.raw`."""
+
+    class Meta:
+        model = "serving.ApiKey"
+
+    team = factory.SubFactory(TeamFactory)
+    name = factory.Sequence(lambda n: f"key {n}")
+    scopes = factory.LazyFunction(lambda: ["read", "write", "inference"])
+    expiry_date = None
+    created_by = None
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        from serving.apikeys import apikey_create
+
+        api_key, raw = apikey_create(
+            team=kwargs["team"],
+            name=kwargs["name"],
+            scopes=kwargs["scopes"],
+            expires_at=kwargs["expiry_date"],
+            user=kwargs["created_by"],
+        )
+        api_key.raw = raw
+        return api_key
+
+
+def _now():
+    from django.utils import timezone
+
+    return timezone.now()
+
+
+class WorkerNodeFactory(factory.django.DjangoModelFactory):
+    """A registered GPU worker that heartbeat just now; pass `last_heartbeat_at` to age it."""
+
+    class Meta:
+        model = "workers.WorkerNode"
+        django_get_or_create = ("name",)
+
+    name = factory.Sequence(lambda n: f"gpu{n}@node-{n}.example")
+    host = factory.LazyAttribute(lambda w: w.name.split("@", 1)[1])
+    pid = factory.Sequence(lambda n: 1000 + n)
+    queues = factory.LazyFunction(lambda: ["gpu", "gpu.h200"])
+    device_kind = "cuda"
+    device_name = "NVIDIA H200"
+    device_memory_mb = 143771
+    device_class = "h200"
+    cuda_version = "12.8"
+    torch_version = "2.13.0"
+    utilisation = factory.LazyFunction(lambda: {"gpu_percent": 73, "memory_used_mb": 40960, "memory_total_mb": 143771})
+    last_heartbeat_at = factory.LazyFunction(_now)
+    started_at = factory.LazyFunction(_now)

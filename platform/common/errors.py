@@ -84,7 +84,7 @@ def _first_message(detail: Any) -> tuple[str, str | None]:
     if isinstance(detail, dict):
         for key, value in detail.items():
             message, inner = _first_message(value)
-            field = key if key != "non_field_errors" else None
+            field = str(key) if key != "non_field_errors" else None  # list items have int keys, 0 too
             return message, f"{field}.{inner}" if field and inner else (field or inner)
         return "Invalid input.", None
     if isinstance(detail, list) and detail:

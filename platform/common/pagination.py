@@ -4,6 +4,7 @@
 correct while rows are added, which matters for live event streams.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,9 +54,11 @@ def paginate_after(
     return Page(items=rows[:limit], has_more=len(rows) > limit)
 
 
-def list_response_body(page: Page, data: list[Any]) -> dict[str, Any]:
+def list_response_body(page: Page, data: list[Any], *, id_of: Callable[[Any], str] | None = None) -> dict[str, Any]:
+    """`id_of` gives the id clients see (and pass back as `after`) where it is not the pk."""
     body = {"object": "list", "data": data, "has_more": page.has_more}
     if page.items:
-        body["first_id"] = str(page.items[0].pk)
-        body["last_id"] = str(page.items[-1].pk)
+        id_of = id_of or (lambda item: str(item.pk))
+        body["first_id"] = id_of(page.items[0])
+        body["last_id"] = id_of(page.items[-1])
     return body

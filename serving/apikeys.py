@@ -1,0 +1,102 @@
+"""API keys: services and selectors (the one place that creates, lists and revokes them).
+
+A key is `tf_<prefix>.<secret>`; djangorestframework-api-key generates it and stores the prefix and a
+SHA-512 hash. The full key exists only in the return value of `apikey_create`.
+"""
+
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from accounts.models import Role, Team, User, role_at_least
+from accounts.selectors import membership_for
+from common.errors import Conflict, Forbidden, InvalidInput, NotFound
+from serving.authentication import KEY_PREFIX
+from serving.models import ApiKey, ApiKeyScope
+
+NAME_MAX = 50
+PUBLIC_ID_PREFIX = "key-"
+
+
+def _clean_scopes(scopes: list[str] | None) -> list[str]:
+    if not scopes:
+        raise InvalidInput("Choose at least one scope: read, write or inference.", field="scopes", code="required")
+    valid = {s.value for s in ApiKeyScope}
+    unknown = [s for s in scopes if s not in valid]
+    if unknown:
+        raise InvalidInput(
+            f"Unknown scope {unknown[0]!r}: choose among read, write, inference.", field="scopes", code="invalid_scope"
+        )
+    # Keep the canonical order so equal scope sets look alike everywhere.
+    return [s.value for s in ApiKeyScope if s.value in scopes]
+
+
+@transaction.atomic
+def apikey_create(
+    *,
+    team: Team,
+    name: str,
+    scopes: list[str],
+    expires_at: datetime | None = None,
+    user: User | None = None,
+    acting_key: ApiKey | None = None,
+) -> tuple[ApiKey, str]:
+    """A new key for `team`; returns it with the full key, which is never stored nor shown again.
+
+    A key created by another key can only carry scopes that key has, so a key cannot mint a
+    stronger one."""
+    name = (name or "").strip()
+    if not name:
+        raise InvalidInput("Give the key a name, so you can tell it apart later.", field="name", code="required")
+    if len(name) > NAME_MAX:
+        raise InvalidInput(f"A key name has at most {NAME_MAX} characters; this one has {len(name)}.", field="name")
+    scopes = _clean_scopes(scopes)
+    if acting_key is not None:
+        missing = [s for s in scopes if not acting_key.has_scope(s)]
+        if missing:
+            raise Forbidden(
+                f"This API key cannot grant the '{missing[0]}' scope, which it does not have itself.",
+                field="scopes",
+                code="scope_escalation",
+            )
+    if expires_at is not None and expires_at <= timezone.now():
+        raise InvalidInput("The expiry must be in the future.", field="expires_at", code="expiry_in_past")
+    api_key, library_key = ApiKey.objects.create_key(
+        team=team, name=name, scopes=scopes, expiry_date=expires_at, created_by=user
+    )
+    return api_key, KEY_PREFIX + library_key
+
+
+def apikey_list(*, team: Team) -> QuerySet[ApiKey]:
+    return ApiKey.objects.select_related("created_by").filter(team=team)
+
+
+def apikey_get(*, team: Team, key_id: str) -> ApiKey:
+    """A key of this team by its public id `key-<prefix>` (another team's key is a 404)."""
+    prefix = key_id[len(PUBLIC_ID_PREFIX) :] if key_id.startswith(PUBLIC_ID_PREFIX) else None
+    api_key = apikey_list(team=team).filter(prefix=prefix).first() if prefix else None
+    if api_key is None:
+        raise NotFound(f"No API key {key_id!r} in team {team.name}.", code="api_key_not_found")
+    return api_key
+
+
+@transaction.atomic
+def apikey_revoke(*, team: Team, api_key: ApiKey, user: User | None = None) -> ApiKey:
+    """Revokes a key for good. A signed-in member may revoke the keys they created; owners and
+    admins any key of the team. (An API key with the write scope may revoke its team's keys.)"""
+    if user is not None and api_key.created_by_id != user.pk:
+        role = membership_for(user=user, team_id=team.pk).role
+        if not role_at_least(role, Role.ADMIN):
+            raise Forbidden(
+                f"Only owners and admins can revoke keys created by someone else; you are a {role} of {team.name}.",
+                code="insufficient_role",
+            )
+    api_key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+    if api_key.revoked:
+        raise Conflict(f"The API key {api_key.public_id} was already revoked.", code="already_revoked")
+    api_key.revoked = True
+    api_key.revoked_at = timezone.now()
+    api_key.save(update_fields=["revoked", "revoked_at"])
+    return api_key

@@ -1,0 +1,34 @@
+"""Reads for the serving side, scoped to the calling team."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from accounts.models import Team
+from common.errors import NotFound
+from finetune.models import BaseModel
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model a team may call or tune, as `/v1/models` lists it."""
+
+    id: str
+    created: datetime
+    owned_by: str
+
+
+def model_list_for_team(*, team: Team) -> list[ModelEntry]:
+    """The enabled base models; the team's fine-tuned models join this list as they are published."""
+    return [
+        ModelEntry(id=model.name, created=model.created_at, owned_by="tuneforge")
+        for model in BaseModel.objects.filter(enabled=True)  # the default model first
+    ]
+
+
+def model_get_for_team(*, team: Team, model_id: str) -> ModelEntry:
+    for entry in model_list_for_team(team=team):
+        if entry.id == model_id:
+            return entry
+    raise NotFound(
+        f"The model '{model_id}' does not exist or you do not have access to it.", code="model_not_found", field="model"
+    )
