@@ -185,3 +185,46 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }
+
+# --- Fine-tuning jobs (finetune/; docs/jobs.md explains each one)
+TUNEFORGE_DEFAULT_DEVICE_CLASS = env("TUNEFORGE_DEFAULT_DEVICE_CLASS", default="cpu")
+# Training tasks run for hours: their own limit, not CELERY_TASK_TIME_LIMIT (meant for short tasks).
+TUNEFORGE_JOB_TIME_LIMIT = env.int("TUNEFORGE_JOB_TIME_LIMIT", default=24 * 3600)
+TUNEFORGE_JOB_HEARTBEAT_SECONDS = env.float("TUNEFORGE_JOB_HEARTBEAT_SECONDS", default=5.0)
+# A running job silent this long lost its worker: the reconciler requeues it from its checkpoint.
+TUNEFORGE_JOB_STALE_AFTER_SECONDS = env.float("TUNEFORGE_JOB_STALE_AFTER_SECONDS", default=60.0)
+TUNEFORGE_JOB_MAX_CRASHES = env.int("TUNEFORGE_JOB_MAX_CRASHES", default=3)
+TUNEFORGE_JOB_RECONCILE_SECONDS = env.float("TUNEFORGE_JOB_RECONCILE_SECONDS", default=10.0)
+# A queued job without a broker message for this long (e.g. Redis flushed) gets a fresh one.
+TUNEFORGE_JOB_REDISPATCH_AFTER_SECONDS = env.float("TUNEFORGE_JOB_REDISPATCH_AFTER_SECONDS", default=30.0)
+TUNEFORGE_JOB_FLUSH_SECONDS = env.float("TUNEFORGE_JOB_FLUSH_SECONDS", default=2.0)
+TUNEFORGE_JOB_FLUSH_POINTS = env.int("TUNEFORGE_JOB_FLUSH_POINTS", default=200)
+TUNEFORGE_JOB_CONTROL_POLL_SECONDS = env.float("TUNEFORGE_JOB_CONTROL_POLL_SECONDS", default=1.0)
+TUNEFORGE_JOB_LOG_MAX_LINES = env.int("TUNEFORGE_JOB_LOG_MAX_LINES", default=5000)
+# Tokens/second per device class for estimates, overriding finetune/estimates.py ("cpu=2000,h100=280000").
+TUNEFORGE_THROUGHPUT_TOKENS_PER_SECOND = env.dict("TUNEFORGE_THROUGHPUT_TOKENS_PER_SECOND", cast={"value": float},
+                                                  default={})
+TUNEFORGE_CODE_VERSION = env("TUNEFORGE_CODE_VERSION", default="")
+CELERY_BEAT_SCHEDULE["finetune-reconcile-jobs"] = {
+    "task": "finetune.reconcile_jobs",
+    "schedule": TUNEFORGE_JOB_RECONCILE_SECONDS,
+    "options": {"expires": TUNEFORGE_JOB_RECONCILE_SECONDS},
+}
+
+# Storage switch: TUNEFORGE_STORAGE=s3 puts datasets and artifacts in an S3-compatible bucket under
+# any settings module (web and workers then share nothing but the database, broker and bucket).
+TUNEFORGE_STORAGE = env("TUNEFORGE_STORAGE", default="local")
+S3_STORAGE = {
+    "BACKEND": "storages.backends.s3.S3Storage",
+    "OPTIONS": {
+        "bucket_name": env("AWS_STORAGE_BUCKET_NAME", default="tuneforge"),
+        "endpoint_url": env("AWS_S3_ENDPOINT_URL", default=None),
+        "access_key": env("AWS_ACCESS_KEY_ID", default=None),
+        "secret_key": env("AWS_SECRET_ACCESS_KEY", default=None),
+        "region_name": env("AWS_S3_REGION_NAME", default=None),
+        "default_acl": None,
+        "file_overwrite": False,
+    },
+}
+if TUNEFORGE_STORAGE == "s3":
+    STORAGES["default"] = S3_STORAGE

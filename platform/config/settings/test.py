@@ -29,3 +29,5 @@ STORAGES = {
 }
 STATIC_ROOT = _scratch / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+if TUNEFORGE_STORAGE == "s3":  # noqa: F405 - tests that run workers against a real S3-compatible server
+    STORAGES["default"] = S3_STORAGE  # noqa: F405
