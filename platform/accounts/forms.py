@@ -1,0 +1,77 @@
+"""Web forms. They check the shape of the input; the services check the rules (and say why not)."""
+
+from django import forms
+from django.contrib.auth.forms import AuthenticationForm
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import Role
+from serving.models import ApiKeyScope
+
+
+class EmailAuthenticationForm(AuthenticationForm):
+    """Sign-in by e-mail, whatever its case (addresses are stored lower-cased)."""
+
+    def clean_username(self):
+        return (self.cleaned_data.get("username") or "").strip().lower()
+
+
+class SignUpForm(forms.Form):
+    email = forms.EmailField(label=_("E-mail"), widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}))
+    full_name = forms.CharField(label=_("Full name"), max_length=150, required=False)
+    password1 = forms.CharField(
+        label=_("Password"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text=_("At least 10 characters, not too common, not all digits, not like your e-mail."),
+    )
+    password2 = forms.CharField(
+        label=_("Password again"), strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("password1") and cleaned.get("password2") and cleaned["password1"] != cleaned["password2"]:
+            self.add_error("password2", _("The two passwords differ."))
+        return cleaned
+
+
+class TeamForm(forms.Form):
+    name = forms.CharField(label=_("Team name"), max_length=100)
+
+
+class InvitationForm(forms.Form):
+    email = forms.EmailField(label=_("E-mail"))
+    role = forms.ChoiceField(label=_("Role"), choices=Role.choices, initial=Role.MEMBER)
+
+    def __init__(self, *args, allowed_roles: list[str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if allowed_roles is not None:
+            self.fields["role"].choices = [(value, label) for value, label in Role.choices if value in allowed_roles]
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(label=_("Role"), choices=Role.choices)
+
+
+EXPIRY_CHOICES = [
+    ("", _("Never")),
+    ("7", _("In 7 days")),
+    ("30", _("In 30 days")),
+    ("90", _("In 90 days")),
+    ("365", _("In a year")),
+]
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(label=_("Name"), max_length=50, help_text=_("What uses this key, e.g. “nightly eval”."))
+    scopes = forms.MultipleChoiceField(
+        label=_("Scopes"),
+        choices=ApiKeyScope.choices,
+        initial=[ApiKeyScope.READ, ApiKeyScope.INFERENCE],
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("read: list and view; write: create and change; inference: call models."),
+        error_messages={"required": _("Choose at least one scope.")},
+    )
+    expires_in_days = forms.TypedChoiceField(
+        label=_("Expires"), choices=EXPIRY_CHOICES, required=False, coerce=int, empty_value=None
+    )

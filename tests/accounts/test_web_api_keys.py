@@ -1,0 +1,75 @@
+"""The API keys page: create (key shown once), list, revoke."""
+
+import re
+
+import pytest
+from django.test import Client
+
+from serving.models import ApiKey
+from tests.factories import ApiKeyFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def browser_for(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_creating_a_key_shows_it_once_in_a_secret_box(bob, team):
+    client = browser_for(bob)
+    response = client.post("/accounts/api-keys/", {"name": "eval", "scopes": ["read", "inference"], "expires_in_days": "30"})
+
+    assert response.status_code == 201
+    raw = re.search(r'<pre class="secret" id="new-key-secret">(tf_[^<]+)</pre>', response.content.decode()).group(1)
+    key = ApiKey.objects.get(team=team)
+    assert raw.startswith(f"tf_{key.prefix}.") and key.scopes == ["read", "inference"] and key.created_by == bob
+    assert key.expiry_date is not None
+    later = client.get("/accounts/api-keys/").content.decode()
+    assert raw not in later and key.public_id in later
+    assert Client().get("/api/v1/me", HTTP_AUTHORIZATION=f"Bearer {raw}").json()["active_team"]["id"] == team.id
+
+
+def test_a_key_needs_a_name_and_a_scope_with_errors_next_to_the_fields(bob, team):
+    response = browser_for(bob).post("/accounts/api-keys/", {"name": "", "expires_in_days": ""})
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert 'id="id_name_errors"' in page and "Choose at least one scope." in page
+    assert not ApiKey.objects.exists()
+
+
+def test_a_viewer_sees_keys_but_cannot_create_them(vera, team):
+    ApiKeyFactory(team=team, name="ci")
+    client = browser_for(vera)
+    page = client.get("/accounts/api-keys/").content.decode()
+    assert "ci" in page and 'id="api-key-form"' not in page
+    response = client.post("/accounts/api-keys/", {"name": "mine", "scopes": ["read"]})
+    assert response.status_code == 403
+    assert ApiKey.objects.filter(team=team).count() == 1
+
+
+def test_revoking_a_key_from_the_page(alice, team):
+    key = ApiKeyFactory(team=team)
+    response = browser_for(alice).post(f"/accounts/api-keys/{key.public_id}/revoke/")
+    assert response["Location"] == "/accounts/api-keys/"
+    key.refresh_from_db()
+    assert key.revoked
+    assert Client().get("/api/v1/me", HTTP_AUTHORIZATION=f"Bearer {key.raw}").status_code == 401
+
+
+def test_charlie_cannot_see_or_revoke_alices_keys_from_the_page(charlie, team):
+    key = ApiKeyFactory(team=team, name="alice-secret-name")
+    client = browser_for(charlie)
+    assert "alice-secret-name" not in client.get("/accounts/api-keys/").content.decode()
+    assert client.post(f"/accounts/api-keys/{key.public_id}/revoke/").status_code == 404
+    key.refresh_from_db()
+    assert not key.revoked
+
+
+def test_a_member_cannot_revoke_someone_elses_key(bob, alice, team):
+    key = ApiKeyFactory(team=team, created_by=alice)
+    response = browser_for(bob).post(f"/accounts/api-keys/{key.public_id}/revoke/")
+    assert response.status_code == 403
+    key.refresh_from_db()
+    assert not key.revoked
