@@ -1,0 +1,210 @@
+"""Final artifacts in Hugging Face format, plus the files the platform and users read next to them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import models
+
+ENGINE_VERSION = "1.0"
+_TASK_TAG = {"classification": "text-classification", "multilabel_classification": "text-classification", "chat_sft": "text-generation"}
+
+
+def label_map(labels: list[str], task: str) -> dict[str, Any]:
+    return {
+        "task": task,
+        "labels": list(labels),
+        "label2id": {label: i for i, label in enumerate(labels)},
+        "id2label": {str(i): label for i, label in enumerate(labels)},
+        "problem_type": {"classification": "single_label_classification", "multilabel_classification": "multi_label_classification"}.get(task),
+    }
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def export(plan: Any, model: nn.Module, metrics: dict[str, Any], resolved_spec: dict[str, Any], reporter: Any) -> dict[str, Any]:
+    """Write everything at output_dir's root. Returns the manifest (engine.json)."""
+    out = Path(plan.spec.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = plan.spec
+    is_adapter = spec.method != "full"
+    merged = False
+    with models.quiet_transformers():
+        if is_adapter:
+            # peft records whatever path the base was loaded from; artifacts must name the portable id instead.
+            for cfg in model.peft_config.values():  # type: ignore[attr-defined]
+                cfg.base_model_name_or_path = plan.base_name
+            adapter_dir = out / "adapter" if spec.hyperparameters.merge_adapter else out
+            model.save_pretrained(str(adapter_dir), safe_serialization=True)  # type: ignore[attr-defined]
+            if spec.hyperparameters.merge_adapter:
+                _merge(plan, adapter_dir, out)
+                merged = True
+        else:
+            model.config.name_or_path = plan.base_name  # type: ignore[attr-defined]
+            model.save_pretrained(str(out), safe_serialization=True)  # type: ignore[attr-defined]
+        plan.tokenizer.save_pretrained(str(out))
+    manifest = {
+        "engine_version": ENGINE_VERSION,
+        "format": "adapter" if is_adapter else "full",
+        "merged": merged,
+        "method": spec.method,
+        "task": spec.task,
+        "base_model": plan.base_name,
+        "num_labels": len(plan.labels),
+        "dataset_hash": plan.dataset_hash,
+        "target_modules": resolved_spec["hyperparameters"].get("target_modules"),
+    }
+    _write_json(out / "engine.json", manifest)
+    _write_json(out / "label_map.json", label_map(plan.labels, spec.task))
+    _write_json(out / "metrics.json", metrics)
+    _write_json(out / "spec.json", resolved_spec)
+    (out / "README.md").write_text(model_card(plan, metrics, resolved_spec, manifest), encoding="utf-8")
+    reporter.on_log("info", f"artifacts written to {out}")
+    return manifest
+
+
+def _merge(plan: Any, adapter_dir: Path, out: Path) -> None:
+    """Reload the base unquantized and fold the adapter in, so QLoRA merges are as exact as LoRA ones."""
+    from peft import PeftModel
+
+    dtype = torch.float32 if plan.spec.method != "qlora" else torch.bfloat16
+    base = models._load_pretrained(plan.base_path, plan.spec.task, plan.labels, plan.tokenizer, None, dtype)
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged.config.name_or_path = plan.base_name
+    merged.save_pretrained(str(out), safe_serialization=True)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _metric_rows(metrics: dict[str, Any]) -> list[str]:
+    final = metrics.get("final") or {}
+    base = (metrics.get("baseline") or {}).get("base_model") or {}
+    majority = (metrics.get("baseline") or {}).get("majority_class") or {}
+    rows = []
+    for key, value in final.items():
+        if not isinstance(value, (int, float)) or key in ("step", "epoch"):
+            continue
+        bare = key.removeprefix("valid_")
+        before = base.get(key)
+        maj = majority.get(bare)
+        gain = "" if before is None else _fmt(value - before)
+        rows.append(f"| {key} | {_fmt(value)} | {'' if before is None else _fmt(before)} | {'' if maj is None else _fmt(maj)} | {gain} |")
+    return rows
+
+
+def model_card(plan: Any, metrics: dict[str, Any], resolved: dict[str, Any], manifest: dict[str, Any]) -> str:
+    spec = plan.spec
+    hp = resolved["hyperparameters"]
+    task_tag = _TASK_TAG[spec.task]
+    lib = "peft" if manifest["format"] == "adapter" and not manifest["merged"] else "transformers"
+    lines = [
+        "---",
+        f"library_name: {lib}",
+        f"base_model: {plan.base_name}",
+        f"pipeline_tag: {task_tag}",
+        f"tags: [tuneforge, {spec.method}, {spec.task}]",
+        "---",
+        "",
+        f"# {plan.base_name} fine-tuned for {spec.task.replace('_', ' ')} ({spec.method})",
+        "",
+        "Produced by the Tuneforge fine-tuning engine.",
+        "",
+        "## Base model and data",
+        "",
+        f"- Base model: `{plan.base_name}`",
+        f"- Method: `{spec.method}`" + (" (merged into the base weights)" if manifest["merged"] else ""),
+        f"- Dataset hash: `{plan.dataset_hash}`",
+        f"- Training rows: {len(plan.train)}" + (f" (including {plan.n_replay} replayed from the earlier version)" if plan.n_replay else ""),
+        f"- Validation rows: {len(plan.valid) if plan.valid is not None else 0}",
+    ]
+    if plan.labels:
+        lines.append(f"- Labels ({len(plan.labels)}): " + ", ".join(f"`{label}`" for label in plan.labels))
+    if spec.init_from:
+        lines.append("- Continued from an earlier model version (continual learning)")
+    lines += ["", "## Hyperparameters", "", "| name | value |", "|---|---|"]
+    for k, v in hp.items():
+        lines.append(f"| {k} | {_fmt(v)} |")
+    lines += [f"| seed | {spec.seed} |", f"| steps | {metrics.get('train', {}).get('steps')} |", ""]
+    lines += ["## Metrics", ""]
+    rows = _metric_rows(metrics)
+    if rows:
+        lines += [
+            "Validation metrics after training, against the base model before tuning and the majority-class baseline.",
+            "",
+            "| metric | fine-tuned | base model (before) | majority class | gain over base |",
+            "|---|---|---|---|---|",
+            *rows,
+            "",
+        ]
+    else:
+        lines += ["No validation set was given, so there are no held-out metrics.", ""]
+    train = metrics.get("train", {})
+    lines.append(f"Final training loss: {_fmt(train.get('final_train_loss'))}; trained tokens: {train.get('trained_tokens')}.")
+    forgetting = metrics.get("forgetting")
+    if forgetting:
+        lines += ["", "### Earlier validation set (forgetting)", "", "| metric | before | after | change |", "|---|---|---|---|"]
+        for k, v in forgetting.items():
+            lines.append(f"| {k} | {_fmt(v['before'])} | {_fmt(v['after'])} | {_fmt(v['change'])} |")
+    lines += ["", "## How to load", "", "```python", *_load_snippet(plan, manifest), "```", ""]
+    lines += [
+        "## Intended use",
+        "",
+        (
+            f"Classifying short texts into the {len(plan.labels)} labels above, for data like the training set."
+            if spec.task != "chat_sft"
+            else "Answering in the style and domain of the training conversations."
+        ),
+        "",
+        "## Limits",
+        "",
+        "- Quality was measured only on the validation data described above; other domains, languages or "
+        "label definitions may score much lower.",
+        f"- Inputs longer than {hp['max_length']} tokens were truncated in training.",
+        "- The model inherits the biases and licence terms of its base model and of the training data.",
+    ]
+    if spec.task != "chat_sft":
+        lines.append("- It always answers with one of the known labels, even for unrelated input; check confidence scores.")
+    else:
+        lines.append("- Generated text can be wrong or fabricated; do not rely on it without review.")
+    return "\n".join(lines) + "\n"
+
+
+def _load_snippet(plan: Any, manifest: dict[str, Any]) -> list[str]:
+    cls = "AutoModelForCausalLM" if plan.spec.task == "chat_sft" else "AutoModelForSequenceClassification"
+    if manifest["format"] == "full" or manifest["merged"]:
+        return [f"from transformers import AutoTokenizer, {cls}", 'model = ' + cls + '.from_pretrained("path/to/this/dir")',
+                'tokenizer = AutoTokenizer.from_pretrained("path/to/this/dir")']
+    lines = [
+        "import json",
+        "from peft import PeftModel",
+        f"from transformers import AutoTokenizer, {cls}",
+        'lm = json.load(open("path/to/this/dir/label_map.json"))',
+    ]
+    if plan.spec.task == "chat_sft":
+        lines.append(f'base = {cls}.from_pretrained("{plan.base_name}")')
+    else:
+        lines.append(
+            f'base = {cls}.from_pretrained("{plan.base_name}", num_labels=len(lm["labels"]), '
+            'id2label=dict(enumerate(lm["labels"])), label2id=lm["label2id"], problem_type=lm["problem_type"])'
+        )
+    lines += ['model = PeftModel.from_pretrained(base, "path/to/this/dir")', 'tokenizer = AutoTokenizer.from_pretrained("path/to/this/dir")']
+    return lines
+
+
+def remove_stale(output_dir: str | Path) -> None:
+    """A fresh (not resumed) run owns its output dir: old checkpoints would be rotated in with the new ones."""
+    root = Path(output_dir) / "checkpoints"
+    if root.is_dir():
+        shutil.rmtree(root)

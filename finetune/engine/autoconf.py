@@ -1,0 +1,96 @@
+"""Resolving "auto" hyperparameters from the data, the model and the device.
+
+Each rule is deliberately simple and documented in docs/engine.md, so a user can predict what "auto" picks.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+
+# Learning rates that train reliably for each method (full fine-tuning moves every weight, so it needs
+# the smallest; prompt tuning moves only a few embeddings, so it needs the largest).
+_LR = {
+    ("full", "cls"): 5e-5,
+    ("full", "sft"): 2e-5,
+    ("lora", "cls"): 2e-3,
+    ("lora", "sft"): 2e-4,
+    ("qlora", "cls"): 2e-3,
+    ("qlora", "sft"): 2e-4,
+    ("ia3", "cls"): 5e-3,
+    ("ia3", "sft"): 3e-3,
+    ("prompt_tuning", "cls"): 3e-2,
+    ("prompt_tuning", "sft"): 3e-2,
+}
+
+
+def auto_learning_rate(method: str, task: str, n_params: int) -> float:
+    """The table rate (tuned on ~20-500M parameter models with linear decay); billion-parameter models
+    are more fragile, so they get a fifth of it (prompt tuning excepted: it only trains the prompt)."""
+    lr = _LR[(method, "sft" if task == "chat_sft" else "cls")]
+    if n_params >= 1e9 and method != "prompt_tuning":
+        lr /= 5
+    return lr
+
+
+def auto_max_length(lengths: Sequence[int], task: str, limit: int | None) -> int:
+    """95th percentile (classification) or 98th (chat, where cut replies hurt more) rounded up to a multiple of 8."""
+    q = 98 if task == "chat_sft" else 95
+    pct = float(np.percentile(np.asarray(lengths), q)) if len(lengths) else 128.0
+    value = max(16, int(math.ceil(pct / 8.0) * 8))
+    cap = 2048 if task == "chat_sft" else 512  # beyond this "auto" should not silently pick quadratic-cost lengths
+    value = min(value, cap)
+    if limit is not None:
+        value = min(value, limit)
+    return value
+
+
+def auto_epochs(n_train: int, task: str) -> int:
+    """Small data needs more passes; aim at a few thousand samples seen (classification) or ~1k (chat)."""
+    if task == "chat_sft":
+        return 1 if n_train >= 20_000 else int(min(5, max(2, math.ceil(1_000 / max(n_train, 1)))))
+    return 1 if n_train >= 100_000 else int(min(10, max(2, math.ceil(2_000 / max(n_train, 1)))))
+
+
+def auto_batch_size(device: torch.device, max_length: int, n_params: int, n_train: int, method: str) -> int:
+    """Largest power of two whose activations fit a token budget scaled by device memory and model size."""
+    if device.type == "cuda":
+        mem_gb = torch.cuda.get_device_properties(device).total_memory / 2**30
+        size_factor = max(1.0, n_params / 350e6)  # activations grow with width/depth; ~350M params as the unit
+        if method == "full":
+            size_factor *= 2.0  # optimizer states and full gradients compete for the same memory
+        budget = mem_gb * 2048 / size_factor
+        cap = 64
+    else:
+        budget = 4096.0  # CPU: larger batches only add latency per step, not throughput
+        cap = 32
+    bs = max(1, int(budget // max(max_length, 1)))
+    # Small datasets need updates more than throughput: keep at least ~12 optimizer steps per epoch.
+    bs = min(bs, cap, max(1, n_train // 12))
+    return 2 ** int(math.floor(math.log2(bs)))
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    if requested != "auto":
+        return requested
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"
+
+
+def resolve_device(requested: str) -> torch.device:
+    from .errors import SpecError
+
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise SpecError("device", f"{requested!r} was requested but this machine has no CUDA GPU", code="device_unavailable")
+    dev = torch.device(requested)
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise SpecError("device", f"{requested!r}: only {torch.cuda.device_count()} GPU(s) here", code="device_unavailable")
+    return dev

@@ -1,0 +1,237 @@
+"""Job spec dataclasses and the checks that need no files, model or data."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import SpecError
+
+TASKS = ("classification", "multilabel_classification", "chat_sft")
+METHODS = ("full", "lora", "ia3", "prompt_tuning", "qlora")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+AUTO = "auto"
+
+
+@dataclass
+class Hyperparameters:
+    n_epochs: int | str = AUTO
+    batch_size: int | str = AUTO
+    learning_rate: float | str = AUTO
+    max_length: int | str = AUTO
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    gradient_accumulation_steps: int = 1
+    eval_every_steps: int | None = None  # None = each epoch
+    save_every_steps: int | None = None  # None = each epoch only
+    keep_last_checkpoints: int = 2
+    early_stopping_patience: int | None = None  # counted in evaluations
+    early_stopping_metric: str = "eval_loss"
+    class_weights: bool = False
+    label_smoothing: float = 0.0
+    precision: str = AUTO  # auto|fp32|bf16|fp16 (auto: bf16 on capable CUDA, else fp32)
+    gradient_checkpointing: bool = False
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    target_modules: list[str] | None = None
+    num_virtual_tokens: int = 20  # prompt tuning
+    merge_adapter: bool = False
+    # Not in the first contract draft; clipping is what every reference loop does, None disables it.
+    max_grad_norm: float | None = 1.0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> Hyperparameters:
+        d = dict(d or {})
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise SpecError(
+                f"hyperparameters.{unknown[0]}",
+                f"unknown hyperparameter; known ones are: {', '.join(sorted(names))}",
+                code="unknown_field",
+            )
+        hp = cls(**d)
+        _check_types(hp)
+        return hp
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class JobSpec:
+    base_model: str
+    task: str  # "classification" | "multilabel_classification" | "chat_sft"
+    method: str  # "full" | "lora" | "ia3" | "prompt_tuning" | "qlora"
+    train_file: str
+    output_dir: str
+    validation_file: str | None = None
+    hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
+    seed: int = 42
+    device: str = AUTO  # auto|cpu|cuda|cuda:N
+    init_from: str | None = None
+    replay_file: str | None = None
+    replay_fraction: float = 0.0
+    previous_validation_file: str | None = None  # forgetting measured here
+    dataset_hash: str | None = None
+    max_steps: int | None = None
+    cache_dir: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> JobSpec:
+        if not isinstance(d, dict):
+            raise SpecError("spec", "a job spec must be a JSON object", code="invalid_type")
+        d = dict(d)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise SpecError(unknown[0], f"unknown spec field; known ones are: {', '.join(sorted(names))}", code="unknown_field")
+        for required in ("base_model", "task", "method", "train_file", "output_dir"):
+            if not d.get(required):
+                raise SpecError(required, "is required", code="required")
+        hp = d.get("hyperparameters")
+        if isinstance(hp, Hyperparameters):
+            d["hyperparameters"] = hp
+        elif hp is None or isinstance(hp, dict):
+            d["hyperparameters"] = Hyperparameters.from_dict(hp)
+        else:
+            raise SpecError("hyperparameters", "must be an object", code="invalid_type")
+        spec = cls(**d)
+        _check_spec_types(spec)
+        return spec
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["hyperparameters"] = self.hyperparameters.to_dict()
+        return d
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_types(hp: Hyperparameters) -> None:
+    """Type checks only; ranges are checked in check_static so one place owns the wording."""
+
+    for name in ("n_epochs", "batch_size", "max_length"):
+        v = getattr(hp, name)
+        if v != AUTO and not _is_int(v):
+            raise SpecError(f"hyperparameters.{name}", f'must be an integer or "auto", got {v!r}', code="invalid_type")
+    if hp.learning_rate != AUTO and not _is_number(hp.learning_rate):
+        raise SpecError("hyperparameters.learning_rate", f'must be a number or "auto", got {hp.learning_rate!r}', code="invalid_type")
+    for name in ("gradient_accumulation_steps", "keep_last_checkpoints", "lora_r", "lora_alpha", "num_virtual_tokens"):
+        if not _is_int(getattr(hp, name)):
+            raise SpecError(f"hyperparameters.{name}", "must be an integer", code="invalid_type")
+    for name in ("eval_every_steps", "save_every_steps", "early_stopping_patience"):
+        v = getattr(hp, name)
+        if v is not None and not _is_int(v):
+            raise SpecError(f"hyperparameters.{name}", "must be an integer or null", code="invalid_type")
+    for name in ("warmup_ratio", "weight_decay", "label_smoothing", "lora_dropout"):
+        if not _is_number(getattr(hp, name)):
+            raise SpecError(f"hyperparameters.{name}", "must be a number", code="invalid_type")
+    if hp.max_grad_norm is not None and not _is_number(hp.max_grad_norm):
+        raise SpecError("hyperparameters.max_grad_norm", "must be a number or null", code="invalid_type")
+    for name in ("class_weights", "gradient_checkpointing", "merge_adapter"):
+        if not isinstance(getattr(hp, name), bool):
+            raise SpecError(f"hyperparameters.{name}", "must be true or false", code="invalid_type")
+    if hp.target_modules is not None and (
+        not isinstance(hp.target_modules, list) or not all(isinstance(t, str) and t for t in hp.target_modules)
+    ):
+        raise SpecError("hyperparameters.target_modules", "must be a list of module names or null", code="invalid_type")
+    if not isinstance(hp.precision, str) or not isinstance(hp.early_stopping_metric, str):
+        raise SpecError("hyperparameters.precision", "must be a string", code="invalid_type")
+
+
+def _check_spec_types(spec: JobSpec) -> None:
+    for name in ("base_model", "task", "method", "train_file", "output_dir", "device"):
+        if not isinstance(getattr(spec, name), str):
+            raise SpecError(name, "must be a string", code="invalid_type")
+    for name in ("validation_file", "init_from", "replay_file", "previous_validation_file", "dataset_hash", "cache_dir"):
+        v = getattr(spec, name)
+        if v is not None and not isinstance(v, str):
+            raise SpecError(name, "must be a string or null", code="invalid_type")
+    if not _is_int(spec.seed):
+        raise SpecError("seed", "must be an integer", code="invalid_type")
+    if spec.max_steps is not None and not _is_int(spec.max_steps):
+        raise SpecError("max_steps", "must be an integer or null", code="invalid_type")
+    if not _is_number(spec.replay_fraction):
+        raise SpecError("replay_fraction", "must be a number", code="invalid_type")
+
+
+def check_static(spec: JobSpec) -> None:
+    """Range and combination checks that need nothing but the spec itself."""
+
+    if not isinstance(spec.hyperparameters, Hyperparameters):
+        raise SpecError("hyperparameters", "must be a Hyperparameters object", code="invalid_type")
+    _check_spec_types(spec)
+    hp = spec.hyperparameters
+    _check_types(hp)
+    if spec.task not in TASKS:
+        raise SpecError("task", f"unknown task {spec.task!r}; choose one of {', '.join(TASKS)}", code="unknown_task")
+    if spec.method not in METHODS:
+        raise SpecError("method", f"unknown method {spec.method!r}; choose one of {', '.join(METHODS)}", code="unknown_method")
+    if hp.learning_rate != AUTO and hp.learning_rate <= 0:
+        raise SpecError("hyperparameters.learning_rate", f"must be positive, got {hp.learning_rate}", code="invalid_learning_rate")
+    if hp.batch_size != AUTO and hp.batch_size < 1:
+        raise SpecError("hyperparameters.batch_size", f"must be at least 1, got {hp.batch_size}", code="invalid_batch_size")
+    if hp.max_length != AUTO and hp.max_length < 1:
+        raise SpecError("hyperparameters.max_length", f"must be at least 1 token, got {hp.max_length}", code="invalid_max_length")
+    if hp.n_epochs != AUTO and hp.n_epochs < 1:
+        raise SpecError("hyperparameters.n_epochs", f"must be at least 1, got {hp.n_epochs}", code="invalid_value")
+    if hp.gradient_accumulation_steps < 1:
+        raise SpecError("hyperparameters.gradient_accumulation_steps", "must be at least 1", code="invalid_value")
+    if not 0.0 <= hp.warmup_ratio < 1.0:
+        raise SpecError("hyperparameters.warmup_ratio", "must be in [0, 1)", code="invalid_value")
+    if hp.weight_decay < 0:
+        raise SpecError("hyperparameters.weight_decay", "must not be negative", code="invalid_value")
+    if not 0.0 <= hp.label_smoothing < 1.0:
+        raise SpecError("hyperparameters.label_smoothing", "must be in [0, 1)", code="invalid_value")
+    if hp.label_smoothing and spec.task == "chat_sft":
+        raise SpecError("hyperparameters.label_smoothing", "applies to classification tasks only", code="invalid_value")
+    if hp.class_weights and spec.task == "chat_sft":
+        raise SpecError("hyperparameters.class_weights", "applies to classification tasks only", code="invalid_value")
+    for name in ("eval_every_steps", "save_every_steps", "early_stopping_patience"):
+        v = getattr(hp, name)
+        if v is not None and v < 1:
+            raise SpecError(f"hyperparameters.{name}", "must be at least 1 (or null)", code="invalid_value")
+    if hp.keep_last_checkpoints < 1:
+        raise SpecError("hyperparameters.keep_last_checkpoints", "must be at least 1", code="invalid_value")
+    if hp.early_stopping_patience is not None and not spec.validation_file:
+        raise SpecError(
+            "hyperparameters.early_stopping_patience",
+            "early stopping needs a validation_file to measure the metric on",
+            code="needs_validation",
+        )
+    if hp.precision not in PRECISIONS:
+        raise SpecError("hyperparameters.precision", f"choose one of {', '.join(PRECISIONS)}", code="invalid_value")
+    if hp.max_grad_norm is not None and hp.max_grad_norm <= 0:
+        raise SpecError("hyperparameters.max_grad_norm", "must be positive or null", code="invalid_value")
+    if hp.lora_r < 1 or hp.lora_alpha < 1:
+        raise SpecError("hyperparameters.lora_r", "lora_r and lora_alpha must be at least 1", code="invalid_value")
+    if not 0.0 <= hp.lora_dropout < 1.0:
+        raise SpecError("hyperparameters.lora_dropout", "must be in [0, 1)", code="invalid_value")
+    if hp.num_virtual_tokens < 1:
+        raise SpecError("hyperparameters.num_virtual_tokens", "must be at least 1", code="invalid_value")
+    if hp.target_modules is not None and spec.method not in ("lora", "qlora", "ia3"):
+        raise SpecError("hyperparameters.target_modules", f"does not apply to method {spec.method!r}", code="invalid_value")
+    if hp.merge_adapter and spec.method not in ("lora", "qlora", "ia3"):
+        raise SpecError(
+            "hyperparameters.merge_adapter",
+            f"only LoRA, QLoRA and IA3 adapters can be merged into the base, not {spec.method!r}",
+            code="invalid_value",
+        )
+    if spec.max_steps is not None and spec.max_steps < 1:
+        raise SpecError("max_steps", "must be at least 1 (or null)", code="invalid_value")
+    if not 0.0 <= spec.replay_fraction <= 1.0:
+        raise SpecError("replay_fraction", "must be between 0 and 1", code="invalid_value")
+    if spec.replay_fraction > 0 and not spec.replay_file:
+        raise SpecError("replay_file", "replay_fraction > 0 needs a replay_file with the earlier data", code="required")
+    if spec.device != AUTO and spec.device != "cpu" and not (spec.device == "cuda" or spec.device.startswith("cuda:")):
+        raise SpecError("device", f"unknown device {spec.device!r}; use auto, cpu, cuda or cuda:N", code="invalid_value")
