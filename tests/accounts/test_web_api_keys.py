@@ -73,3 +73,11 @@ def test_a_member_cannot_revoke_someone_elses_key(bob, alice, team):
     assert response.status_code == 403
     key.refresh_from_db()
     assert not key.revoked
+
+
+def test_someone_without_a_team_is_sent_to_create_one_first():
+    from tests.factories import UserFactory
+
+    response = browser_for(UserFactory(email="loner@example.com")).get("/accounts/api-keys/", follow=True)
+    assert response.redirect_chain[-1][0] == "/accounts/teams/new/"
+    assert "create one or accept an invitation first" in response.content.decode()
