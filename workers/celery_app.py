@@ -17,3 +17,6 @@ app = Celery("tuneforge")
 # Every Celery setting lives in Django settings under the CELERY_ prefix (one place, one spelling).
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# Registration, heartbeats and goodbye of every worker process (Celery signal handlers).
+import workers.registry  # noqa: E402,F401

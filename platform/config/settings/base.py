@@ -144,12 +144,17 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Each task goes to the queue its @tuneforge_task names (workers/taskbase.py).
+CELERY_TASK_ROUTES = ("workers.taskbase.route_task",)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    # A worker silent for TUNEFORGE_WORKER_OFFLINE_AFTER_SECONDS is marked offline within 10 s more.
+    "workers-mark-offline": {"task": "workers.mark_offline", "schedule": 10.0, "options": {"expires": 10}},
+}
 
 # --- REST framework and OpenAPI
 REST_FRAMEWORK = {
@@ -177,6 +182,11 @@ TUNEFORGE_INVITATION_TTL_DAYS = env.int("TUNEFORGE_INVITATION_TTL_DAYS", default
 TUNEFORGE_MAX_UPLOAD_BYTES = env.int("TUNEFORGE_MAX_UPLOAD_BYTES", default=500 * 1024 * 1024)
 TUNEFORGE_WORK_DIR = Path(env("TUNEFORGE_WORK_DIR", default=str(VAR_DIR / "work")))
 TUNEFORGE_CACHE_DIR = Path(env("TUNEFORGE_CACHE_DIR", default=str(VAR_DIR / "cache")))
+# Worker registry: heartbeat period, silence after which a worker counts as offline, and GPU models
+# beyond the built-in device classes ("rtx4090=NVIDIA RTX 4090,l40s=NVIDIA L40S").
+TUNEFORGE_WORKER_HEARTBEAT_SECONDS = env.float("TUNEFORGE_WORKER_HEARTBEAT_SECONDS", default=5.0)
+TUNEFORGE_WORKER_OFFLINE_AFTER_SECONDS = env.float("TUNEFORGE_WORKER_OFFLINE_AFTER_SECONDS", default=30.0)
+TUNEFORGE_EXTRA_DEVICE_CLASSES = env.dict("TUNEFORGE_EXTRA_DEVICE_CLASSES", default={})
 
 LOGGING = {
     "version": 1,
