@@ -5,13 +5,13 @@ to is a 404. Managing the team itself (members, invitations, renaming, switching
 person: an API key acts for its team's automation, so it may read these but not change them.
 """
 
-from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import selectors, services
+from accounts.emails import invitation_deliver
 from accounts.models import Invitation, Role, Team
 from common.api import ErrorSerializer, TeamApiView, TeamContext, list_schema
 from common.errors import Forbidden, InvalidInput
@@ -342,10 +342,6 @@ class TeamLeaveApi(TeamApiView):
 # --- invitations -------------------------------------------------------------------------------
 
 
-def invitation_accept_url(request, token: str) -> str:
-    return request.build_absolute_uri(reverse("accounts:invitation", args=[token]))
-
-
 class InvitationListApi(TeamApiView):
     team_url_kwarg = "team_id"
     write_role = Role.VIEWER  # the service names the rule (owners and admins) in its 403
@@ -378,7 +374,7 @@ class InvitationListApi(TeamApiView):
 
     @extend_schema(
         operation_id="team_invitations_create",
-        summary="Invite someone by link (owners and admins); the response carries the link once",
+        summary="Invite someone by link (owners and admins): the link is e-mailed to them and returned once here",
         request=InputSerializer,
         responses={201: CreatedSerializer, **ERRORS},
     )
@@ -387,7 +383,8 @@ class InvitationListApi(TeamApiView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         invitation, token = services.invitation_create(actor=request.user, team=self.ctx.team, **serializer.validated_data)
-        body = dict(InvitationOutputSerializer(invitation).data, accept_url=invitation_accept_url(request, token))
+        link = invitation_deliver(request=request, invitation=invitation, token=token)
+        body = dict(InvitationOutputSerializer(invitation).data, accept_url=link)
         return Response(body, status=status.HTTP_201_CREATED)
 
 

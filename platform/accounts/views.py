@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts import selectors, services
+from accounts.emails import invitation_deliver
 from accounts.forms import ApiKeyForm, EmailAuthenticationForm, InvitationForm, RoleForm, SignUpForm, TeamForm
 from accounts.models import ROLE_RANK, Invitation, Membership, Role, User, role_at_least
 from common.errors import ApplicationError, NotFound
@@ -256,8 +257,8 @@ def invitation_create(request, team_id):
             return _team_page(request, membership, status=exc.status_code, invite_form=form)
         return _refused(request, membership, exc, invite_form=form)
     # The link is rendered in this response only: the token is not stored.
-    link = request.build_absolute_uri(reverse("accounts:invitation", args=[token]))
-    messages.success(request, _("Invitation for %(email)s created.") % {"email": invitation.email})
+    link = invitation_deliver(request=request, invitation=invitation, token=token)
+    messages.success(request, _("Invitation for %(email)s created and e-mailed.") % {"email": invitation.email})
     return _team_page(request, membership, status=201, new_invitation=invitation, new_invitation_link=link)
 
 

@@ -183,3 +183,15 @@ def test_the_invitation_list_marks_expired_ones_and_filters_by_status(alice_clie
     assert {(i["email"], i["status"]) for i in body["data"]} == {("old@example.com", "expired"), ("new@example.com", "declined")}
     declined = alice_client.get(f"/api/v1/teams/{team.id}/invitations?status=declined").json()["data"]
     assert [i["email"] for i in declined] == ["new@example.com"]
+
+
+def test_the_invitation_link_is_also_emailed_to_the_invitee(alice_client, team, django_capture_on_commit_callbacks):
+    from django.core import mail
+
+    with django_capture_on_commit_callbacks(execute=True):
+        body = alice_client.post(f"/api/v1/teams/{team.id}/invitations", {"email": "dora@example.com"}, format="json").json()
+
+    assert len(mail.outbox) == 1
+    message = mail.outbox[0]
+    assert message.to == ["dora@example.com"] and "Alice's Team" in message.subject
+    assert body["accept_url"] in message.body and "alice@example.com invited you" in message.body
