@@ -1,0 +1,438 @@
+"""The native API for fine-tuning: jobs (submit, estimate, control, progress, events, metrics,
+checkpoints, logs), the base-model registry and the team's model versions.
+
+Every route acts on the caller's team; another team's job or model is a 404. Quota refusals are
+429 (`QuotaExceeded`) with `details.limit` naming the limit and the numbers in the message.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.http import FileResponse, HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
+from rest_framework import serializers, status
+from rest_framework.response import Response
+
+from common.api import ErrorSerializer, TeamApiView, list_schema
+from common.errors import InvalidInput
+from common.pagination import list_response_body, paginate_after, parse_limit
+from finetune import selectors, services
+from finetune.engine.spec import METHODS, TASKS
+from finetune.models import FineTuneJob, ModelVersion, Priority
+
+ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 409, 422, 429)}
+PAGE_PARAMS = [
+    OpenApiParameter("after", str, description="The last id of the previous page."),
+    OpenApiParameter("limit", int, description="At most this many items (1–100, default 20)."),
+]
+MAX_METRIC_POINTS = 5000
+
+
+# --- output shapes ------------------------------------------------------------------------------
+
+
+class ProgressSerializer(serializers.Serializer):
+    step = serializers.IntegerField()
+    total_steps = serializers.IntegerField()
+    epoch = serializers.FloatField()
+    percent = serializers.FloatField()
+    eta_seconds = serializers.FloatField(allow_null=True)
+    samples_per_second = serializers.FloatField(allow_null=True)
+    tokens_per_second = serializers.FloatField(allow_null=True)
+
+
+class JobErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    param = serializers.CharField(allow_null=True)
+
+
+class JobOutputSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.SerializerMethodField()
+    status = serializers.CharField(help_text="validating_files, queued, running, paused, succeeded, failed or cancelled.")
+    requested_action = serializers.CharField(help_text="`cancel` or `pause` while a running job is asked to stop.")
+    model = serializers.CharField(source="base_model.name", help_text="The base model.")
+    fine_tuned_model = serializers.CharField(allow_null=True)
+    result_model_version = serializers.SerializerMethodField()
+    dataset_version = serializers.CharField(source="dataset_version_id")
+    task = serializers.CharField()
+    method = serializers.CharField()
+    hyperparameters = serializers.SerializerMethodField(help_text="Resolved values once known, else as submitted.")
+    seed = serializers.IntegerField()
+    max_steps = serializers.IntegerField(allow_null=True)
+    suffix = serializers.CharField()
+    device_class = serializers.CharField()
+    priority = serializers.CharField(source="priority_name")
+    queue_position = serializers.SerializerMethodField(help_text="1 = next to run; null unless queued.")
+    progress = serializers.SerializerMethodField()
+    latest_metrics = serializers.JSONField()
+    error = serializers.SerializerMethodField()
+    estimate = serializers.JSONField()
+    trained_tokens = serializers.IntegerField()
+    attempts = serializers.IntegerField()
+    crashes = serializers.IntegerField(help_text="Times the job's worker was lost while running it.")
+    worker = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    first_step_at = serializers.DateTimeField(allow_null=True)
+    setup_seconds = serializers.FloatField(allow_null=True, help_text="Engine setup before the first step.")
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+    def get_object(self, job) -> str:
+        return "fine_tuning.job"
+
+    def get_result_model_version(self, job) -> str | None:
+        version = getattr(job, "model_version", None)
+        return version.id if version else None
+
+    def get_hyperparameters(self, job) -> dict:
+        return job.resolved_hyperparameters or job.hyperparameters
+
+    def get_queue_position(self, job) -> int | None:
+        return self.context.get("positions", {}).get(job.id)
+
+    @extend_schema_field(ProgressSerializer)
+    def get_progress(self, job) -> dict:
+        return {
+            "step": job.step, "total_steps": job.total_steps, "epoch": job.epoch, "percent": job.percent,
+            "eta_seconds": job.eta_seconds, "samples_per_second": job.samples_per_second,
+            "tokens_per_second": job.tokens_per_second,
+        }
+
+    @extend_schema_field(JobErrorSerializer(allow_null=True))
+    def get_error(self, job) -> dict | None:
+        if not job.error_code:
+            return None
+        return {"code": job.error_code, "message": job.error_message, "param": job.error_param or None}
+
+
+def job_body(job: FineTuneJob) -> dict:
+    return JobOutputSerializer(job, context={"positions": selectors.queue_positions_for([job])}).data
+
+
+class EventOutputSerializer(serializers.Serializer):
+    id = serializers.CharField(source="public_id")
+    object = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    level = serializers.CharField()
+    message = serializers.CharField()
+    type = serializers.CharField()
+    data = serializers.JSONField(allow_null=True)
+
+    def get_object(self, event) -> str:
+        return "fine_tuning.job.event"
+
+
+class MetricPointOutputSerializer(serializers.Serializer):
+    step = serializers.IntegerField()
+    kind = serializers.CharField(help_text="`train` (every step) or `eval` (every evaluation).")
+    epoch = serializers.FloatField()
+    values = serializers.JSONField()
+    created_at = serializers.DateTimeField()
+
+
+class CheckpointOutputSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    fine_tuning_job_id = serializers.CharField(source="job_id")
+    step_number = serializers.IntegerField(source="step")
+    metrics = serializers.JSONField()
+    files = serializers.JSONField()
+
+    def get_object(self, checkpoint) -> str:
+        return "fine_tuning.job.checkpoint"
+
+
+class BaseModelOutputSerializer(serializers.Serializer):
+    id = serializers.CharField(source="name")
+    object = serializers.SerializerMethodField()
+    display_name = serializers.CharField()
+    kind = serializers.CharField()
+    tasks = serializers.ListField(child=serializers.CharField())
+    max_length = serializers.IntegerField()
+    parameters_millions = serializers.FloatField(allow_null=True)
+    is_default = serializers.BooleanField()
+    description = serializers.CharField()
+
+    def get_object(self, model) -> str:
+        return "base_model"
+
+
+class ModelVersionOutputSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.SerializerMethodField()
+    name = serializers.CharField(help_text="`ft:{base}:{team}:{suffix}:{job id}`")
+    base_model = serializers.CharField(source="base_model.name")
+    job = serializers.CharField(source="job_id")
+    task = serializers.CharField()
+    method = serializers.CharField()
+    labels = serializers.JSONField()
+    metrics = serializers.JSONField()
+    lineage = serializers.JSONField()
+    files = serializers.JSONField(help_text="[{path, size}]; download each at files/{path}.")
+    created_at = serializers.DateTimeField()
+
+    def get_object(self, version) -> str:
+        return "model"
+
+
+# --- jobs ---------------------------------------------------------------------------------------
+
+
+class JobInputSerializer(serializers.Serializer):
+    dataset_version = serializers.CharField(help_text="A ready dataset version of your team (`dsv-...`).")
+    model = serializers.CharField(required=False, allow_blank=True, help_text="A base model name; default if empty.")
+    task = serializers.ChoiceField(choices=TASKS, required=False, help_text="Defaults to the dataset version's task.")
+    method = serializers.ChoiceField(choices=METHODS, default="lora")
+    hyperparameters = serializers.DictField(required=False, default=dict,
+                                            help_text='n_epochs, batch_size, learning_rate, max_length ("auto" or a value), ...')
+    device_class = serializers.CharField(required=False, help_text="cpu, gpu (any GPU), h100, h200, a100, l4, ...")
+    priority = serializers.ChoiceField(choices=Priority.labels, default="normal")
+    suffix = serializers.CharField(required=False, allow_blank=True, max_length=64, default="")
+    seed = serializers.IntegerField(required=False, default=42, min_value=0)
+    max_steps = serializers.IntegerField(required=False, allow_null=True, min_value=1, default=None)
+
+    class Meta:
+        ref_name = "JobCreateInput"
+
+    def validate(self, attrs):
+        unknown = sorted(set(self.initial_data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError(
+                {unknown[0]: f"Unknown field; known fields are {', '.join(sorted(self.fields))}."})
+        return attrs
+
+    def job_request(self) -> services.JobRequest:
+        return services.JobRequest(**self.validated_data)
+
+
+class EstimateOutputSerializer(serializers.Serializer):
+    object = serializers.CharField()
+    model = serializers.CharField()
+    dataset_version = serializers.CharField()
+    task = serializers.CharField()
+    method = serializers.CharField()
+    device_class = serializers.CharField()
+    hyperparameters = serializers.JSONField()
+    labels = serializers.JSONField()
+    trained_tokens = serializers.IntegerField(help_text="Tokens per epoch × epochs.")
+    n_epochs = serializers.IntegerField()
+    total_steps = serializers.IntegerField()
+    tokens_per_second = serializers.FloatField(help_text="Throughput assumed for the device class.")
+    estimated_seconds = serializers.FloatField()
+    gpu_hours = serializers.FloatField()
+    quota = serializers.JSONField()
+    quota_refusal = serializers.CharField(allow_null=True, help_text="Why a launch now would be refused, if it would.")
+
+
+def _input(request) -> services.JobRequest:
+    serializer = JobInputSerializer(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.job_request()
+
+
+class JobListApi(TeamApiView):
+    @extend_schema(operation_id="jobs_list", summary="The team's fine-tuning jobs, newest first",
+                   parameters=[*PAGE_PARAMS, OpenApiParameter("status", str)],
+                   responses={200: list_schema(JobOutputSerializer, name="JobList"), **ERRORS})
+    def get(self, request):
+        jobs = selectors.job_list(team=self.ctx.team, status=request.query_params.get("status") or None)
+        page = paginate_after(jobs, after=request.query_params.get("after"),
+                              limit=parse_limit(request.query_params.get("limit")))
+        positions = selectors.queue_positions_for(page.items)
+        data = JobOutputSerializer(page.items, many=True, context={"positions": positions}).data
+        return Response(list_response_body(page, data))
+
+    @extend_schema(
+        operation_id="jobs_create",
+        summary="Submit a fine-tuning job (`?dry_run=true` returns the estimate and creates nothing)",
+        parameters=[OpenApiParameter("dry_run", bool)],
+        request=JobInputSerializer,
+        responses={201: JobOutputSerializer, 200: EstimateOutputSerializer, **ERRORS},
+    )
+    def post(self, request):
+        job_request = _input(request)
+        if request.query_params.get("dry_run", "").lower() in ("1", "true", "yes"):
+            return Response(services.job_estimate(team=self.ctx.team, request=job_request))
+        job = services.job_create(team=self.ctx.team, user=self.ctx.user, request=job_request)
+        return Response(job_body(job), status=status.HTTP_201_CREATED)
+
+
+class JobEstimateApi(TeamApiView):
+    @extend_schema(operation_id="jobs_estimate", summary="What a job would do and cost, before launch",
+                   request=JobInputSerializer, responses={200: EstimateOutputSerializer, **ERRORS})
+    def post(self, request):
+        return Response(services.job_estimate(team=self.ctx.team, request=_input(request)))
+
+
+class JobDetailApi(TeamApiView):
+    @extend_schema(operation_id="jobs_retrieve", summary="One job, with live progress",
+                   responses={200: JobOutputSerializer, **ERRORS})
+    def get(self, request, job_id):
+        return Response(job_body(selectors.job_get(team=self.ctx.team, job_id=job_id)))
+
+
+class _JobActionApi(TeamApiView):
+    action_service = None
+
+    def post(self, request, job_id):
+        job = selectors.job_get(team=self.ctx.team, job_id=job_id)
+        job = type(self).action_service(job=job, actor=self.ctx.user)
+        return Response(job_body(selectors.job_get(team=self.ctx.team, job_id=job.id)))
+
+
+class JobCancelApi(_JobActionApi):
+    action_service = staticmethod(services.job_cancel)
+
+    @extend_schema(operation_id="jobs_cancel", request=None,
+                   summary="Cancel: a queued or paused job at once; a running one within seconds",
+                   responses={200: JobOutputSerializer, **ERRORS})
+    def post(self, request, job_id):
+        return super().post(request, job_id)
+
+
+class JobPauseApi(_JobActionApi):
+    action_service = staticmethod(services.job_pause)
+
+    @extend_schema(operation_id="jobs_pause", request=None,
+                   summary="Pause: a running job checkpoints and frees its worker",
+                   responses={200: JobOutputSerializer, **ERRORS})
+    def post(self, request, job_id):
+        return super().post(request, job_id)
+
+
+class JobResumeApi(_JobActionApi):
+    action_service = staticmethod(services.job_resume)
+
+    @extend_schema(operation_id="jobs_resume", request=None,
+                   summary="Resume a paused job from its last checkpoint",
+                   responses={200: JobOutputSerializer, **ERRORS})
+    def post(self, request, job_id):
+        return super().post(request, job_id)
+
+
+class JobEventListApi(TeamApiView):
+    @extend_schema(operation_id="jobs_events", summary="The job's events and log lines, newest first",
+                   parameters=PAGE_PARAMS,
+                   responses={200: list_schema(EventOutputSerializer, name="JobEventList"), **ERRORS})
+    def get(self, request, job_id):
+        job = selectors.job_get(team=self.ctx.team, job_id=job_id)
+        after = selectors.parse_event_id(request.query_params.get("after"))
+        page = paginate_after(selectors.job_event_list(job=job), after=after,
+                              limit=parse_limit(request.query_params.get("limit")), order="-id")
+        data = EventOutputSerializer(page.items, many=True).data
+        return Response(list_response_body(page, data, id_of=lambda event: event.public_id))
+
+
+class JobMetricListApi(TeamApiView):
+    @extend_schema(
+        operation_id="jobs_metrics", summary="The job's metric points in step order",
+        parameters=[
+            OpenApiParameter("after_step", int, description="Only points after this step (poll with the last one)."),
+            OpenApiParameter("kind", str, enum=["train", "eval"]),
+            OpenApiParameter("limit", int, description=f"At most this many points (1–{MAX_METRIC_POINTS}, default 1000)."),
+        ],
+        responses={200: list_schema(MetricPointOutputSerializer, name="MetricPointList"), **ERRORS},
+    )
+    def get(self, request, job_id):
+        job = selectors.job_get(team=self.ctx.team, job_id=job_id)
+        after_step = _int_param(request, "after_step")
+        limit = _int_param(request, "limit") or 1000
+        if not 1 <= limit <= MAX_METRIC_POINTS:
+            raise InvalidInput(f"limit must be between 1 and {MAX_METRIC_POINTS}.", field="limit")
+        rows = list(selectors.job_metric_list(job=job, after_step=after_step,
+                                              kind=request.query_params.get("kind") or None)[: limit + 1])
+        data = MetricPointOutputSerializer(rows[:limit], many=True).data
+        return Response({"object": "list", "data": data, "has_more": len(rows) > limit})
+
+
+def _int_param(request, name: str) -> int | None:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be an integer, got {raw!r}.", field=name) from None
+
+
+class JobCheckpointListApi(TeamApiView):
+    @extend_schema(operation_id="jobs_checkpoints", summary="The job's stored checkpoints, newest first",
+                   parameters=PAGE_PARAMS,
+                   responses={200: list_schema(CheckpointOutputSerializer, name="CheckpointList"), **ERRORS})
+    def get(self, request, job_id):
+        job = selectors.job_get(team=self.ctx.team, job_id=job_id)
+        page = paginate_after(selectors.job_checkpoint_list(job=job), after=request.query_params.get("after"),
+                              limit=parse_limit(request.query_params.get("limit")))
+        return Response(list_response_body(page, CheckpointOutputSerializer(page.items, many=True).data))
+
+
+class JobLogsApi(TeamApiView):
+    @extend_schema(operation_id="jobs_logs", summary="The job's events and log lines as plain text",
+                   responses={(200, "text/plain"): OpenApiTypes.STR, **ERRORS})
+    def get(self, request, job_id):
+        job = selectors.job_get(team=self.ctx.team, job_id=job_id)
+        response = HttpResponse(logs_text(job), content_type="text/plain; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{job.id}.log"'
+        return response
+
+
+def logs_text(job: FineTuneJob) -> str:
+    lines = []
+    if job.log_lines_dropped:
+        lines.append(f"# {job.log_lines_dropped} earlier log lines were dropped (the newest "
+                     f"{settings.TUNEFORGE_JOB_LOG_MAX_LINES} are kept per job).")
+    for event in selectors.job_log_lines(job=job).iterator():
+        stamp = event.created_at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        lines.append(f"{stamp} {event.level.upper():5} {event.message}")
+    return "\n".join(lines) + "\n"
+
+
+# --- base models and model versions ------------------------------------------------------------
+
+
+class BaseModelListApi(TeamApiView):
+    @extend_schema(operation_id="base_models_list", summary="Base models that can be fine-tuned",
+                   responses={200: list_schema(BaseModelOutputSerializer, name="BaseModelList"), **ERRORS})
+    def get(self, request):
+        models = list(selectors.base_model_list())
+        return Response({"object": "list", "data": BaseModelOutputSerializer(models, many=True).data,
+                         "has_more": False})
+
+
+class ModelVersionListApi(TeamApiView):
+    @extend_schema(operation_id="models_list", summary="The team's fine-tuned model versions, newest first",
+                   parameters=PAGE_PARAMS,
+                   responses={200: list_schema(ModelVersionOutputSerializer, name="ModelVersionList"), **ERRORS})
+    def get(self, request):
+        page = paginate_after(selectors.model_version_list(team=self.ctx.team),
+                              after=request.query_params.get("after"),
+                              limit=parse_limit(request.query_params.get("limit")))
+        return Response(list_response_body(page, ModelVersionOutputSerializer(page.items, many=True).data))
+
+
+class ModelVersionDetailApi(TeamApiView):
+    @extend_schema(operation_id="models_retrieve", summary="One model version with metrics and lineage",
+                   responses={200: ModelVersionOutputSerializer, **ERRORS})
+    def get(self, request, version_id):
+        version = selectors.model_version_get(team=self.ctx.team, version_id=version_id)
+        return Response(ModelVersionOutputSerializer(version).data)
+
+
+class ModelVersionFileApi(TeamApiView):
+    @extend_schema(operation_id="models_file", summary="Download one file of a model version",
+                   responses={(200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY), **ERRORS})
+    def get(self, request, version_id, path):
+        version: ModelVersion = selectors.model_version_get(team=self.ctx.team, version_id=version_id)
+        entry = selectors.model_version_file(version=version, path=path)
+        handle = default_storage.open(f"{version.storage_prefix}/{entry['path']}", "rb")
+        content_type = mimetypes.guess_type(entry["path"])[0] or "application/octet-stream"
+        return FileResponse(handle, as_attachment=True, filename=entry["path"].rsplit("/", 1)[-1],
+                            content_type=content_type)
+

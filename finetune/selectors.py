@@ -1,0 +1,218 @@
+"""Reads about fine-tuning, always scoped to the acting team (another team's rows are a 404)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.db.models import Count, DurationField, ExpressionWrapper, F, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce, Greatest
+from django.utils import timezone
+
+from common.errors import InvalidInput, NotFound
+from finetune.models import (
+    ACTIVE_STATUSES,
+    BaseModel,
+    Checkpoint,
+    FineTuneJob,
+    JobAttempt,
+    JobEvent,
+    JobStatus,
+    MetricPoint,
+    ModelVersion,
+)
+
+CPU_DEVICE_CLASS = "cpu"
+
+
+# --- base models --------------------------------------------------------------------------------
+
+
+def base_model_list() -> QuerySet[BaseModel]:
+    return BaseModel.objects.filter(enabled=True)
+
+
+def base_model_get(*, name: str | None) -> BaseModel:
+    """The enabled base model called `name` (the default one when `name` is empty)."""
+    models = base_model_list()
+    model = models.filter(name=name).first() if name else models.filter(is_default=True).first() or models.first()
+    if model is None:
+        available = ", ".join(models.values_list("name", flat=True)[:20]) or "none registered"
+        if not name:
+            raise InvalidInput(f"No base model is registered; available: {available}.", field="model")
+        raise InvalidInput(f"Unknown base model {name!r}; available: {available}.", code="unknown_base_model",
+                           field="model")
+    return model
+
+
+# --- jobs ---------------------------------------------------------------------------------------
+
+
+def job_list(*, team, status: str | None = None) -> QuerySet[FineTuneJob]:
+    jobs = FineTuneJob.objects.filter(team=team).select_related("base_model", "model_version")
+    if status:
+        if status not in JobStatus.values:
+            raise InvalidInput(f"Unknown status {status!r}; choose one of {', '.join(JobStatus.values)}.",
+                               field="status")
+        jobs = jobs.filter(status=status)
+    return jobs
+
+
+def job_get(*, team, job_id: str) -> FineTuneJob:
+    job = job_list(team=team).filter(pk=job_id).first()
+    if job is None:
+        raise NotFound(f"No fine-tuning job {job_id!r} in this team.", code="job_not_found", field="id")
+    return job
+
+
+def fair_share_order(queryset: QuerySet[FineTuneJob]) -> QuerySet[FineTuneJob]:
+    """Queued jobs in the order the next free worker takes them: the team with the fewest running
+    jobs first, then higher priority, then the team served least recently (round-robin between
+    teams that are otherwise equal), then the oldest job."""
+    running = (
+        FineTuneJob.objects.filter(team_id=OuterRef("team_id"), status=JobStatus.RUNNING)
+        .order_by()
+        .values("team_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    last_served = (
+        JobAttempt.objects.filter(job__team_id=OuterRef("team_id")).order_by("-started_at").values("started_at")[:1]
+    )
+    return queryset.annotate(
+        team_running=Coalesce(Subquery(running), Value(0)),
+        team_last_served=Subquery(last_served),
+    ).order_by("team_running", "-priority", F("team_last_served").asc(nulls_first=True), "created_at", "id")
+
+
+def queue_positions(*, queues: set[str]) -> dict[str, int]:
+    """1-based positions of every queued job in its queue (across all teams: the real line)."""
+    positions: dict[str, int] = {}
+    for queue in queues:
+        ordered = fair_share_order(FineTuneJob.objects.filter(queue=queue, status=JobStatus.QUEUED))
+        for index, job_id in enumerate(ordered.values_list("id", flat=True), start=1):
+            positions[job_id] = index
+    return positions
+
+
+def queue_positions_for(jobs) -> dict[str, int]:
+    queues = {job.queue for job in jobs if job.status == JobStatus.QUEUED}
+    return queue_positions(queues=queues) if queues else {}
+
+
+def job_event_list(*, job: FineTuneJob) -> QuerySet[JobEvent]:
+    return JobEvent.objects.filter(job=job)
+
+
+def parse_event_id(raw: str | None) -> int | None:
+    if not raw:
+        return None
+    digits = raw.removeprefix("ftevent-")
+    if not digits.isdigit():
+        raise InvalidInput(f"after must be an event id such as 'ftevent-42', got {raw!r}.", field="after")
+    return int(digits)
+
+
+def job_metric_list(*, job: FineTuneJob, after_step: int | None = None, kind: str | None = None) -> QuerySet[MetricPoint]:
+    points = MetricPoint.objects.filter(job=job)
+    if after_step is not None:
+        points = points.filter(step__gt=after_step)
+    if kind:
+        if kind not in MetricPoint.Kind.values:
+            raise InvalidInput(f"kind must be one of {', '.join(MetricPoint.Kind.values)}.", field="kind")
+        points = points.filter(kind=kind)
+    return points.order_by("step", "kind")
+
+
+def job_checkpoint_list(*, job: FineTuneJob) -> QuerySet[Checkpoint]:
+    return Checkpoint.objects.filter(job=job)
+
+
+def job_log_lines(*, job: FineTuneJob) -> QuerySet[JobEvent]:
+    return JobEvent.objects.filter(job=job).order_by("id")
+
+
+def job_latest_metrics(*, job: FineTuneJob) -> dict:
+    """The latest value of every metric the job reported (train and eval), with its step."""
+    latest: dict[str, dict] = {}
+    for kind in MetricPoint.Kind.values:
+        point = MetricPoint.objects.filter(job=job, kind=kind).order_by("-step").first()
+        if point is not None:
+            latest[kind] = {"step": point.step, "epoch": point.epoch, **point.values}
+    return latest
+
+
+# --- quotas -------------------------------------------------------------------------------------
+
+
+def month_start(now: datetime | None = None) -> datetime:
+    now = timezone.localtime(now or timezone.now())
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def next_month_start(now: datetime | None = None) -> datetime:
+    start = month_start(now)
+    return (start + timedelta(days=32)).replace(day=1)
+
+
+def team_gpu_hours_this_month(*, team, now: datetime | None = None) -> float:
+    """GPU-hours the team's jobs consumed this calendar month: each attempt on a GPU device class,
+    from its start (or the month's start) to its end or its worker's last sign of life."""
+    start = month_start(now)
+    end = Coalesce(F("ended_at"), F("last_seen_at"))
+    used = (
+        JobAttempt.objects.filter(job__team=team)
+        .exclude(device_class=CPU_DEVICE_CLASS)
+        .annotate(end=end)
+        .filter(end__gt=start)
+        .aggregate(total=Sum(ExpressionWrapper(F("end") - Greatest(F("started_at"), Value(start)),
+                                               output_field=DurationField())))["total"]
+    )
+    return (used or timedelta()).total_seconds() / 3600.0
+
+
+def team_job_counts(*, team) -> dict[str, int]:
+    rows = FineTuneJob.objects.filter(team=team).values("status").annotate(n=Count("pk"))
+    counts = {status: 0 for status in JobStatus.values}
+    counts.update({row["status"]: row["n"] for row in rows})
+    return counts
+
+
+def team_quota_usage(*, team, exclude_job_id: str | None = None) -> dict:
+    active = FineTuneJob.objects.filter(team=team, status__in=ACTIVE_STATUSES)
+    if exclude_job_id:
+        active = active.exclude(pk=exclude_job_id)
+    counts = active.aggregate(
+        running=Count("pk", filter=Q(status=JobStatus.RUNNING)),
+        waiting=Count("pk", filter=~Q(status=JobStatus.RUNNING)),
+    )
+    return {
+        "concurrent_jobs": counts["running"] + counts["waiting"],
+        "running_jobs": counts["running"],
+        "queued_jobs": counts["waiting"],
+        "max_concurrent_jobs": team.max_concurrent_jobs,
+        "gpu_hours_used": round(team_gpu_hours_this_month(team=team), 4),
+        "monthly_gpu_hours": float(team.monthly_gpu_hours),
+    }
+
+
+# --- model versions -----------------------------------------------------------------------------
+
+
+def model_version_list(*, team) -> QuerySet[ModelVersion]:
+    return ModelVersion.objects.filter(team=team).select_related("base_model", "job")
+
+
+def model_version_get(*, team, version_id: str) -> ModelVersion:
+    version = model_version_list(team=team).filter(pk=version_id).first()
+    if version is None:
+        raise NotFound(f"No model {version_id!r} in this team.", code="model_not_found", field="id")
+    return version
+
+
+def model_version_file(*, version: ModelVersion, path: str) -> dict:
+    """The recorded file `path` of a model version (only recorded files can be downloaded, so a
+    crafted path can never reach outside the version's prefix)."""
+    for entry in version.files:
+        if entry["path"] == path:
+            return entry
+    raise NotFound(f"Model {version.id} has no file {path!r}.", code="file_not_found", field="path")

@@ -1,0 +1,107 @@
+"""Fixtures for the jobs tests: a real tiny base model, real dataset versions in storage, helpers
+to submit jobs through the API and to wait on what a user would watch."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+
+from tests.jobs.tiny import BANKING_TEST, banking_rows, build_tiny_bert
+
+# Short job heartbeats in worker processes, so a kill -9 is noticed within seconds.
+FAST_WORKER_ENV = {
+    "TUNEFORGE_JOB_HEARTBEAT_SECONDS": "0.5",
+    "TUNEFORGE_JOB_FLUSH_SECONDS": "0.5",
+    "TUNEFORGE_JOB_CONTROL_POLL_SECONDS": "0.5",
+    "TUNEFORGE_WORKER_HEARTBEAT_SECONDS": "1",
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory):
+    return build_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert")
+
+
+@pytest.fixture
+def base_model(db, tiny_bert_dir):
+    from finetune.models import BaseModel
+
+    return BaseModel.objects.create(
+        name="tiny-bert", display_name="Tiny BERT (tests)", source=str(tiny_bert_dir), kind=BaseModel.Kind.ENCODER,
+        tasks=["classification", "multilabel_classification"], max_length=64, parameters_millions=0.11,
+        is_default=True,
+    )
+
+
+def _jsonl(rows: list[dict]) -> bytes:
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
+
+
+def make_dataset_version(team, *, n_train: int = 80, n_valid: int = 16, name: str = "banking", status: str = "ready"):
+    """A classification dataset version whose normalized JSONL lives in the storage backend, as the
+    datasets app leaves it."""
+    from datasets_app.models import Dataset, DatasetVersion
+
+    train = _jsonl(banking_rows()[:n_train])
+    valid = _jsonl(banking_rows(BANKING_TEST)[:n_valid]) if n_valid else b""
+    sha = hashlib.sha256(train + valid).hexdigest()
+    dataset = Dataset.objects.create(team=team, name=name, task="classification")
+    number = 1
+    prefix = f"teams/{team.id}/datasets/{dataset.id}/v{number}"
+    train_name = default_storage.save(f"{prefix}/train.jsonl", ContentFile(train))
+    valid_name = default_storage.save(f"{prefix}/valid.jsonl", ContentFile(valid)) if valid else None
+    labels = sorted({row["label"] for row in banking_rows()[:n_train]})
+    return DatasetVersion.objects.create(
+        team=team, dataset=dataset, number=number, sha256=sha, task="classification", status=status,
+        normalized_file=train_name, validation_file=valid_name, row_count=n_train, validation_row_count=n_valid,
+        labels=labels,
+    )
+
+
+@pytest.fixture
+def dataset_version(team, base_model):
+    return make_dataset_version(team)
+
+
+def job_payload(version, **overrides) -> dict:
+    """A job that trains for real in about a second: tiny model, 80 rows, 40 steps."""
+    payload = {
+        "dataset_version": version.id,
+        "model": "tiny-bert",
+        "method": "full",
+        "device_class": "cpu",
+        "max_steps": 40,
+        "hyperparameters": {"batch_size": 8, "max_length": 32, "eval_every_steps": 20, "save_every_steps": 20},
+    }
+    hyperparameters = overrides.pop("hyperparameters", None)
+    payload.update(overrides)
+    if hyperparameters:
+        payload["hyperparameters"] = {**payload["hyperparameters"], **hyperparameters}
+    return payload
+
+
+def submit(client, version, **overrides) -> dict:
+    response = client.post("/api/v1/jobs", job_payload(version, **overrides), format="json")
+    assert response.status_code == 201, response.json()
+    return response.json()
+
+
+def wait_for_job(client, job_id: str, predicate, *, timeout: float, what: str = "the job") -> dict:
+    deadline = time.monotonic() + timeout
+    body = None
+    while time.monotonic() < deadline:
+        body = client.get(f"/api/v1/jobs/{job_id}").json()
+        if predicate(body):
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"Timed out after {timeout}s waiting for {what}; last seen: {json.dumps(body)[:2000]}")
+
+
+def wait_for_status(client, job_id: str, *statuses: str, timeout: float = 60) -> dict:
+    return wait_for_job(client, job_id, lambda body: body["status"] in statuses, timeout=timeout,
+                        what=f"status in {statuses}")
