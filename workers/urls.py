@@ -1,3 +1,11 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from workers import views
+
+app_name = "workers"
+urlpatterns = [
+    path("", views.worker_list, name="list"),
+    path("table/", views.worker_table, name="table"),
+    # Worker names contain "@" and "."; `str` accepts both (anything but "/").
+    path("<str:name>/<slug:action>/", views.worker_action, name="action"),
+]
