@@ -277,7 +277,7 @@ class MemberListApi(TeamApiView):
                    parameters=PAGE_PARAMS, responses={200: list_schema(MemberOutputSerializer, name="MemberList"), **ERRORS})
     def get(self, request, team_id):
         after = request.query_params.get("after")
-        if after and not after.isdigit():
+        if after and not (after.isdigit() and len(after) <= 18):
             raise InvalidInput(f"after must be a member's user id, got {after!r}.", field="after")
         page = _page(request, selectors.member_list(team=self.ctx.team), order="email")
         return Response(list_response_body(page, MemberOutputSerializer(page.items, many=True).data))

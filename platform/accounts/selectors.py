@@ -49,7 +49,7 @@ def member_list(*, team: Team) -> QuerySet[User]:
 
 def member_get(*, team: Team, user_id) -> Membership:
     membership = None
-    if str(user_id).isdigit():
+    if str(user_id).isdigit() and len(str(user_id)) <= 18:  # a bigint, not a database error
         membership = Membership.objects.select_related("user", "team").filter(team=team, user_id=int(user_id)).first()
     if membership is None:
         raise NotFound(f"No member with user id {user_id!r} in team {team.name}.", code="member_not_found")

@@ -6,15 +6,10 @@ import pytest
 from django.test import Client
 
 from serving.models import ApiKey
+from tests.accounts.helpers import browser_for
 from tests.factories import ApiKeyFactory
 
 pytestmark = pytest.mark.django_db
-
-
-def browser_for(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def test_creating_a_key_shows_it_once_in_a_secret_box(bob, team):

@@ -8,24 +8,14 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import Invitation, Membership, Team
+from tests.accounts.helpers import browser_for, role_of
 from tests.factories import InvitationFactory, MembershipFactory, TeamFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
 
-def browser_for(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def messages_of(response) -> list[str]:
     return [str(m) for m in response.context["messages"]]
-
-
-def role_of(user, team):
-    membership = Membership.objects.filter(user=user, team=team).first()
-    return membership.role if membership else None
 
 
 def test_creating_a_team_from_the_page_makes_me_owner_and_active(bob):

@@ -6,15 +6,10 @@ import pytest
 from django.utils import timezone
 
 from serving.models import ApiKey
+from tests.accounts.helpers import error_of
 from tests.factories import ApiKeyFactory
 
 pytestmark = pytest.mark.django_db
-
-
-def error_of(response) -> dict:
-    body = response.json()
-    assert set(body) == {"error"}, body
-    return body["error"]
 
 
 def bearer(key) -> dict:

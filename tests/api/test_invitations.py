@@ -6,29 +6,10 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import Invitation, Membership
-from tests.factories import InvitationFactory, UserFactory
+from tests.accounts.helpers import error_of
+from tests.factories import InvitationFactory
 
 pytestmark = pytest.mark.django_db
-
-
-def error_of(response) -> dict:
-    body = response.json()
-    assert set(body) == {"error"}, body
-    return body["error"]
-
-
-@pytest.fixture
-def dora(db):
-    return UserFactory(email="dora@example.com")
-
-
-@pytest.fixture
-def dora_client(dora):
-    from rest_framework.test import APIClient
-
-    client = APIClient()
-    client.force_login(dora)
-    return client
 
 
 def token_of(accept_url: str) -> str:
@@ -144,17 +125,8 @@ def test_members_and_viewers_cannot_invite_or_revoke(request, team, persona):
     assert invitation.status == "pending"
 
 
-def test_an_admin_cannot_invite_an_owner(team, alice):
-    from rest_framework.test import APIClient
-
-    from tests.factories import MembershipFactory
-
-    adam = UserFactory(email="adam@example.com")
-    MembershipFactory(team=team, user=adam, role="admin")
-    client = APIClient()
-    client.force_login(adam)
-
-    response = client.post(f"/api/v1/teams/{team.id}/invitations", {"email": "eve@example.com", "role": "owner"}, format="json")
+def test_an_admin_cannot_invite_an_owner(adam_client, team):
+    response = adam_client.post(f"/api/v1/teams/{team.id}/invitations", {"email": "eve@example.com", "role": "owner"}, format="json")
 
     assert response.status_code == 403
     assert not Invitation.objects.filter(team=team).exists()

@@ -3,15 +3,10 @@
 import pytest
 
 from accounts.models import Membership, Team
+from tests.accounts.helpers import error_of
 from tests.factories import ApiKeyFactory, MembershipFactory, TeamFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
-
-
-def error_of(response) -> dict:
-    body = response.json()
-    assert set(body) == {"error"}, body
-    return body["error"]
 
 
 def test_me_describes_the_signed_in_user_active_team_role_and_memberships(alice_client, alice, team):

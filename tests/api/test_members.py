@@ -2,38 +2,9 @@
 
 import pytest
 
-from accounts.models import Membership
-from tests.factories import MembershipFactory, UserFactory
+from tests.accounts.helpers import error_of, role_of
 
 pytestmark = pytest.mark.django_db
-
-
-def error_of(response) -> dict:
-    body = response.json()
-    assert set(body) == {"error"}, body
-    return body["error"]
-
-
-def role_of(user, team) -> str | None:
-    membership = Membership.objects.filter(user=user, team=team).first()
-    return membership.role if membership else None
-
-
-@pytest.fixture
-def adam(team):
-    """An admin of alice's team."""
-    user = UserFactory(email="adam@example.com")
-    MembershipFactory(team=team, user=user, role="admin")
-    return user
-
-
-@pytest.fixture
-def adam_client(adam):
-    from rest_framework.test import APIClient
-
-    client = APIClient()
-    client.force_login(adam)
-    return client
 
 
 def test_the_member_list_shows_every_member_with_their_role(alice_client, team, bob, vera):

@@ -8,6 +8,7 @@ from django.utils import timezone
 from finetune.models import BaseModel
 from serving.models import ApiKey
 from serving.selectors import model_list_for_team
+from tests.accounts.helpers import openai_error_of
 from tests.factories import ApiKeyFactory
 
 pytestmark = pytest.mark.django_db
@@ -21,12 +22,6 @@ def base_models(db):
         BaseModel.objects.create(name="sshleifer/tiny-gpt2", display_name="tiny", source="y", kind="causal_lm"),
         BaseModel.objects.create(name="retired/model", display_name="old", source="z", kind="encoder", enabled=False),
     ]
-
-
-def openai_error_of(response) -> dict:
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}, body
-    return body["error"]
 
 
 def test_models_lists_the_enabled_base_models_in_openais_shape(anon_client, team, base_models):
