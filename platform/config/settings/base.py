@@ -180,6 +180,11 @@ SPECTACULAR_SETTINGS = {
 TUNEFORGE_DEFAULT_BASE_MODEL = env("TUNEFORGE_DEFAULT_BASE_MODEL", default="sentence-transformers/all-MiniLM-L6-v2")
 TUNEFORGE_INVITATION_TTL_DAYS = env.int("TUNEFORGE_INVITATION_TTL_DAYS", default=7)
 TUNEFORGE_MAX_UPLOAD_BYTES = env.int("TUNEFORGE_MAX_UPLOAD_BYTES", default=500 * 1024 * 1024)
+# Datasets: uploads above FILE_UPLOAD_MAX_MEMORY_SIZE spill to temporary files, never held in memory;
+# one text (or chat message) and one line of a file are capped so a malformed file cannot exhaust memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = env.int("FILE_UPLOAD_MAX_MEMORY_SIZE", default=2 * 1024 * 1024)
+TUNEFORGE_MAX_TEXT_CHARS = env.int("TUNEFORGE_MAX_TEXT_CHARS", default=1_000_000)
+TUNEFORGE_MAX_LINE_BYTES = env.int("TUNEFORGE_MAX_LINE_BYTES", default=8 * 1024 * 1024)
 TUNEFORGE_WORK_DIR = Path(env("TUNEFORGE_WORK_DIR", default=str(VAR_DIR / "work")))
 TUNEFORGE_CACHE_DIR = Path(env("TUNEFORGE_CACHE_DIR", default=str(VAR_DIR / "cache")))
 # Worker registry: heartbeat period, silence after which a worker counts as offline, and GPU models
