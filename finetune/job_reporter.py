@@ -1,0 +1,291 @@
+"""The engine's `Reporter` for a job running in a worker: progress, metrics, logs and checkpoints
+go to PostgreSQL and storage; cancel/pause flags come back.
+
+The training thread never waits on the database for progress: it appends to in-memory buffers, and
+a background "pump" thread writes them in batches (every TUNEFORGE_JOB_FLUSH_SECONDS or
+TUNEFORGE_JOB_FLUSH_POINTS points, with bulk_create), heartbeats the job, and reads the job's
+control flags (and the worker's admin state) at most once per TUNEFORGE_JOB_CONTROL_POLL_SECONDS.
+`control()`, called by the engine every step, only reads what the pump last saw.
+
+Checkpoints are the exception: `on_checkpoint` uploads synchronously, because the engine rotates
+old checkpoint folders away right after the call and a resume on another machine needs the files.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.db.models import F, Subquery
+from django.utils import timezone
+
+from finetune.artifacts import delete_files, storage_prefix_for_job, upload_dir
+from finetune.models import Checkpoint, FineTuneJob, JobAttempt, JobEvent, JobStatus, MetricPoint
+from finetune.services import job_event_record, json_safe
+
+logger = logging.getLogger(__name__)
+
+CONTINUE, CANCEL, PAUSE = "continue", "cancel", "pause"
+_LEVELS = {"info": JobEvent.Level.INFO, "warn": JobEvent.Level.WARN, "warning": JobEvent.Level.WARN,
+           "error": JobEvent.Level.ERROR}
+# Worker plumbing, not the training's own story.
+_IGNORED_LOGGERS = ("celery", "kombu", "amqp", "django.db", "finetune.job_reporter", "urllib3", "botocore",
+                    "boto3", "s3transfer", "filelock", "fsspec")
+
+
+class StopReason:
+    USER = "user"  # the job's cancel/pause flag
+    WORKER_PAUSED = "worker_paused"  # an admin paused the worker: requeue the job
+    LOST_OWNERSHIP = "lost_ownership"  # the reconciler gave the job to someone else
+    TIME_LIMIT = "time_limit"
+
+
+class _CaptureHandler(logging.Handler):
+    """Python logging of the training process (transformers, peft, torch, our engine) as job log lines."""
+
+    def __init__(self, reporter: JobReporter) -> None:
+        super().__init__(level=logging.INFO)
+        self.reporter = reporter
+        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith(_IGNORED_LOGGERS):
+            return False
+        # The pump's own database work must never feed back into the buffer it is flushing.
+        return threading.get_ident() != self.reporter.pump_thread_id
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level = "error" if record.levelno >= logging.ERROR else "warn" if record.levelno >= logging.WARNING else "info"
+            self.reporter.add_log(level, self.format(record))
+        except Exception:  # noqa: BLE001 - logging must never break training
+            self.handleError(record)
+
+
+class JobReporter:
+    def __init__(self, job: FineTuneJob) -> None:
+        self.job_id = job.id
+        self.team_id = job.team_id
+        self.worker = job.worker
+        self.attempt = job.attempts
+        self.keep_checkpoints = int((job.hyperparameters or {}).get("keep_last_checkpoints") or 2)
+        self.flush_seconds = settings.TUNEFORGE_JOB_FLUSH_SECONDS
+        self.flush_points = settings.TUNEFORGE_JOB_FLUSH_POINTS
+        self.poll_seconds = settings.TUNEFORGE_JOB_CONTROL_POLL_SECONDS
+        self.heartbeat_seconds = settings.TUNEFORGE_JOB_HEARTBEAT_SECONDS
+        self.max_log_lines = settings.TUNEFORGE_JOB_LOG_MAX_LINES
+        self.deadline = time.monotonic() + settings.TUNEFORGE_JOB_TIME_LIMIT
+
+        self._lock = threading.Lock()
+        self._points: dict[tuple[int, str], MetricPoint] = {}
+        self._events: list[JobEvent] = []
+        self._logs: deque[JobEvent] = deque(maxlen=self.max_log_lines)
+        self._dropped_in_buffer = 0
+        self._progress: dict | None = None
+        self._latest_train: dict | None = None
+        self._trained_tokens: int | None = None
+        self._control = CONTINUE
+        self.stop_reason: str | None = None
+        self.first_step_at = None
+        self.train_called_at: float | None = None
+        self.setup_seconds: float | None = None
+
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._pump, name=f"job-reporter-{job.id}", daemon=True)
+        self.pump_thread_id: int | None = None
+        self._handler = _CaptureHandler(self)
+
+    # --- lifecycle (called by the runner) -----------------------------------------------------------
+
+    def start(self) -> None:
+        logging.getLogger().addHandler(self._handler)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the pump and write everything still buffered."""
+        logging.getLogger().removeHandler(self._handler)
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=60)
+        self.flush()
+
+    def mark_train_called(self) -> None:
+        self.train_called_at = time.monotonic()
+
+    # --- the engine's Reporter protocol ---------------------------------------------------------------
+
+    def on_log(self, level: str, message: str) -> None:
+        self.add_log(level, message)
+
+    def on_step(self, metrics: dict) -> None:
+        if self.first_step_at is None:
+            self.first_step_at = timezone.now()
+            if self.train_called_at is not None:
+                self.setup_seconds = time.monotonic() - self.train_called_at
+        self._add_point(MetricPoint.Kind.TRAIN, metrics)
+        with self._lock:
+            self._latest_train = metrics
+
+    def on_eval(self, metrics: dict) -> None:
+        self._add_point(MetricPoint.Kind.EVAL, metrics)
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))
+        with self._lock:
+            self._events.append(JobEvent(job_id=self.job_id, type=JobEvent.Type.METRICS, created_at=timezone.now(),
+                                         message=f"Step {metrics.get('step')}: {shown}", data=json_safe(metrics)))
+
+    def on_progress(self, progress) -> None:
+        with self._lock:
+            self._progress = progress.to_dict()
+
+    def on_checkpoint(self, *, step: int, path: str, metrics: dict) -> None:
+        """Upload the checkpoint folder so any worker can resume from it; keep the last few."""
+        prefix = f"{storage_prefix_for_job(team_id=self.team_id, job_id=self.job_id)}/checkpoints/step-{step}"
+        files = upload_dir(Path(path), prefix)
+        with transaction.atomic():
+            checkpoint, _ = Checkpoint.objects.update_or_create(
+                job_id=self.job_id, step=step,
+                defaults={"storage_prefix": prefix, "files": files, "metrics": json_safe(metrics)},
+            )
+            owned = FineTuneJob.objects.filter(pk=self.job_id, **self._ownership()).update(resume_checkpoint=checkpoint)
+            if owned:
+                job_event_record(job_id=self.job_id, message=f"Checkpoint saved at step {step}.",
+                                 data={"checkpoint": checkpoint.id, "step": step})
+        for old in Checkpoint.objects.filter(job_id=self.job_id).order_by("-step")[self.keep_checkpoints:]:
+            delete_files(old.storage_prefix, old.files)
+            old.delete()
+
+    def control(self) -> str:
+        if self._control == CONTINUE and time.monotonic() > self.deadline:
+            self.stop_reason, self._control = StopReason.TIME_LIMIT, CANCEL
+        return self._control
+
+    # --- buffering ----------------------------------------------------------------------------------
+
+    def add_log(self, level: str, message: str) -> None:
+        event = JobEvent(job_id=self.job_id, source=JobEvent.Source.LOG, level=_LEVELS.get(level, JobEvent.Level.INFO),
+                         message=str(message)[:10_000], created_at=timezone.now())
+        with self._lock:
+            if len(self._logs) == self._logs.maxlen:  # a flood between two flushes: keep the newest lines
+                self._dropped_in_buffer += 1
+            self._logs.append(event)
+
+    def _add_point(self, kind: str, metrics: dict) -> None:
+        step = int(metrics.get("step") or 0)
+        values = json_safe({k: v for k, v in metrics.items() if k not in ("step", "epoch")})
+        point = MetricPoint(job_id=self.job_id, step=step, kind=kind, epoch=float(metrics.get("epoch") or 0),
+                            values=values, created_at=timezone.now())
+        with self._lock:
+            self._points[(step, kind)] = point
+            full = len(self._points) >= self.flush_points
+        if full:
+            self._wake.set()
+
+    # --- the pump -----------------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        self.pump_thread_id = threading.get_ident()
+        last_flush = last_poll = time.monotonic()
+        tick = min(self.poll_seconds, self.flush_seconds, self.heartbeat_seconds) / 2
+        try:
+            while not self._stop.is_set():
+                self._wake.wait(tick)
+                self._wake.clear()
+                now = time.monotonic()
+                try:
+                    if now - last_poll >= self.poll_seconds:
+                        self._poll_control()
+                        last_poll = now
+                    with self._lock:
+                        buffered = len(self._points)
+                    if now - last_flush >= min(self.flush_seconds, self.heartbeat_seconds) or buffered >= self.flush_points:
+                        self.flush()
+                        last_flush = now
+                except Exception:  # noqa: BLE001 - a database hiccup must not kill the run; retry next tick
+                    logger.exception("job %s: reporting failed; retrying", self.job_id)
+                    close_old_connections()
+        finally:
+            connection.close()
+
+    def _ownership(self) -> dict:
+        return {"status": JobStatus.RUNNING, "worker": self.worker, "attempts": self.attempt}
+
+    def _poll_control(self) -> None:
+        from workers.registry import current_worker_name
+        from workers.selectors import worker_admin_state
+
+        row = FineTuneJob.objects.filter(pk=self.job_id).values("status", "worker", "attempts", "requested_action").first()
+        if row is None or row["status"] != JobStatus.RUNNING or row["worker"] != self.worker or row["attempts"] != self.attempt:
+            self.stop_reason, self._control = StopReason.LOST_OWNERSHIP, CANCEL
+            return
+        if row["requested_action"] == FineTuneJob.RequestedAction.CANCEL:
+            self.stop_reason, self._control = StopReason.USER, CANCEL
+        elif row["requested_action"] == FineTuneJob.RequestedAction.PAUSE:
+            self.stop_reason, self._control = StopReason.USER, PAUSE
+        elif self._control == CONTINUE and worker_admin_state(name=current_worker_name()) == "paused":
+            self.stop_reason, self._control = StopReason.WORKER_PAUSED, PAUSE
+
+    def flush(self) -> None:
+        """Write buffered points, events and progress in one transaction, and heartbeat the job."""
+        with self._lock:
+            points, self._points = list(self._points.values()), {}
+            logs, self._logs = list(self._logs), deque(maxlen=self.max_log_lines)
+            events = sorted(self._events + logs, key=lambda e: e.created_at)
+            self._events = []
+            dropped, self._dropped_in_buffer = self._dropped_in_buffer, 0
+            progress, latest = self._progress, self._latest_train
+        now = timezone.now()
+        updates: dict = {"heartbeat_at": now, "updated_at": now}
+        if latest is not None:
+            events.append(JobEvent(job_id=self.job_id, type=JobEvent.Type.METRICS, created_at=now,
+                                   message=f"Step {latest.get('step')}: train_loss={latest.get('train_loss')}",
+                                   data=json_safe(latest)))
+        if progress:
+            updates.update(step=progress["step"], total_steps=progress["total_steps"], epoch=progress["epoch"],
+                           percent=progress["percent"], eta_seconds=progress["eta_seconds"],
+                           samples_per_second=progress["samples_per_second"],
+                           tokens_per_second=progress["tokens_per_second"])
+        if latest is not None:
+            updates["latest_metrics"] = json_safe(latest)
+        if self.first_step_at is not None:
+            updates["first_step_at"] = self.first_step_at
+            updates["setup_seconds"] = self.setup_seconds
+        if logs:
+            updates["log_lines"] = F("log_lines") + len(logs)
+        if dropped:
+            updates["log_lines_dropped"] = F("log_lines_dropped") + dropped
+        with transaction.atomic():
+            owned = FineTuneJob.objects.filter(pk=self.job_id, **self._ownership()).update(**updates)
+            if not owned:
+                # The reconciler handed the job to another worker: write nothing more for it.
+                self.stop_reason, self._control = StopReason.LOST_OWNERSHIP, CANCEL
+                return
+            JobAttempt.objects.filter(job_id=self.job_id, number=self.attempt).update(last_seen_at=now)
+            if points:
+                MetricPoint.objects.bulk_create(
+                    points, update_conflicts=True, unique_fields=["job", "step", "kind"],
+                    update_fields=["values", "epoch", "created_at"],
+                )
+            if events:
+                JobEvent.objects.bulk_create(events)
+            if logs:
+                self._trim_logs()
+
+    def _trim_logs(self) -> None:
+        """Keep the newest TUNEFORGE_JOB_LOG_MAX_LINES log lines; count the ones dropped."""
+        job = FineTuneJob.objects.filter(pk=self.job_id).values("log_lines").first()
+        if job is None or job["log_lines"] <= self.max_log_lines:
+            return
+        logs = JobEvent.objects.filter(job_id=self.job_id, source=JobEvent.Source.LOG)
+        cutoff = logs.order_by("-id").values("id")[self.max_log_lines : self.max_log_lines + 1]
+        deleted, _ = logs.filter(id__lte=Subquery(cutoff)).delete()
+        if deleted:
+            FineTuneJob.objects.filter(pk=self.job_id).update(
+                log_lines=F("log_lines") - deleted, log_lines_dropped=F("log_lines_dropped") + deleted
+            )
+

@@ -1,0 +1,200 @@
+"""Running one claimed job on this worker: fetch its inputs from storage, train with the engine,
+and record how it ended (model version, failure, cancellation, pause)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import traceback
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from common.models import new_public_id
+from finetune import services
+from finetune.artifacts import (
+    dataset_local_files,
+    delete_files,
+    download_files,
+    storage_prefix_for_model_version,
+    upload_dir,
+)
+from finetune.job_reporter import JobReporter, StopReason
+from finetune.lineage import code_version
+from finetune.models import FineTuneJob, JobAttempt, JobEvent, JobStatus, ModelVersion
+
+logger = logging.getLogger(__name__)
+
+
+def engine_spec_for(job: FineTuneJob, *, train_file: Path, validation_file: Path | None, output_dir: Path) -> dict:
+    return {
+        "base_model": job.base_model.source,
+        "task": job.task,
+        "method": job.method,
+        "train_file": str(train_file),
+        "validation_file": str(validation_file) if validation_file else None,
+        "output_dir": str(output_dir),
+        "hyperparameters": job.hyperparameters,
+        "seed": job.seed,
+        "device": "cpu" if job.device_class == "cpu" else "cuda",
+        "dataset_hash": job.dataset_version.sha256,
+        "max_steps": job.max_steps,
+        "cache_dir": str(Path(settings.TUNEFORGE_CACHE_DIR) / "engine"),
+    }
+
+
+def _failure_for(exc: BaseException, job: FineTuneJob) -> tuple[str, str, str]:
+    """(code, user-readable message, param) for an exception raised by a training run."""
+    from finetune.engine import SpecError
+
+    if isinstance(exc, SpecError):
+        return exc.code, f"{exc.field}: {exc.message}", exc.field
+    text = str(exc)
+    out_of_memory = type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text.lower() or (
+        "can't allocate memory" in text.lower()
+    )
+    if out_of_memory:
+        hp = job.resolved_hyperparameters or {}
+        device = "GPU" if job.device_class != "cpu" else "host"
+        return (
+            "out_of_memory",
+            f"The run ran out of {device} memory (batch_size={hp.get('batch_size', 'auto')}, "
+            f"max_length={hp.get('max_length', 'auto')}). Lower hyperparameters.batch_size or "
+            f"hyperparameters.max_length (gradient_accumulation_steps keeps the effective batch), or "
+            f"enable hyperparameters.gradient_checkpointing, and submit again.",
+            "hyperparameters.batch_size",
+        )
+    if type(exc).__name__ == "SoftTimeLimitExceeded":
+        return "time_limit_exceeded", _time_limit_message(), ""
+    return "training_error", f"Training stopped with an unexpected error: {type(exc).__name__}: {text[:500]}", ""
+
+
+def _time_limit_message() -> str:
+    hours = settings.TUNEFORGE_JOB_TIME_LIMIT / 3600
+    return f"The job ran longer than the {hours:g} h limit (TUNEFORGE_JOB_TIME_LIMIT) and was stopped."
+
+
+def run_claimed_job(job: FineTuneJob) -> None:
+    from finetune.engine import JobSpec, train
+
+    work_dir = Path(settings.TUNEFORGE_WORK_DIR) / job.id
+    shutil.rmtree(work_dir, ignore_errors=True)  # leftovers of an earlier attempt on this machine
+    work_dir.mkdir(parents=True, exist_ok=True)
+    reporter = JobReporter(job)
+    reporter.start()  # heartbeats from here on, through downloads, training and the final upload
+    guard = services.ownership_guard(job)
+    try:
+        try:
+            train_file, validation_file = dataset_local_files(job.dataset_version)
+            resume_from = None
+            checkpoint = job.resume_checkpoint
+            if checkpoint is not None:
+                resume_from = str(download_files(checkpoint.storage_prefix, checkpoint.files,
+                                                 work_dir / "resume" / f"step-{checkpoint.step}"))
+            spec = JobSpec.from_dict(engine_spec_for(job, train_file=train_file, validation_file=validation_file,
+                                                     output_dir=work_dir / "output"))
+            reporter.mark_train_called()
+            result = train(spec, reporter, resume_from=resume_from)
+            reporter.flush()  # every point and log line is stored before the job leaves `running`
+        except Exception as exc:  # every failure ends the job with a readable reason
+            reporter.add_log("error", "".join(traceback.format_exception(exc))[-5000:])
+            reporter.flush()
+            code, message, param = _failure_for(exc, job)
+            if services._fail(job.id, code=code, message=message, param=param, guard=guard):
+                services.job_attempt_end(job_id=job.id, number=job.attempts, outcome=JobAttempt.Outcome.FAILED)
+            return
+        _finish(job, result, reporter, guard)
+    finally:
+        reporter.stop()
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _finish(job: FineTuneJob, result, reporter: JobReporter, guard: dict) -> None:
+    reason = reporter.stop_reason
+    if reason == StopReason.LOST_OWNERSHIP:
+        logger.warning("job %s was taken over by the reconciler; discarding this attempt's result", job.id)
+        return
+    common = {"trained_tokens": result.trained_tokens}
+    if result.status == "succeeded":
+        _succeed(job, result, guard)
+        return
+    if result.status == "paused":
+        if reason == StopReason.WORKER_PAUSED:
+            with transaction.atomic():
+                if services._transition(
+                    job.id, to=JobStatus.QUEUED, from_=(JobStatus.RUNNING,), guard=guard, worker="",
+                    message=f"Worker {job.worker} was paused by an admin: checkpointed at step {result.steps} and "
+                            f"requeued for another worker.", requested_action="", **common,
+                ):
+                    services.job_dispatch(job_id=job.id, queue=job.queue)
+            outcome = JobAttempt.Outcome.REQUEUED
+        else:
+            services._transition(job.id, to=JobStatus.PAUSED, from_=(JobStatus.RUNNING,), guard=guard,
+                                 message=f"Paused at step {result.steps}; the checkpoint is stored and the worker is free.",
+                                 requested_action="", **common)
+            outcome = JobAttempt.Outcome.PAUSED
+    elif reason == StopReason.TIME_LIMIT:
+        services._fail(job.id, code="time_limit_exceeded", message=_time_limit_message(), guard=guard)
+        outcome = JobAttempt.Outcome.FAILED
+    else:
+        services._transition(job.id, to=JobStatus.CANCELLED, from_=(JobStatus.RUNNING,), guard=guard,
+                             message=f"Cancelled at step {result.steps}.", requested_action="", **common)
+        outcome = JobAttempt.Outcome.CANCELLED
+    services.job_attempt_end(job_id=job.id, number=job.attempts, outcome=outcome)
+
+
+def _model_name(job: FineTuneJob) -> str:
+    return f"ft:{job.base_model.name}:{job.team.slug}:{job.suffix}:{job.id}"
+
+
+def _succeed(job: FineTuneJob, result, guard: dict) -> None:
+    """Upload the artifacts under the team's prefix and create the ModelVersion with its lineage."""
+    output = Path(result.output_dir)
+    version_id = new_public_id(ModelVersion.id_prefix)
+    prefix = storage_prefix_for_model_version(team_id=job.team_id, version_id=version_id)
+    files = upload_dir(output, prefix, exclude_top=("checkpoints",))
+    label_file = output / "label_map.json"
+    labels = json.loads(label_file.read_text()).get("labels", []) if label_file.exists() else []
+    version = job.dataset_version
+    resolved = services.json_safe(result.resolved_spec)
+    # Worker-local paths mean nothing elsewhere: lineage names the stored inputs instead.
+    resolved.update(train_file=version.normalized_file.name,
+                    validation_file=version.validation_file.name if version.validation_file else None,
+                    output_dir=prefix, cache_dir=None)
+    metrics = services.json_safe({k: v for k, v in result.metrics.items() if k != "history"})
+    lineage = {
+        "job": job.id,
+        "dataset": version.dataset_id,
+        "dataset_version": version.id,
+        "dataset_sha256": version.sha256,
+        "base_model": job.base_model.name,
+        "base_model_source": job.base_model.source,
+        "method": job.method,
+        "seed": job.seed,
+        "resolved_spec": resolved,
+        "code_version": code_version(),
+        "worker": job.worker,
+        "attempts": job.attempts,
+    }
+    with transaction.atomic():
+        done = services._transition(
+            job.id, to=JobStatus.SUCCEEDED, from_=(JobStatus.RUNNING,), guard=guard,
+            message=f"Succeeded after {result.steps} steps: model {_model_name(job)}.",
+            data={"model_version": version_id}, trained_tokens=result.trained_tokens,
+            resolved_hyperparameters=resolved.get("hyperparameters", {}), resolved_spec=resolved,
+            requested_action="", percent=100.0, eta_seconds=0,
+        )
+        if done:
+            ModelVersion.objects.create(
+                id=version_id, team_id=job.team_id, name=_model_name(job), job=job, base_model=job.base_model,
+                task=job.task, method=job.method, labels=labels, metrics=metrics, lineage=lineage,
+                storage_prefix=prefix, files=files, created_by_id=job.created_by_id,
+            )
+            services.job_event_record(job_id=job.id, message=f"Model version {version_id} stored ({len(files)} files).",
+                                      type=JobEvent.Type.METRICS, data={"metrics": metrics.get("final") or {}})
+    if not done:
+        delete_files(prefix, files)  # the job was taken over or cancelled meanwhile
+        return
+    services.job_attempt_end(job_id=job.id, number=job.attempts, outcome=JobAttempt.Outcome.SUCCEEDED)

@@ -1,0 +1,31 @@
+"""Celery tasks of the jobs app: ids only, thin (each body calls one service)."""
+
+from django.conf import settings
+
+from finetune import services
+from workers.registry import current_worker_name
+from workers.selectors import worker_accepts_jobs
+from workers.services import hand_back
+from workers.taskbase import tuneforge_task
+
+
+@tuneforge_task(
+    "finetune.run_job",
+    queue="cpu",  # the real queue is chosen per message from the job's device class
+    bind=True,
+    time_limit=settings.TUNEFORGE_JOB_TIME_LIMIT + 600,
+    soft_time_limit=settings.TUNEFORGE_JOB_TIME_LIMIT,
+)
+def run_job(self, job_id: str) -> None:
+    """One unit of work on the job's queue: claim the fairest queued job there and run it.
+    A draining or paused worker hands the message back unclaimed."""
+    if not worker_accepts_jobs(name=current_worker_name()):
+        hand_back(self, job_id=job_id)
+        return
+    services.job_execute(job_id=job_id)
+
+
+@tuneforge_task("finetune.reconcile_jobs", queue="default", time_limit=120, soft_time_limit=100)
+def reconcile_jobs() -> None:
+    """Requeue jobs whose worker died; re-send messages the broker lost."""
+    services.jobs_reconcile()
