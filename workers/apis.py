@@ -10,9 +10,12 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.api import ErrorSerializer
 from common.errors import NotFound
 from workers import selectors, services
 from workers.models import WorkerNode
+
+ERRORS = {code: ErrorSerializer for code in (401, 404)}
 
 
 class StaffApiView(APIView):
@@ -72,8 +75,9 @@ class WorkerListOutputSerializer(serializers.Serializer):
 class WorkerListApi(StaffApiView):
     @extend_schema(
         summary="List workers (staff)",
+        operation_id="workers_list",
         parameters=[OpenApiParameter("status", str, enum=list(selectors.STATUSES), description="Only this status.")],
-        responses={200: WorkerListOutputSerializer},
+        responses={200: WorkerListOutputSerializer, 400: ErrorSerializer, **ERRORS},
     )
     def get(self, request):
         workers = selectors.worker_list(status=request.query_params.get("status") or None)
@@ -83,38 +87,41 @@ class WorkerListApi(StaffApiView):
 
 @extend_schema(tags=["workers"])
 class WorkerDetailApi(StaffApiView):
-    @extend_schema(summary="Get a worker (staff)", responses={200: WorkerOutputSerializer})
+    @extend_schema(summary="Get a worker (staff)", operation_id="workers_retrieve", responses={200: WorkerOutputSerializer, **ERRORS})
     def get(self, request, name: str):
         return Response(WorkerOutputSerializer(selectors.worker_get(name=name)).data)
 
 
-class _WorkerActionApi(StaffApiView):
-    action_service = None
+def _act(service, request, name: str) -> Response:
+    return Response(WorkerOutputSerializer(service(name=name, actor=request.user)).data)
 
+
+@extend_schema(tags=["workers"])
+class WorkerDrainApi(StaffApiView):
+    @extend_schema(
+        operation_id="workers_drain", summary="Drain a worker (staff): finish the current job, take no new one",
+        request=None, responses={200: WorkerOutputSerializer, **ERRORS},
+    )
     def post(self, request, name: str):
-        worker = self.action_service(name=name, actor=request.user)
-        return Response(WorkerOutputSerializer(worker).data)
+        return _act(services.worker_drain, request, name)
 
 
-@extend_schema(
-    tags=["workers"], summary="Drain a worker (staff): finish the current job, take no new one",
-    request=None, responses={200: WorkerOutputSerializer},
-)
-class WorkerDrainApi(_WorkerActionApi):
-    action_service = staticmethod(services.worker_drain)
+@extend_schema(tags=["workers"])
+class WorkerPauseApi(StaffApiView):
+    @extend_schema(
+        operation_id="workers_pause",
+        summary="Pause a worker (staff): take no new job, pause and requeue the current one",
+        request=None, responses={200: WorkerOutputSerializer, **ERRORS},
+    )
+    def post(self, request, name: str):
+        return _act(services.worker_pause, request, name)
 
 
-@extend_schema(
-    tags=["workers"], summary="Pause a worker (staff): take no new job, pause and requeue the current one",
-    request=None, responses={200: WorkerOutputSerializer},
-)
-class WorkerPauseApi(_WorkerActionApi):
-    action_service = staticmethod(services.worker_pause)
-
-
-@extend_schema(
-    tags=["workers"], summary="Resume a worker (staff): accept jobs again",
-    request=None, responses={200: WorkerOutputSerializer},
-)
-class WorkerResumeApi(_WorkerActionApi):
-    action_service = staticmethod(services.worker_resume)
+@extend_schema(tags=["workers"])
+class WorkerResumeApi(StaffApiView):
+    @extend_schema(
+        operation_id="workers_resume", summary="Resume a worker (staff): accept jobs again",
+        request=None, responses={200: WorkerOutputSerializer, **ERRORS},
+    )
+    def post(self, request, name: str):
+        return _act(services.worker_resume, request, name)
