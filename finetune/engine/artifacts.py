@@ -83,8 +83,14 @@ def _merge(plan: Any, adapter_dir: Path, out: Path) -> None:
 
 
 def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return str(v).lower()
     if isinstance(v, float):
         return f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(map(str, v))
     return str(v)
 
 
