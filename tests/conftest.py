@@ -93,3 +93,23 @@ def start_worker(transactional_db):
     yield start
     for worker in started:
         worker.stop()
+
+
+# --- Browser tests (Playwright's sync API on Debian's Chromium) -----------------------------------
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    """A headless Chromium; mark the test `browser` and skip it when /usr/bin/chromium is missing."""
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls in the test are still
+    # plain synchronous code, between browser steps.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()

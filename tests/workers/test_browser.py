@@ -7,12 +7,10 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from tests.conftest import CHROMIUM
 from tests.factories import UserFactory, WorkerNodeFactory
 from workers.models import WorkerNode
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 PASSWORD = "violet-harbor-1987"
 NAME = "gpu0@node-a.example"
 
@@ -21,17 +19,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
 ]
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    from playwright.sync_api import sync_playwright
-
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
 
 
 def test_the_workers_page_refreshes_itself_and_its_buttons_drain_and_resume(live_server, browser):
