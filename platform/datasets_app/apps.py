@@ -1,6 +1,18 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class DatasetsAppConfig(AppConfig):
     name = "datasets_app"
     verbose_name = "Datasets"
+
+    def dashboard_section(self, *, team) -> dict:
+        from datasets_app.selectors import dataset_totals
+
+        totals = dataset_totals(team=team)
+        return {
+            "title": _("Datasets"),
+            "url": "/datasets/",
+            "stats": [(_("datasets"), totals["datasets"]), (_("versions"), totals["versions"]),
+                      (_("training rows"), totals["rows"])],
+        }

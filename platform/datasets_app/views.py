@@ -1,0 +1,191 @@
+"""Web pages for datasets (server-rendered, over the same selectors and services as the API).
+
+Uploading goes through the API from the browser (XMLHttpRequest, for its progress events), so the
+web and API paths share one upload implementation, size limits and report.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from accounts.models import Role, role_at_least
+from common.errors import ApplicationError, NotFound
+from datasets_app import charts, selectors, services
+from datasets_app.models import Task
+
+PREVIEW_PAGE = 20
+EXAMPLES_PER_LABEL = 3
+
+
+def _membership(request):
+    membership = request.membership
+    if not membership:
+        raise Http404(_("You belong to no team yet."))
+    return membership
+
+
+def _can_write(membership) -> bool:
+    return role_at_least(membership.role, Role.MEMBER)
+
+
+def _require_writer(membership) -> None:
+    if not _can_write(membership):
+        raise PermissionDenied(_("Viewers cannot change datasets."))
+
+
+def _dataset_or_404(membership, dataset_id: str):
+    try:
+        return selectors.dataset_get(team=membership.team, dataset_id=dataset_id)
+    except NotFound:
+        raise Http404(_("No such dataset in this team.")) from None
+
+
+def _version_or_404(membership, version_id: str):
+    try:
+        return selectors.dataset_version_get(team=membership.team, version_id=version_id)
+    except NotFound:
+        raise Http404(_("No such dataset version in this team.")) from None
+
+
+def _upload_context(membership, *, dataset=None) -> dict:
+    return {
+        "tasks": Task.choices,
+        "upload_url": (reverse("api-dataset-versions", args=[dataset.pk]) if dataset is not None
+                       else reverse("api-datasets")),
+        "version_url_template": reverse("datasets_app:version", args=["VERSION_ID"]),
+        "max_upload_bytes": services.settings.TUNEFORGE_MAX_UPLOAD_BYTES,
+        "dataset": dataset,
+    }
+
+
+@login_required
+def dataset_list(request):
+    membership = _membership(request)
+    datasets = list(selectors.dataset_list(team=membership.team)[:200])
+    rows = [{"dataset": d, "latest": selectors.dataset_latest_version(dataset=d)} for d in datasets]
+    return render(request, "datasets/list.html", {"rows": rows, "can_write": _can_write(membership)})
+
+
+@login_required
+def dataset_new(request):
+    membership = _membership(request)
+    _require_writer(membership)
+    return render(request, "datasets/upload.html", _upload_context(membership))
+
+
+@login_required
+def dataset_detail(request, dataset_id: str):
+    membership = _membership(request)
+    dataset = _dataset_or_404(membership, dataset_id)
+    versions = list(selectors.dataset_version_list(dataset=dataset).select_related("created_by"))
+    context = {"dataset": dataset, "versions": versions, "can_write": _can_write(membership),
+               **_upload_context(membership, dataset=dataset)}
+    return render(request, "datasets/detail.html", context)
+
+
+@login_required
+@require_POST
+def dataset_delete(request, dataset_id: str):
+    membership = _membership(request)
+    dataset = _dataset_or_404(membership, dataset_id)
+    _require_writer(membership)
+    if request.POST.get("confirm") != "yes":
+        messages.error(request, _("Tick the confirmation box to delete the dataset."))
+        return redirect("datasets_app:detail", dataset_id=dataset.pk)
+    try:
+        services.dataset_delete(dataset=dataset)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("datasets_app:detail", dataset_id=dataset.pk)
+    messages.success(request, _("Dataset “%(name)s” was deleted.") % {"name": dataset.name})
+    return redirect("datasets_app:list")
+
+
+def _int_arg(request, name: str, default: int) -> int:
+    try:
+        return max(0, int(request.GET.get(name, default)))
+    except ValueError:
+        return default
+
+
+@login_required
+def version_detail(request, version_id: str):
+    membership = _membership(request)
+    version = _version_or_404(membership, version_id)
+    report = version.report or {}
+    split = request.GET.get("split") if request.GET.get("split") in selectors.SPLITS else "train"
+    offset = _int_arg(request, "offset", 0)
+    preview = selectors.version_preview(version=version, split=split, offset=offset, limit=PREVIEW_PAGE)
+
+    label_rows = selectors.version_label_distribution(version=version)
+    label_chart = charts.label_bars(label_rows) if label_rows else None
+
+    model = request.GET.get("model") or None
+    token_error = None
+    try:
+        tokens = selectors.version_token_lengths(version=version, model=model)
+    except ApplicationError as exc:
+        tokens, token_error = None, exc.message
+    token_chart = charts.histogram_bars(tokens["bins"], max_length=tokens["max_length"]) if tokens else None
+
+    chosen_label = request.GET.get("label") or None
+    examples = None
+    if version.task != Task.CHAT_SFT:
+        if chosen_label is not None and chosen_label not in version.labels:
+            chosen_label = None
+        examples = selectors.version_examples(version=version, label=chosen_label,
+                                              limit=10 if chosen_label else EXAMPLES_PER_LABEL)
+
+    from finetune.models import BaseModel  # the registry names the tokenizers a user can pick
+
+    context = {
+        "version": version,
+        "dataset": version.dataset,
+        "report": report,
+        "stats": report.get("stats") or {},
+        "preview": preview,
+        "preview_first": preview["offset"] + 1 if preview["data"] else 0,
+        "preview_last": preview["offset"] + len(preview["data"]),
+        "split": split,
+        "prev_offset": max(0, offset - PREVIEW_PAGE) if offset > 0 else None,
+        "label_rows": label_rows,
+        "label_chart": label_chart,
+        "tokens": tokens,
+        "token_chart": token_chart,
+        "token_error": token_error,
+        "models": [services.settings.TUNEFORGE_DEFAULT_BASE_MODEL]
+        + [name for name in BaseModel.objects.filter(enabled=True).values_list("name", flat=True)
+           if name != services.settings.TUNEFORGE_DEFAULT_BASE_MODEL],
+        "chosen_model": tokens["model"] if tokens else model,
+        "examples": examples,
+        "chosen_label": chosen_label,
+        "download_url": reverse("api-dataset-version-download", args=[version.pk]),
+        "can_write": _can_write(membership),
+    }
+    return render(request, "datasets/version.html", context)
+
+
+@login_required
+@require_POST
+def version_delete(request, version_id: str):
+    membership = _membership(request)
+    version = _version_or_404(membership, version_id)
+    _require_writer(membership)
+    dataset_id = version.dataset_id
+    if request.POST.get("confirm") != "yes":
+        messages.error(request, _("Tick the confirmation box to delete the version."))
+        return redirect("datasets_app:version", version_id=version.pk)
+    try:
+        services.dataset_version_delete(version=version)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("datasets_app:version", version_id=version.pk)
+    messages.success(request, _("Version %(number)s was deleted.") % {"number": version.number})
+    return redirect("datasets_app:detail", dataset_id=dataset_id)
