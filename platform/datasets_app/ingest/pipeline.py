@@ -25,7 +25,13 @@ import numpy as np
 
 from datasets_app.ingest.columns import ColumnMapping, MappingError, detect_mapping, fold
 from datasets_app.ingest.pii import mask_pii
-from datasets_app.ingest.readers import csv_failure, iter_json_array, iter_jsonl_records, open_text, utf8_errors
+from datasets_app.ingest.readers import (
+    csv_failure,
+    iter_json_array,
+    iter_jsonl_records,
+    open_text,
+    utf8_errors,
+)
 from datasets_app.ingest.report import FatalIngestError, Report
 from datasets_app.ingest.sniff import SourceKind, sniff
 
@@ -392,6 +398,7 @@ class _Parser:
                 self.check_tokens(part, kept, text if pair is None else f"{text}\n{pair}")
             kept += 1
         part.rows = kept
+        self.data_rows = row_number
 
     # --- JSONL / JSON array: every task
     def parse_json(self, kind: SourceKind, path: Path, out) -> _Part:

@@ -11,6 +11,7 @@ import codecs
 import csv
 import io
 import os
+import re
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -76,6 +77,8 @@ def describe_encoding(sample: bytes) -> str:
         return "UTF-16 (little-endian)"
     if sample and even.count(0) > len(even) * 0.3 and odd.count(0) < len(odd) * 0.05:
         return "UTF-16 (big-endian)"
+    if _looks_latin1(sample):
+        return "Latin-1 / Windows-1252"
     from charset_normalizer import from_bytes
 
     best = from_bytes(sample[:HEAD_BYTES]).best()
@@ -87,6 +90,22 @@ def describe_encoding(sample: bytes) -> str:
                "utf-16-be": "UTF-16 (big-endian)", "gb18030": "GB18030 (Chinese)", "gbk": "GBK (Chinese)",
                "big5": "Big5 (Chinese)", "shift-jis": "Shift JIS (Japanese)", "cp932": "Shift JIS (Japanese)"}
     return aliases.get(name.lower(), name)
+
+
+def _looks_latin1(sample: bytes) -> bool:
+    """Western European text in a single-byte code page: its non-ASCII bytes are mostly lone letters
+    between ASCII ones (the é in café), while CJK double-byte encodings come in pairs. Statistical
+    detectors often misname such short samples (mac-latin2, cp1250), so this is checked first."""
+    try:
+        text = sample.decode("cp1252")
+    except UnicodeDecodeError:
+        return False
+    runs = [len(run) for run in re.findall(r"[^\x00-\x7f]+", text)]
+    if not runs:
+        return False
+    lone = sum(1 for n in runs if n == 1) / len(runs)
+    letters = sum(1 for ch in text if ord(ch) > 127 and ch.isalpha()) / sum(runs)
+    return lone >= 0.8 and letters >= 0.8
 
 
 def not_utf8_message(sample: bytes, *, line: int | None = None, byte: int | None = None) -> str:
@@ -122,9 +141,9 @@ def sniff(fileobj: BinaryIO, filename: str, *, fmt: str | None = None) -> Source
         if head.startswith(magic):
             raise FatalIngestError(
                 f"the file is {what}, not a CSV, TSV, JSONL or JSON text file. "
-                "Archives are not accepted: upload the uncompressed text file.", code="unsupported_file_type")
+                "Upload the uncompressed text file (archives are not accepted).", code="unsupported_file_type")
     if head[257:262] == b"ustar":
-        raise FatalIngestError("the file is a tar archive; upload the uncompressed text file.",
+        raise FatalIngestError("the file is a tar archive. Upload the uncompressed text file.",
                                code="unsupported_file_type")
     for bom, _name in BOMS:
         if head.startswith(bom):
