@@ -120,3 +120,34 @@ class WorkerNodeFactory(factory.django.DjangoModelFactory):
     utilisation = factory.LazyFunction(lambda: {"gpu_percent": 73, "memory_used_mb": 40960, "memory_total_mb": 143771})
     last_heartbeat_at = factory.LazyFunction(_now)
     started_at = factory.LazyFunction(_now)
+
+
+class DatasetVersionFactory(factory.django.DjangoModelFactory):
+    """A dataset version made by the real upload service (validation, normalization, storage) from a
+    sample file: `DatasetVersionFactory(team=team)` uploads samples/banking77/train_4intents.csv.
+    Pass `source=<path>`, `name=`, `dataset=` (to add a version to it), `user=`, or upload options
+    (`validation_fraction=`, `seed=`, `label_names=`, `pii_masking=`, ...)."""
+
+    class Meta:
+        model = "datasets_app.DatasetVersion"
+
+    team = factory.SubFactory(TeamFactory)
+
+    @classmethod
+    def _create(cls, model_class, *args, team, source=None, name=None, dataset=None, user=None, **options):
+        from pathlib import Path
+
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        from datasets_app import services
+
+        path = Path(source) if source else Path(__file__).resolve().parents[1] / "samples/banking77/train_4intents.csv"
+        upload = SimpleUploadedFile(path.name, path.read_bytes())
+        upload_options = services.UploadOptions(**options)
+        if dataset is not None:
+            outcome = services.dataset_version_create(team=team, user=user, dataset=dataset, file=upload,
+                                                      filename=path.name, options=upload_options)
+        else:
+            outcome = services.dataset_create_from_upload(team=team, user=user, file=upload, filename=path.name,
+                                                          name=name, options=upload_options)
+        return outcome.version
