@@ -10,6 +10,7 @@ hands the message back), and a worker that restarts while drained comes up not c
 from __future__ import annotations
 
 import logging
+import time
 
 from django.db import transaction
 from django.db.models import Q
@@ -171,6 +172,14 @@ def hand_back(task, *, job_id: str | None = None) -> str:
     name = current_worker_name()
     log.warning("Worker %s is not accepting jobs: handed %s%s back to queue %s", name, task.name,
                 f" (job {job_id})" if job_id else "", queue)
-    if name is not None:
+    if name is None:
+        return queue
+    state = WorkerNode.objects.filter(name=name).values_list("admin_state", flat=True).first()
+    if state in (WorkerNode.AdminState.DRAINING, WorkerNode.AdminState.PAUSED):
         _control(name=name, command="cancel_consumer", queues=current_worker_queues() or [queue])
+    else:
+        # Not registered (its row was deleted, or registration failed): the heartbeat registers it
+        # again within seconds. It keeps consuming meanwhile, so pause briefly rather than spin on
+        # the message it may fetch straight back.
+        time.sleep(1)
     return queue

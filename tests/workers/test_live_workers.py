@@ -136,6 +136,18 @@ def test_a_worker_that_missed_the_pause_command_hands_a_job_message_back(start_w
     wait_until(lambda: _row(name).last_ping == "handed-back", timeout=10, message="the handed-back ping to run")
 
 
+def test_a_worker_whose_row_was_deleted_registers_again_and_keeps_taking_work(start_worker):
+    queue = _queue()
+    worker = start_worker(queues=queue, name="phoenix", env={**FAST, "TUNEFORGE_WORKER_HEARTBEAT_SECONDS": "2"})
+    name = worker.hostname
+    wait_until(lambda: _row(name) is not None, timeout=10, message="registration")
+    WorkerNode.objects.filter(name=name).delete()  # an admin tidied the registry up
+    _ping(queue, "after-delete")  # unknown to the registry: handed back until it registers again
+    wait_until(lambda: _row(name) is not None, timeout=10, message="registration again")
+    wait_until(lambda: _row(name).last_ping == "after-delete", timeout=15, message="the ping to run")
+    assert _consumed_queues(name) == {queue}
+
+
 def test_the_launcher_restarts_a_crashed_worker_which_stays_paused_and_stops_all_on_sigterm(transactional_db):
     from tests.celery_harness import purge_broker
 
