@@ -1,0 +1,103 @@
+"""The datasets pages: what a signed-in person sees, and what they may do."""
+
+import pytest
+from django.test import Client
+
+from datasets_app.models import Dataset, DatasetVersion
+from tests.datasets.conftest import OASST, stored_files
+from tests.factories import DatasetVersionFactory
+
+
+@pytest.fixture
+def version(team, alice):
+    return DatasetVersionFactory(team=team, user=alice, name="Intents")
+
+
+def web(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_the_list_shows_name_task_versions_rows_and_labels(alice, version):
+    page = web(alice).get("/datasets/").content.decode()
+    assert "Intents" in page and "Classification" in page
+    assert f"/datasets/{version.dataset_id}/" in page
+    assert f"{version.row_count} / {version.validation_row_count}" in page
+    assert "Upload a dataset" in page
+
+
+def test_the_upload_page_has_a_dropzone_progress_bar_and_mapping_options(alice):
+    page = web(alice).get("/datasets/new/").content.decode()
+    for marker in ('id="dropzone"', 'id="progress-bar"', 'name="label_column"', 'name="pii_masking"',
+                   'name="validation_file"', 'data-upload-url="/api/v1/datasets"', "datasets/upload.js"):
+        assert marker in page, marker
+
+
+def test_the_dataset_page_lists_versions_and_offers_a_new_upload(alice, version):
+    page = web(alice).get(f"/datasets/{version.dataset_id}/").content.decode()
+    assert f"/datasets/versions/{version.id}/" in page and "v1" in page
+    assert f'data-upload-url="/api/v1/datasets/{version.dataset_id}/versions"' in page
+    assert version.sha256[:12] in page
+
+
+def test_the_version_page_shows_report_charts_preview_examples_and_downloads(alice, version):
+    page = web(alice).get(f"/datasets/versions/{version.id}/").content.decode()
+    assert "No blocking errors" in page
+    assert 'class="label-chart"' in page and page.count('<g class="bar">') == 4
+    assert 'class="token-chart"' in page
+    assert "card_arrival" in page and "Examples per label" in page
+    assert f"/api/v1/dataset-versions/{version.id}/download?split=train&amp;format=csv" in page
+    assert "Rows 1–20 of" in page
+    second = web(alice).get(f"/datasets/versions/{version.id}/", {"split": "validation", "offset": "0"})
+    assert f"of {version.validation_row_count}" in second.content.decode()
+
+
+def test_the_version_page_of_a_chat_dataset_shows_conversations(alice, team):
+    chat = DatasetVersionFactory(team=team, user=alice, source=OASST, validation_fraction=0)
+    page = web(alice).get(f"/datasets/versions/{chat.id}/").content.decode()
+    assert 'class="chat"' in page and "assistant" in page
+    assert 'class="label-chart"' not in page and "Examples per label" not in page
+
+
+def test_a_viewer_sees_no_upload_or_delete_and_cannot_post(vera, version):
+    client = web(vera)
+    assert "Upload a dataset" not in client.get("/datasets/").content.decode()
+    assert client.get("/datasets/new/").status_code == 403
+    page = client.get(f"/datasets/versions/{version.id}/").content.decode()
+    assert "Delete version" not in page
+    assert client.post(f"/datasets/versions/{version.id}/delete/", {"confirm": "yes"}).status_code == 403
+    assert client.post(f"/datasets/{version.dataset_id}/delete/", {"confirm": "yes"}).status_code == 403
+    assert DatasetVersion.objects.filter(pk=version.id).exists()
+
+
+def test_charlie_gets_404_on_alices_pages(charlie, version):
+    client = web(charlie)
+    assert client.get(f"/datasets/{version.dataset_id}/").status_code == 404
+    assert client.get(f"/datasets/versions/{version.id}/").status_code == 404
+    assert client.post(f"/datasets/versions/{version.id}/delete/", {"confirm": "yes"}).status_code == 404
+    assert client.post(f"/datasets/{version.dataset_id}/delete/", {"confirm": "yes"}).status_code == 404
+    assert "Intents" not in client.get("/datasets/").content.decode()
+
+
+def test_deleting_a_version_needs_the_confirmation_box(alice, version, media_root, django_capture_on_commit_callbacks):
+    client = web(alice)
+    response = client.post(f"/datasets/versions/{version.id}/delete/", follow=True)
+    assert "Tick the confirmation box" in response.content.decode()
+    assert DatasetVersion.objects.filter(pk=version.id).exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/datasets/versions/{version.id}/delete/", {"confirm": "yes"}, follow=True)
+    assert "Version 1 was deleted." in response.content.decode()
+    assert not DatasetVersion.objects.exists() and stored_files(media_root) == []
+
+
+def test_deleting_a_dataset_from_its_page(alice, version, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = web(alice).post(f"/datasets/{version.dataset_id}/delete/", {"confirm": "yes"}, follow=True)
+    assert "was deleted" in response.content.decode()
+    assert not Dataset.objects.exists()
+
+
+def test_the_dashboard_shows_a_datasets_card(alice, version):
+    page = web(alice).get("/").content.decode()
+    assert 'href="/datasets/"' in page and "training rows" in page
