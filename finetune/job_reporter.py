@@ -144,7 +144,11 @@ class JobReporter:
             self._progress = progress.to_dict()
 
     def on_checkpoint(self, *, step: int, path: str, metrics: dict) -> None:
-        """Upload the checkpoint folder so any worker can resume from it; keep the last few."""
+        """Upload the checkpoint folder so any worker can resume from it; keep the last few.
+
+        Every buffered point up to this step is written first: a run resumed from this checkpoint
+        repeats only later steps, so a crash can never leave a gap in the metric series."""
+        self.flush()
         prefix = f"{storage_prefix_for_job(team_id=self.team_id, job_id=self.job_id)}/checkpoints/step-{step}"
         files = upload_dir(Path(path), prefix)
         with transaction.atomic():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.db.models import Count, DurationField, ExpressionWrapper, F, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
@@ -85,12 +85,45 @@ def fair_share_order(queryset: QuerySet[FineTuneJob]) -> QuerySet[FineTuneJob]:
 
 
 def queue_positions(*, queues: set[str]) -> dict[str, int]:
-    """1-based positions of every queued job in its queue (across all teams: the real line)."""
+    """1-based positions of every queued job in its queue (across all teams: the real line).
+
+    The line is simulated claim by claim with the rules of `fair_share_order`: each pick counts as
+    one more running job of its team and makes that team the most recently served, so a team with
+    many queued jobs does not hold every front position.
+    """
     positions: dict[str, int] = {}
     for queue in queues:
-        ordered = fair_share_order(FineTuneJob.objects.filter(queue=queue, status=JobStatus.QUEUED))
-        for index, job_id in enumerate(ordered.values_list("id", flat=True), start=1):
-            positions[job_id] = index
+        waiting = list(
+            FineTuneJob.objects.filter(queue=queue, status=JobStatus.QUEUED).values_list(
+                "id", "team_id", "priority", "created_at"
+            )
+        )
+        teams = {team_id for _, team_id, _, _ in waiting}
+        running = dict(
+            FineTuneJob.objects.filter(team_id__in=teams, status=JobStatus.RUNNING)
+            .order_by()
+            .values_list("team_id")
+            .annotate(n=Count("pk"))
+        )
+        # When each team was last served: (0,) never, (1, t) a real claim, (2, n) the n-th simulated pick.
+        served: dict[str, tuple] = {
+            team_id: (1, last.timestamp())
+            for team_id, last in JobAttempt.objects.filter(job__team_id__in=teams)
+            .order_by()
+            .values_list("job__team_id")
+            .annotate(last=Max("started_at"))
+        }
+
+        def rank(row):
+            job_id, team_id, priority, created_at = row
+            return (running.get(team_id, 0), -priority, served.get(team_id, (0,)), created_at, job_id)
+
+        for index in range(1, len(waiting) + 1):
+            best = min(waiting, key=rank)
+            waiting.remove(best)
+            positions[best[0]] = index
+            running[best[1]] = running.get(best[1], 0) + 1
+            served[best[1]] = (2, index)
     return positions
 
 

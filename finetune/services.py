@@ -552,7 +552,7 @@ def jobs_reconcile() -> dict:
 def _recover_stale_job(*, job_id: str, stale_before) -> str | None:
     with transaction.atomic():
         job = (
-            FineTuneJob.objects.select_for_update(skip_locked=True)
+            FineTuneJob.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(pk=job_id, status=JobStatus.RUNNING, heartbeat_at__lt=stale_before)
             .select_related("resume_checkpoint")
             .first()

@@ -19,6 +19,9 @@ FAST_WORKER_ENV = {
     "TUNEFORGE_JOB_FLUSH_SECONDS": "0.5",
     "TUNEFORGE_JOB_CONTROL_POLL_SECONDS": "0.5",
     "TUNEFORGE_WORKER_HEARTBEAT_SECONDS": "1",
+    # One thread: a tiny model gains nothing from more, and on a shared CPU extra OpenMP threads
+    # spin against other processes and slow every step down many times.
+    "OMP_NUM_THREADS": "1",
 }
 
 
@@ -98,7 +101,7 @@ def wait_for_job(client, job_id: str, predicate, *, timeout: float, what: str = 
         body = client.get(f"/api/v1/jobs/{job_id}").json()
         if predicate(body):
             return body
-        time.sleep(0.2)
+        time.sleep(0.3)
     raise AssertionError(f"Timed out after {timeout}s waiting for {what}; last seen: {json.dumps(body)[:2000]}")
 
 

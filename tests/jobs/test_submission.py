@@ -231,3 +231,16 @@ def test_fair_share_puts_the_team_with_fewer_running_jobs_first_then_priority_th
     order = list(fair_share_order(FineTuneJob.objects.filter(status="queued")).values_list("id", flat=True))
 
     assert order == [b_normal.id, b_low.id, a_high.id, a_normal.id]
+
+
+def test_queue_positions_alternate_between_teams_so_a_busy_team_does_not_hold_the_line(
+        alice_client, charlie_client, team, charlie_team, dataset_version):
+    team.max_concurrent_jobs = 5
+    team.save()
+    a = [submit(alice_client, dataset_version)["id"] for _ in range(3)]
+    b = submit(charlie_client, make_dataset_version(charlie_team))["id"]
+
+    positions = {j["id"]: j["queue_position"] for j in alice_client.get("/api/v1/jobs").json()["data"]}
+
+    assert positions == {a[0]: 1, a[1]: 3, a[2]: 4}
+    assert charlie_client.get(f"/api/v1/jobs/{b}").json()["queue_position"] == 2
