@@ -8,7 +8,9 @@ Arbitrary names or paths are refused: a user-chosen path must never make the ser
 from __future__ import annotations
 
 import functools
+import json
 import logging
+from pathlib import Path
 
 from django.conf import settings
 
@@ -20,24 +22,83 @@ SANE_MAX_LENGTH = 1_000_000
 FALLBACK_MAX_LENGTH = 512
 
 
+class _Backend:
+    def __init__(self, *, lengths, specials: int, model_max_length: int | None) -> None:
+        self.lengths = lengths
+        self.specials = specials
+        self.model_max_length = model_max_length
+
+
 class HFTokenCounter:
-    def __init__(self, *, name: str, tokenizer, max_length: int) -> None:
+    """Token counts from a model's fast tokenizer.
+
+    When the model ships a `tokenizer.json` (every fast tokenizer does), it is loaded with the
+    `tokenizers` library itself — the Rust tokenizer that AutoTokenizer's fast tokenizers wrap, so the
+    counts are identical — because importing AutoTokenizer pulls in torch (~250 MB) for nothing here.
+    Models without one fall back to `transformers.AutoTokenizer`.
+    """
+
+    def __init__(self, *, name: str, backend: _Backend, max_length: int) -> None:
         self.name = name
-        self.tokenizer = tokenizer
+        self.backend = backend
         self.max_length = max_length
-        self.specials = tokenizer.num_special_tokens_to_add(pair=False)
+        self.specials = backend.specials
 
     def lengths(self, texts: list[str]) -> list[int]:
-        encoded = self.tokenizer(texts, add_special_tokens=True, truncation=False, return_attention_mask=False,
-                                 return_token_type_ids=False, verbose=False)
-        return [len(ids) for ids in encoded["input_ids"]]
+        return self.backend.lengths(texts)
+
+
+def _tokenizer_files(source: str) -> tuple[Path | None, dict]:
+    """The tokenizer.json and tokenizer_config.json of a local folder or an offline-cached hub id."""
+    folder = Path(source)
+    if folder.is_dir():
+        tokenizer_json = folder / "tokenizer.json"
+        config_path = folder / "tokenizer_config.json"
+    else:
+        from huggingface_hub import hf_hub_download
+
+        def cached(filename: str) -> Path | None:
+            try:
+                return Path(hf_hub_download(source, filename, local_files_only=True))
+            except Exception:  # noqa: BLE001 - any miss means "not available offline"
+                return None
+
+        tokenizer_json, config_path = cached("tokenizer.json"), cached("tokenizer_config.json")
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path and config_path.exists() else {}
+    return (tokenizer_json if tokenizer_json and tokenizer_json.exists() else None), config
 
 
 @functools.lru_cache(maxsize=8)
-def _load_tokenizer(source: str):
+def _load_backend(source: str) -> _Backend:
+    tokenizer_json, config = _tokenizer_files(source)
+    if tokenizer_json is not None:
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(tokenizer_json))
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        processor = tokenizer.post_processor
+        specials = processor.num_special_tokens_to_add(False) if processor is not None else 0
+
+        # encode_batch_fast skips computing character offsets, which counting does not need.
+        encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
+
+        def lengths(texts: list[str]) -> list[int]:
+            return [len(encoding.ids) for encoding in encode(texts, add_special_tokens=True)]
+
+        return _Backend(lengths=lengths, specials=specials, model_max_length=config.get("model_max_length"))
+
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(source)
+    auto = AutoTokenizer.from_pretrained(source)
+
+    def auto_lengths(texts: list[str]) -> list[int]:
+        encoded = auto(texts, add_special_tokens=True, truncation=False, return_attention_mask=False,
+                       return_token_type_ids=False, verbose=False)
+        return [len(ids) for ids in encoded["input_ids"]]
+
+    return _Backend(lengths=auto_lengths, specials=auto.num_special_tokens_to_add(pair=False),
+                    model_max_length=getattr(auto, "model_max_length", None))
 
 
 def _default_source() -> str:
@@ -59,11 +120,11 @@ def _registry_names() -> list[str]:
 
 
 def _build(name: str, source: str, registered_max: int | None) -> HFTokenCounter:
-    tokenizer = _load_tokenizer(source)
-    model_max = getattr(tokenizer, "model_max_length", None) or FALLBACK_MAX_LENGTH
-    if model_max > SANE_MAX_LENGTH:
+    backend = _load_backend(source)
+    model_max = backend.model_max_length or FALLBACK_MAX_LENGTH
+    if not isinstance(model_max, int) or model_max > SANE_MAX_LENGTH:
         model_max = FALLBACK_MAX_LENGTH
-    return HFTokenCounter(name=name, tokenizer=tokenizer, max_length=registered_max or model_max)
+    return HFTokenCounter(name=name, backend=backend, max_length=registered_max or model_max)
 
 
 def default_model_name(task: str) -> str:

@@ -335,6 +335,9 @@ class _Parser:
         slow = self.options.pii_masking or multilabel or pi >= 0
         label_names = self.label_names
         counter = self.counter
+        short_chars = (counter.max_length - counter.specials - 1) // 4 if counter is not None else 0
+        if pi >= 0:
+            short_chars = -1  # pairs are measured as text + text_pair: always ask check_tokens
         quote = encode_basestring
         write = out.write
         keys_append = part.keys.append
@@ -394,7 +397,8 @@ class _Parser:
             keys_append(key)
             row_digests_append(hash(encoded))
             input_digests_append(hash(text) if pair is None else hash((text, pair)))
-            if counter is not None:
+            # Texts this short cannot exceed the limit (see check_tokens): skip the call.
+            if counter is not None and len(text) > short_chars:
                 self.check_tokens(part, kept, text if pair is None else f"{text}\n{pair}")
             kept += 1
         part.rows = kept
