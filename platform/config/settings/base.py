@@ -175,6 +175,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Choice sets that share a field name across apps get stable, distinct component names.
+    "ENUM_NAME_OVERRIDES": {"DatasetTaskEnum": "datasets_app.models.Task.choices"},
 }
 
 # --- Tuneforge
