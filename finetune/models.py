@@ -181,6 +181,9 @@ class JobEvent(models.Model):
         ordering = ["-id"]
         indexes = [models.Index(fields=["job", "source", "id"], name="ftevent_job_source")]
 
+    def __str__(self) -> str:
+        return f"{self.public_id}: {self.message[:60]}"
+
     @property
     def public_id(self) -> str:
         return f"ftevent-{self.pk}"
@@ -205,6 +208,9 @@ class MetricPoint(models.Model):
     class Meta:
         ordering = ["step", "kind"]
         constraints = [models.UniqueConstraint(fields=["job", "step", "kind"], name="metric_point_unique_step")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} {self.kind} step {self.step}"
 
 
 class Checkpoint(PublicIdModel):
@@ -252,6 +258,9 @@ class JobAttempt(models.Model):
         ordering = ["job", "number"]
         constraints = [models.UniqueConstraint(fields=["job", "number"], name="job_attempt_unique_number")]
         indexes = [models.Index(fields=["device_class", "last_seen_at"], name="ftattempt_usage")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} attempt {self.number} on {self.worker}"
 
 
 class ModelVersion(TeamOwnedModel):

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models import (
+    Count,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
@@ -114,17 +126,27 @@ def queue_positions(*, queues: set[str]) -> dict[str, int]:
             .annotate(last=Max("started_at"))
         }
 
-        def rank(row):
-            job_id, team_id, priority, created_at = row
-            return (running.get(team_id, 0), -priority, served.get(team_id, (0,)), created_at, job_id)
-
-        for index in range(1, len(waiting) + 1):
-            best = min(waiting, key=rank)
-            waiting.remove(best)
-            positions[best[0]] = index
-            running[best[1]] = running.get(best[1], 0) + 1
-            served[best[1]] = (2, index)
+        for index, job_id in enumerate(_simulated_line(waiting, running=running, served=served), start=1):
+            positions[job_id] = index
     return positions
+
+
+def _simulated_line(waiting: list[tuple], *, running: dict, served: dict) -> list[str]:
+    """Job ids of `waiting` (id, team_id, priority, created_at) in the order workers would claim them."""
+    waiting, running, served = list(waiting), dict(running), dict(served)
+
+    def rank(row):
+        job_id, team_id, priority, created_at = row
+        return (running.get(team_id, 0), -priority, served.get(team_id, (0,)), created_at, job_id)
+
+    line = []
+    while waiting:
+        best = min(waiting, key=rank)
+        waiting.remove(best)
+        line.append(best[0])
+        running[best[1]] = running.get(best[1], 0) + 1
+        served[best[1]] = (2, len(line))
+    return line
 
 
 def queue_positions_for(jobs) -> dict[str, int]:

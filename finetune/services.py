@@ -28,7 +28,6 @@ from common.errors import Conflict, InvalidInput, NotFound, QuotaExceeded, Unpro
 from finetune import selectors
 from finetune.estimates import estimate_for
 from finetune.models import (
-    ACTIVE_STATUSES,
     TERMINAL_STATUSES,
     BaseModel,
     FineTuneJob,

@@ -1,0 +1,97 @@
+"""Every jobs route against the outsider (404, never 403) and the viewer (reads yes, writes no)."""
+
+from __future__ import annotations
+
+import pytest
+
+from finetune.models import FineTuneJob, ModelVersion
+from tests.jobs.conftest import job_payload, submit
+
+pytestmark = pytest.mark.django_db
+
+JOB_READS = ["", "/events", "/metrics", "/checkpoints", "/logs"]
+JOB_WRITES = ["/cancel", "/pause", "/resume"]
+
+
+@pytest.fixture
+def alice_job(alice_client, dataset_version):
+    return submit(alice_client, dataset_version)["id"]
+
+
+@pytest.fixture
+def alice_model(alice_job, team):
+    job = FineTuneJob.objects.get(pk=alice_job)
+    return ModelVersion.objects.create(
+        team=team, name=f"ft:tiny-bert:{team.slug}::{job.id}", job=job, base_model=job.base_model,
+        task="classification", method="full", storage_prefix=f"teams/{team.id}/models/mv-x",
+        files=[{"path": "label_map.json", "size": 2}],
+    )
+
+
+@pytest.mark.parametrize("suffix", JOB_READS)
+def test_charlie_cannot_read_alices_job(charlie_client, alice_job, suffix):
+    response = charlie_client.get(f"/api/v1/jobs/{alice_job}{suffix}")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "job_not_found"
+
+
+@pytest.mark.parametrize("suffix", JOB_WRITES)
+def test_charlie_cannot_control_alices_job(charlie_client, alice_job, suffix):
+    assert charlie_client.post(f"/api/v1/jobs/{alice_job}{suffix}").status_code == 404
+    assert FineTuneJob.objects.get(pk=alice_job).status == "queued"
+
+
+@pytest.mark.parametrize("url", ["/api/v1/models/{id}", "/api/v1/models/{id}/files/label_map.json"])
+def test_charlie_cannot_see_or_download_alices_models(charlie_client, alice_model, url):
+    assert charlie_client.get(url.format(id=alice_model.id)).status_code == 404
+    assert charlie_client.get("/api/v1/models").json()["data"] == []
+
+
+@pytest.mark.parametrize("suffix", JOB_READS)
+def test_a_viewer_reads_every_job_route(vera_client, alice_job, suffix):
+    assert vera_client.get(f"/api/v1/jobs/{alice_job}{suffix}").status_code == 200
+
+
+@pytest.mark.parametrize("suffix", JOB_WRITES)
+def test_a_viewer_cannot_control_a_job(vera_client, alice_job, suffix):
+    response = vera_client.post(f"/api/v1/jobs/{alice_job}{suffix}")
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "insufficient_role"
+
+
+def test_a_viewer_cannot_submit_or_estimate(vera_client, dataset_version):
+    assert vera_client.post("/api/v1/jobs", job_payload(dataset_version), format="json").status_code == 403
+    assert vera_client.post("/api/v1/jobs/estimate", job_payload(dataset_version), format="json").status_code == 403
+
+
+def test_anonymous_callers_must_authenticate(anon_client, alice_job):
+    for url in ("/api/v1/jobs", f"/api/v1/jobs/{alice_job}", "/api/v1/models", "/api/v1/base-models"):
+        assert anon_client.get(url).status_code in (401, 403)
+
+
+def test_a_model_file_that_was_not_recorded_cannot_be_fetched(alice_client, alice_model):
+    response = alice_client.get(f"/api/v1/models/{alice_model.id}/files/../../../etc/passwd")
+    assert response.status_code == 404
+
+
+def test_an_api_key_with_read_scope_reads_but_cannot_submit(team, alice, alice_job, dataset_version):
+    from rest_framework.test import APIClient
+
+    from serving.apikeys import apikey_create
+
+    _, key = apikey_create(team=team, name="ci", scopes=["read"], user=alice)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert client.get(f"/api/v1/jobs/{alice_job}").status_code == 200
+    response = client.post("/api/v1/jobs", job_payload(dataset_version), format="json")
+    assert response.status_code == 403 and response.json()["error"]["code"] == "missing_scope"
+
+
+def test_the_jobs_routes_are_in_the_openapi_schema(alice_client):
+    schema = alice_client.get("/api/schema/?format=json")
+    assert schema.status_code == 200
+    paths = schema.json()["paths"]
+    for path in ("/api/v1/jobs", "/api/v1/jobs/estimate", "/api/v1/jobs/{job_id}", "/api/v1/jobs/{job_id}/cancel",
+                 "/api/v1/jobs/{job_id}/metrics", "/api/v1/jobs/{job_id}/logs", "/api/v1/base-models",
+                 "/api/v1/models/{version_id}/files/{path}"):
+        assert path in paths, path
