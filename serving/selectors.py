@@ -18,11 +18,19 @@ class ModelEntry:
 
 
 def model_list_for_team(*, team: Team) -> list[ModelEntry]:
-    """The enabled base models; the team's fine-tuned models join this list as they are published."""
-    return [
+    """The enabled base models, then the team's fine-tuned model versions (newest first, named
+    `ft:{base}:{team}:{suffix}:{job id}`); another team's versions are never listed."""
+    from finetune.selectors import model_version_list
+
+    base = [
         ModelEntry(id=model.name, created=model.created_at, owned_by="tuneforge")
         for model in BaseModel.objects.filter(enabled=True)  # the default model first
     ]
+    tuned = [
+        ModelEntry(id=version.name, created=version.created_at, owned_by=team.id)
+        for version in model_version_list(team=team)
+    ]
+    return base + tuned
 
 
 def model_get_for_team(*, team: Team, model_id: str) -> ModelEntry:

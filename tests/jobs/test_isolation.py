@@ -95,3 +95,19 @@ def test_the_jobs_routes_are_in_the_openapi_schema(alice_client):
                  "/api/v1/jobs/{job_id}/metrics", "/api/v1/jobs/{job_id}/logs", "/api/v1/base-models",
                  "/api/v1/models/{version_id}/files/{path}"):
         assert path in paths, path
+
+
+def test_v1_models_lists_the_teams_fine_tuned_models_and_no_one_elses(anon_client, team, charlie_team, alice_model):
+    from tests.factories import ApiKeyFactory
+
+    mine = ApiKeyFactory(team=team, scopes=["inference"])
+    theirs = ApiKeyFactory(team=charlie_team, scopes=["inference"])
+
+    listed = anon_client.get("/v1/models", HTTP_AUTHORIZATION=f"Bearer {mine.raw}").json()["data"]
+    assert [m["id"] for m in listed] == ["tiny-bert", alice_model.name]
+    assert listed[1]["owned_by"] == team.id
+    one = anon_client.get(f"/v1/models/{alice_model.name}", HTTP_AUTHORIZATION=f"Bearer {mine.raw}")
+    assert one.status_code == 200 and one.json()["id"] == alice_model.name
+    other = anon_client.get("/v1/models", HTTP_AUTHORIZATION=f"Bearer {theirs.raw}").json()["data"]
+    assert [m["id"] for m in other] == ["tiny-bert"]
+    assert anon_client.get(f"/v1/models/{alice_model.name}", HTTP_AUTHORIZATION=f"Bearer {theirs.raw}").status_code == 404
