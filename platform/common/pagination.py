@@ -62,3 +62,13 @@ def list_response_body(page: Page, data: list[Any], *, id_of: Callable[[Any], st
         body["first_id"] = id_of(page.items[0])
         body["last_id"] = id_of(page.items[-1])
     return body
+
+
+def parse_int(raw: str | None, *, name: str, default: int | None = None) -> int | None:
+    """An integer query parameter: `default` when absent or empty, a 400 naming it when not a number."""
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{name} must be an integer, got {raw!r}.", field=name) from None

@@ -18,7 +18,7 @@ from rest_framework.response import Response
 
 from common.api import ErrorSerializer, TeamApiView, list_schema
 from common.errors import InvalidInput, NotFound
-from common.pagination import list_response_body, paginate_after, parse_limit
+from common.pagination import list_response_body, paginate_after, parse_int, parse_limit
 from datasets_app import selectors, services
 from datasets_app.ingest.export import csv_lines, iter_rows
 from datasets_app.models import DatasetVersion, Task
@@ -315,13 +315,7 @@ class PreviewOutputSerializer(serializers.Serializer):
 
 
 def _int_param(request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise InvalidInput(f"{name} must be an integer, got {raw!r}.", field=name) from None
+    return parse_int(request.query_params.get(name), name=name, default=default)
 
 
 class DatasetVersionPreviewApi(TeamApiView):

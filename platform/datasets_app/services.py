@@ -172,11 +172,6 @@ def _run_upload(*, team: Team, user, file, filename: str, validation_file, valid
     source_filename = safe_filename(filename)
     with prepared_upload(file=file, filename=filename, validation_file=validation_file,
                          validation_filename=validation_filename, options=ingest_options) as result:
-        if dataset is None and task is None:
-            existing = Dataset.objects.filter(team=team, name=name).first()
-            if existing is not None and existing.task != result.task:
-                raise Conflict(f"Dataset {name!r} already exists as a {existing.task} dataset; this file holds "
-                               f"{result.task} data. Choose another name.", field="name")
         stored: list[str] = []
         try:
             with transaction.atomic():

@@ -6,6 +6,7 @@ web and API paths share one upload implementation, size limits and report.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -15,8 +16,8 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from accounts.models import Role, role_at_least
 from common.errors import ApplicationError, NotFound
+from common.web import can_write, membership_or_404
 from datasets_app import charts, selectors, services
 from datasets_app.models import Task
 
@@ -24,19 +25,8 @@ PREVIEW_PAGE = 20
 EXAMPLES_PER_LABEL = 3
 
 
-def _membership(request):
-    membership = request.membership
-    if not membership:
-        raise Http404(_("You belong to no team yet."))
-    return membership
-
-
-def _can_write(membership) -> bool:
-    return role_at_least(membership.role, Role.MEMBER)
-
-
 def _require_writer(membership) -> None:
-    if not _can_write(membership):
+    if not can_write(membership):
         raise PermissionDenied(_("Viewers cannot change datasets."))
 
 
@@ -60,52 +50,62 @@ def _upload_context(membership, *, dataset=None) -> dict:
         "upload_url": (reverse("api-dataset-versions", args=[dataset.pk]) if dataset is not None
                        else reverse("api-datasets")),
         "version_url_template": reverse("datasets_app:version", args=["VERSION_ID"]),
-        "max_upload_bytes": services.settings.TUNEFORGE_MAX_UPLOAD_BYTES,
+        "max_upload_bytes": settings.TUNEFORGE_MAX_UPLOAD_BYTES,
         "dataset": dataset,
     }
 
 
 @login_required
 def dataset_list(request):
-    membership = _membership(request)
+    membership = membership_or_404(request)
     datasets = list(selectors.dataset_list(team=membership.team)[:200])
     rows = [{"dataset": d, "latest": selectors.dataset_latest_version(dataset=d)} for d in datasets]
-    return render(request, "datasets/list.html", {"rows": rows, "can_write": _can_write(membership)})
+    return render(request, "datasets/list.html", {"rows": rows, "can_write": can_write(membership)})
 
 
 @login_required
 def dataset_new(request):
-    membership = _membership(request)
+    membership = membership_or_404(request)
     _require_writer(membership)
     return render(request, "datasets/upload.html", _upload_context(membership))
 
 
 @login_required
 def dataset_detail(request, dataset_id: str):
-    membership = _membership(request)
+    membership = membership_or_404(request)
     dataset = _dataset_or_404(membership, dataset_id)
     versions = list(selectors.dataset_version_list(dataset=dataset).select_related("created_by"))
-    context = {"dataset": dataset, "versions": versions, "can_write": _can_write(membership),
+    context = {"dataset": dataset, "versions": versions, "can_write": can_write(membership),
                **_upload_context(membership, dataset=dataset)}
     return render(request, "datasets/detail.html", context)
+
+
+def _confirmed_delete(request, *, delete, back: str, unconfirmed: str, done: str):
+    """Runs `delete` when the confirmation box was ticked; a refusal (409) goes back with its reason."""
+    if request.POST.get("confirm") != "yes":
+        messages.error(request, unconfirmed)
+        return redirect(back)
+    try:
+        delete()
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect(back)
+    messages.success(request, done)
+    return None
 
 
 @login_required
 @require_POST
 def dataset_delete(request, dataset_id: str):
-    membership = _membership(request)
+    membership = membership_or_404(request)
     dataset = _dataset_or_404(membership, dataset_id)
     _require_writer(membership)
-    if request.POST.get("confirm") != "yes":
-        messages.error(request, _("Tick the confirmation box to delete the dataset."))
-        return redirect("datasets_app:detail", dataset_id=dataset.pk)
-    try:
-        services.dataset_delete(dataset=dataset)
-    except ApplicationError as exc:
-        messages.error(request, exc.message)
-        return redirect("datasets_app:detail", dataset_id=dataset.pk)
-    messages.success(request, _("Dataset “%(name)s” was deleted.") % {"name": dataset.name})
-    return redirect("datasets_app:list")
+    refused = _confirmed_delete(
+        request, delete=lambda: services.dataset_delete(dataset=dataset),
+        back=reverse("datasets_app:detail", args=[dataset.pk]),
+        unconfirmed=_("Tick the confirmation box to delete the dataset."),
+        done=_("Dataset “%(name)s” was deleted.") % {"name": dataset.name})
+    return refused or redirect("datasets_app:list")
 
 
 def _int_arg(request, name: str, default: int) -> int:
@@ -117,7 +117,7 @@ def _int_arg(request, name: str, default: int) -> int:
 
 @login_required
 def version_detail(request, version_id: str):
-    membership = _membership(request)
+    membership = membership_or_404(request)
     version = _version_or_404(membership, version_id)
     report = version.report or {}
     split = request.GET.get("split") if request.GET.get("split") in selectors.SPLITS else "train"
@@ -160,14 +160,14 @@ def version_detail(request, version_id: str):
         "tokens": tokens,
         "token_chart": token_chart,
         "token_error": token_error,
-        "models": [services.settings.TUNEFORGE_DEFAULT_BASE_MODEL]
+        "models": [settings.TUNEFORGE_DEFAULT_BASE_MODEL]
         + [name for name in BaseModel.objects.filter(enabled=True).values_list("name", flat=True)
-           if name != services.settings.TUNEFORGE_DEFAULT_BASE_MODEL],
+           if name != settings.TUNEFORGE_DEFAULT_BASE_MODEL],
         "chosen_model": tokens["model"] if tokens else model,
         "examples": examples,
         "chosen_label": chosen_label,
         "download_url": reverse("api-dataset-version-download", args=[version.pk]),
-        "can_write": _can_write(membership),
+        "can_write": can_write(membership),
     }
     return render(request, "datasets/version.html", context)
 
@@ -175,17 +175,12 @@ def version_detail(request, version_id: str):
 @login_required
 @require_POST
 def version_delete(request, version_id: str):
-    membership = _membership(request)
+    membership = membership_or_404(request)
     version = _version_or_404(membership, version_id)
     _require_writer(membership)
-    dataset_id = version.dataset_id
-    if request.POST.get("confirm") != "yes":
-        messages.error(request, _("Tick the confirmation box to delete the version."))
-        return redirect("datasets_app:version", version_id=version.pk)
-    try:
-        services.dataset_version_delete(version=version)
-    except ApplicationError as exc:
-        messages.error(request, exc.message)
-        return redirect("datasets_app:version", version_id=version.pk)
-    messages.success(request, _("Version %(number)s was deleted.") % {"number": version.number})
-    return redirect("datasets_app:detail", dataset_id=dataset_id)
+    refused = _confirmed_delete(
+        request, delete=lambda: services.dataset_version_delete(version=version),
+        back=reverse("datasets_app:version", args=[version.pk]),
+        unconfirmed=_("Tick the confirmation box to delete the version."),
+        done=_("Version %(number)s was deleted.") % {"number": version.number})
+    return refused or redirect("datasets_app:detail", dataset_id=version.dataset_id)
