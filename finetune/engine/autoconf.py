@@ -6,7 +6,7 @@ Each rule is deliberately simple and documented in docs/engine.md, so a user can
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

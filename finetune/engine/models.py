@@ -7,8 +7,9 @@ import json
 import logging
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -136,7 +137,10 @@ def load_tokenizer(path: str, task: str) -> Any:
 
 def can_generate_text(config: Any) -> bool:
     """True for decoder (causal) LMs. Encoder-only models like BERT have a CausalLM class too, but it is not a chat model."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
 
     if getattr(config, "is_encoder_decoder", False):
         return False
@@ -351,7 +355,12 @@ def build_model(
             model, use_gradient_checkpointing=hp.gradient_checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False}
         )
     elif hp.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # Non-reentrant: works with frozen embeddings (peft) without enable_input_require_grads().
+        enable = getattr(model, "activation_checkpointing_enable", None)  # transformers >= 5 name
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:  # pragma: no cover - older transformers
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if hasattr(model.config, "use_cache"):
             model.config.use_cache = False
 

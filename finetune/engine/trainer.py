@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +16,14 @@ from torch import nn
 
 from . import artifacts, checkpoints, data, models
 from .checkpoints import TrainState
-from .metrics import classification_metrics, majority_baseline, metric_direction, multilabel_metrics, normalize_metric_name, sft_metrics
+from .metrics import (
+    classification_metrics,
+    majority_baseline,
+    metric_direction,
+    multilabel_metrics,
+    normalize_metric_name,
+    sft_metrics,
+)
 from .planning import Plan, prepare
 from .reporting import CANCEL, PAUSE, NullReporter, Progress, Reporter
 from .spec import JobSpec
@@ -200,7 +208,8 @@ class Run:
 
         warmup = int(round(self.hp.warmup_ratio * p.total_steps))
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup, p.total_steps)
-        if p.precision == "fp16" and p.spec.method != "qlora":
+        if p.precision == "fp16":
+            # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none.
             self.scaler = torch.amp.GradScaler("cuda")
         n_train = sum(x.numel() for _, x in models.trainable_parameters(self.model))
         n_all = sum(x.numel() for x in self.model.parameters())

@@ -178,6 +178,25 @@ def test_classification_with_a_decoder_model(make_spec, tiny_gpt2):
     assert res.status == "succeeded" and res.metrics["final"]["valid_loss"] < res.metrics["baseline"]["base_model"]["valid_loss"]
 
 
+def test_gradient_checkpointing_recomputes_activations_and_trains_the_same_model(make_spec, monkeypatch):
+    import transformers.modeling_utils as ckpt
+
+    calls = []
+    real = ckpt.checkpoint
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    plain = train(make_spec(out="plain", max_steps=4, validation_file=None))
+    monkeypatch.setattr(ckpt, "checkpoint", counting)
+    checkpointed = train(make_spec(out="gc", max_steps=4, validation_file=None, hyperparameters={"gradient_checkpointing": True}))
+    assert len(calls) >= 4 * 2  # every layer of every step
+    a, b = weights(plain.output_dir), weights(checkpointed.output_dir)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
+
+
 def test_null_reporter_never_stops_a_run():
     r = NullReporter()
     assert r.control() == "continue"
