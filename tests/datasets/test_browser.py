@@ -89,3 +89,29 @@ def test_a_bad_file_shows_the_reports_errors_with_their_lines(live_server, brows
     expect(page.locator("table.report-errors")).to_contain_text("expected 2 fields (text, label), found 3")
     assert page.url.endswith("/datasets/new/")
     assert not DatasetVersion.objects.exists()
+
+
+def test_the_twitter_pair_and_the_oasst_json_import_through_the_page(live_server, browser):
+    from playwright.sync_api import expect
+
+    from tests.datasets.conftest import OASST, TWITTER_TRAIN, TWITTER_VALID
+
+    page = signed_in_page(browser, live_server)
+    page.goto("/datasets/new/")
+    drop(page, TWITTER_TRAIN.name, TWITTER_TRAIN.read_bytes())
+    page.click("details.options summary")
+    page.set_input_files("#id_validation_file", str(TWITTER_VALID))
+    page.fill("#id_label_names", '{"0": "bearish", "1": "bullish", "2": "neutral"}')
+    page.click("#upload-button")
+    page.wait_for_url("**/datasets/versions/*/", timeout=60_000)
+    expect(page.locator("body")).to_contain_text("300 training rows, 100 validation rows")
+    expect(page.locator("svg.label-chart g.bar")).to_have_count(3)
+    expect(page.locator("#report")).to_contain_text("occur only in the validation data: neutral")
+
+    page.goto("/datasets/new/")
+    drop(page, OASST.name, OASST.read_bytes())
+    page.click("#upload-button")
+    page.wait_for_url("**/datasets/versions/*/", timeout=60_000)
+    expect(page.locator("h1")).to_contain_text("oaast_sft_zh_120 · v1")
+    expect(page.locator("#preview ol.chat").first).to_contain_text("assistant")
+    assert sorted(DatasetVersion.objects.values_list("task", flat=True)) == ["chat_sft", "classification"]
