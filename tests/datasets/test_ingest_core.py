@@ -318,3 +318,37 @@ def test_histogram_bins_have_round_widths():
     bins = histogram([1, 5, 12, 19, 40])
     assert bins[0] == {"start": 0, "end": 5, "count": 1}  # 41 / 20 bins → width 5
     assert sum(b["count"] for b in bins) == 5
+
+
+# --- the streaming JSON array reader ---------------------------------------------------------------
+
+
+def test_json_array_records_spanning_read_chunks_are_parsed_with_their_lines():
+    from datasets_app.ingest.readers import iter_json_array
+
+    records = [{"instruction": f"question {i} " + "字" * 50, "output": "answer\n" * 3} for i in range(40)]
+    raw = json.dumps(records, ensure_ascii=False, indent=2).encode()
+    parsed = list(iter_json_array(io.BytesIO(raw), max_element_bytes=1 << 20, chunk_chars=64))
+    assert [value for _line, value in parsed] == records
+    assert parsed[0][0] == 2 and parsed[1][0] == 6  # `[` is line 1; each record takes 4 lines
+
+
+@pytest.mark.parametrize(("raw", "line", "phrase"), [
+    (b'[\n{"a": 1}\n{"a": 2}\n]', 3, "expected ',' or ']'"),
+    (b'[\n{"a": 1},\n{"a": tru}\n]', 3, "invalid JSON"),
+    (b'[\n{"a": 1},\n{"a": 2}\n', 4, "not closed"),
+    (b'{"a": 1}', 1, "expected a JSON array"),
+])
+def test_json_array_syntax_errors_name_their_line(raw, line, phrase):
+    from datasets_app.ingest.readers import iter_json_array
+    from datasets_app.ingest.report import FatalIngestError
+
+    with pytest.raises(FatalIngestError) as caught:
+        list(iter_json_array(io.BytesIO(raw), max_element_bytes=1 << 20, chunk_chars=8))
+    assert caught.value.line == line and phrase in caught.value.message
+
+
+def test_a_json_record_over_the_size_cap_stops_reading(tmp_path):
+    raw = b'[{"instruction": "' + b"a" * 50_000 + b'", "output": "b"}]'
+    exc = failure(tmp_path, raw, "big.json", max_line_bytes=10_000)
+    assert exc.report["errors"][0]["code"] == "record_too_large"

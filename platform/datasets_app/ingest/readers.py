@@ -203,6 +203,9 @@ def iter_json_array(fileobj: BinaryIO, *, max_element_bytes: int, chunk_chars: i
                 if not fill():
                     err_line = line + buf.count("\n", pos, exc.pos)
                     raise FatalIngestError(f"invalid JSON: {exc.msg}.", code="invalid_json", line=err_line) from None
+        if end - pos > max_element_bytes:
+            raise fail(f"a record is larger than {_mb(max_element_bytes)}; reading stopped there.",
+                       code="record_too_large")
         start_line = line
         line += buf.count("\n", pos, end)
         pos = end
