@@ -352,3 +352,16 @@ def test_a_json_record_over_the_size_cap_stops_reading(tmp_path):
     raw = b'[{"instruction": "' + b"a" * 50_000 + b'", "output": "b"}]'
     exc = failure(tmp_path, raw, "big.json", max_line_bytes=10_000)
     assert exc.report["errors"][0]["code"] == "record_too_large"
+
+
+def test_a_labels_column_in_csv_holds_pipe_separated_labels(tmp_path):
+    data = b"text,labels\nrefund please,billing|urgent\nhello,greeting\nlate card,urgent|card\n"
+    result = run(tmp_path, data, validation_fraction=0)
+    assert result.task == "multilabel_classification"
+    assert rows(result.train_path)[0] == {"text": "refund please", "labels": ["billing", "urgent"]}
+    assert result.label_counts["urgent"] == 2
+
+
+def test_csv_is_refused_for_a_chat_dataset(tmp_path):
+    exc = failure(tmp_path, b"text,label\nhi,a\nbye,b\n", task="chat_sft")
+    assert "chat data must be JSONL" in exc.message
