@@ -176,7 +176,6 @@ class _Parser:
         self.pending: list[tuple[int, str]] = []
         self.missing_labels = 0
         self.data_rows = 0
-        self.last_line = 0
         self.label_names = options.label_names or None
         self.unmapped_labels: set[str] = set()
 
@@ -312,8 +311,6 @@ class _Parser:
         self.resolve_counter(part)
         try:
             self.csv_loop(reader, header, mapping, part, out)
-        except csv.Error as exc:
-            raise csv_failure(exc, self.last_line + 1) from None
         except UnicodeDecodeError:
             self.decode_failed()
             if self.report.error_count == 0:
@@ -339,7 +336,9 @@ class _Parser:
         if pi >= 0:
             short_chars = -1  # pairs are measured as text + text_pair: always ask check_tokens
         quote = encode_basestring
-        write = out.write
+        # Rows are written in joined batches: one write call per few thousand rows, not per row.
+        batch: list[str] = []
+        batch_append = batch.append
         keys_append = part.keys.append
         row_digests_append = part.row_digests.append
         input_digests_append = part.input_digests.append
@@ -349,58 +348,64 @@ class _Parser:
         row_number = 0
         kept = 0
         previous = reader.line_num
-        self.last_line = previous
-        for fields in reader:
-            line = previous + 1
-            previous = self.last_line = reader.line_num
-            if not fields:
-                continue
-            row_number += 1
-            # The common case (a well-formed single-label row) stays inline: this loop is the hot path.
-            if len(fields) != width:
-                self.row_error(line, row_number, _RowError(
-                    None, "ragged_row", f"expected {width} fields ({', '.join(header)}), found {len(fields)}."))
-                continue
-            text = fields[ti].strip()
-            label = fields[li].strip()
-            if slow or not text or not label or len(text) > max_chars:
-                try:
-                    if not label:
-                        raise _RowError(label_field, "missing_label", "the label is empty.")
-                    text = self.text_value(fields[ti], text_field)
-                    pair = self.text_value(fields[pi], pair_field) if pi >= 0 else None
-                except _RowError as exc:
-                    self.row_error(line, row_number, exc)
+        try:
+            for fields in reader:
+                line = previous + 1
+                previous = reader.line_num
+                if not fields:
                     continue
-                if multilabel:
-                    names = sorted({p.strip() for p in label.split(MULTILABEL_SEPARATOR) if p.strip()})
-                    if label_names:
-                        names = sorted({self.map_label(n) for n in names})
-                    row = {"text": text, "labels": names}
-                    key = label_key(tuple(names))
+                row_number += 1
+                # The common case (a well-formed single-label row) stays inline: this loop is the hot path.
+                if len(fields) != width:
+                    self.row_error(line, row_number, _RowError(
+                        None, "ragged_row", f"expected {width} fields ({', '.join(header)}), found {len(fields)}."))
+                    continue
+                text = fields[ti].strip()
+                label = fields[li].strip()
+                if slow or not text or not label or len(text) > max_chars:
+                    try:
+                        if not label:
+                            raise _RowError(label_field, "missing_label", "the label is empty.")
+                        text = self.text_value(fields[ti], text_field)
+                        pair = self.text_value(fields[pi], pair_field) if pi >= 0 else None
+                    except _RowError as exc:
+                        self.row_error(line, row_number, exc)
+                        continue
+                    if multilabel:
+                        names = sorted({p.strip() for p in label.split(MULTILABEL_SEPARATOR) if p.strip()})
+                        if label_names:
+                            names = sorted({self.map_label(n) for n in names})
+                        row = {"text": text, "labels": names}
+                        key = label_key(tuple(names))
+                    else:
+                        if label_names:
+                            label = self.map_label(label)
+                        row = {"text": text, "label": label} if pair is None else {
+                            "text": text, "text_pair": pair, "label": label}
+                        key = label_key(label)
+                    encoded = self.encode(row) + "\n"
                 else:
-                    if label_names:
-                        label = self.map_label(label)
-                    row = {"text": text, "label": label} if pair is None else {
-                        "text": text, "text_pair": pair, "label": label}
-                    key = label_key(label)
-                encoded = self.encode(row) + "\n"
-            else:
-                pair = None
-                tail = tails.get(label)
-                if tail is None:
-                    shown = self.map_label(label) if label_names else label
-                    tail = tails[label] = (',"label":' + quote(shown) + "}\n", label_key(shown))
-                encoded = '{"text":' + quote(text) + tail[0]
-                key = tail[1]
-            write(encoded)
-            keys_append(key)
-            row_digests_append(hash(encoded))
-            input_digests_append(hash(text) if pair is None else hash((text, pair)))
-            # Texts this short cannot exceed the limit (see check_tokens): skip the call.
-            if counter is not None and len(text) > short_chars:
-                self.check_tokens(part, kept, text if pair is None else f"{text}\n{pair}")
-            kept += 1
+                    pair = None
+                    tail = tails.get(label)
+                    if tail is None:
+                        shown = self.map_label(label) if label_names else label
+                        tail = tails[label] = (',"label":' + quote(shown) + "}\n", label_key(shown))
+                    encoded = '{"text":' + quote(text) + tail[0]
+                    key = tail[1]
+                batch_append(encoded)
+                keys_append(key)
+                row_digests_append(hash(encoded))
+                input_digests_append(hash(text) if pair is None else hash((text, pair)))
+                # Texts this short cannot exceed the limit (see check_tokens): skip the call.
+                if counter is not None and len(text) > short_chars:
+                    self.check_tokens(part, kept, text if pair is None else f"{text}\n{pair}")
+                kept += 1
+                if len(batch) >= 4096:
+                    out.write("".join(batch))
+                    batch.clear()
+        except csv.Error as exc:
+            raise csv_failure(exc, previous + 1) from None
+        out.write("".join(batch))
         part.rows = kept
         self.data_rows = row_number
 
