@@ -233,7 +233,8 @@ class DatasetDetailApi(TeamApiView):
                    responses={200: DatasetOutputSerializer, **ERRORS, 409: ErrorSerializer})
     def patch(self, request, dataset_id: str):
         dataset = selectors.dataset_get(team=self.ctx.team, dataset_id=dataset_id)
-        serializer = self.InputSerializer(data=request.data)
+        # partial: an omitted checkbox in form data must not read as pii_masking=false.
+        serializer = self.InputSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         dataset = services.dataset_update(dataset=dataset, **serializer.validated_data)
         return Response(DatasetOutputSerializer(dataset).data)

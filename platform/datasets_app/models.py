@@ -19,7 +19,9 @@ class Task(models.TextChoices):
     CHAT_SFT = "chat_sft", "Chat (supervised fine-tuning)"
 
 
-def _version_upload_to(instance, filename):  # pragma: no cover - services always pass full names
+def _version_upload_to(instance, filename):
+    # The upload services name the stored files themselves (services.version_prefix); this keeps the
+    # FileField API consistent with that layout for any other caller.
     return f"teams/{instance.team_id}/datasets/{instance.dataset_id}/{filename}"
 
 

@@ -253,3 +253,14 @@ def test_the_openapi_schema_documents_the_dataset_routes(alice_client):
     upload = paths["/api/v1/datasets"]["post"]
     assert "multipart/form-data" in upload["requestBody"]["content"]
     assert {"201", "200", "413", "422"} <= set(upload["responses"])
+
+
+def test_patching_only_the_description_keeps_pii_masking(alice_client):
+    content = b"text,label\nmail a@b.example,x\nhello,y\n"
+    response = alice_client.post("/api/v1/datasets", {"file": SimpleUploadedFile("p.csv", content),
+                                                      "pii_masking": "true"}, format="multipart")
+    dataset_id = response.json()["dataset"]["id"]
+    patched = alice_client.patch(f"/api/v1/datasets/{dataset_id}", {"description": "masked data"},
+                                 format="multipart")
+    assert patched.status_code == 200
+    assert patched.json()["description"] == "masked data" and patched.json()["pii_masking"] is True
