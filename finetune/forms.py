@@ -44,7 +44,9 @@ class JobForm(forms.Form):
 
         versions = DatasetVersion.objects.filter(team=team, status="ready").select_related("dataset")
         self.fields["dataset_version"].choices = [
-            (v.id, f"{v.dataset.name} v{v.number} · {v.task} · {v.row_count} rows") for v in versions
+            (v.id, _("%(name)s v%(number)s · %(task)s · %(rows)s rows")
+             % {"name": v.dataset.name, "number": v.number, "task": v.task, "rows": v.row_count})
+            for v in versions
         ]
         base_models = list(selectors.base_model_list())
         self.fields["model"].choices = [(m.name, f"{m.display_name} ({m.name})") for m in base_models]

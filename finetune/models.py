@@ -4,6 +4,7 @@ attempts, and the model versions that succeeded jobs produce."""
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from common.models import PublicIdModel, TeamOwnedModel, TimeStampedModel
 
@@ -39,13 +40,13 @@ class BaseModel(TimeStampedModel):
 
 
 class JobStatus(models.TextChoices):
-    VALIDATING_FILES = "validating_files", "Validating files"
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    PAUSED = "paused", "Paused"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
+    VALIDATING_FILES = "validating_files", _("Validating files")
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    PAUSED = "paused", _("Paused")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
 
 
 # A job in one of these states will never change again.
@@ -67,9 +68,9 @@ class FineTuneJob(TeamOwnedModel):
     id_prefix = "ftjob"
 
     class RequestedAction(models.TextChoices):
-        NONE = "", "None"
-        CANCEL = "cancel", "Cancel"
-        PAUSE = "pause", "Pause"
+        NONE = "", _("None")
+        CANCEL = "cancel", _("Cancel")
+        PAUSE = "pause", _("Pause")
 
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
