@@ -19,7 +19,7 @@ from rest_framework.response import Response
 
 from common.api import ErrorSerializer, TeamApiView, list_schema
 from common.errors import InvalidInput
-from common.pagination import list_response_body, paginate_after, parse_limit
+from common.pagination import list_response_body, paginate_after, parse_int, parse_limit
 from finetune import selectors, services
 from finetune.engine.spec import METHODS, TASKS
 from finetune.models import FineTuneJob, ModelVersion, Priority
@@ -342,24 +342,14 @@ class JobMetricListApi(TeamApiView):
     )
     def get(self, request, job_id):
         job = selectors.job_get(team=self.ctx.team, job_id=job_id)
-        after_step = _int_param(request, "after_step")
-        limit = _int_param(request, "limit") or 1000
+        after_step = parse_int(request.query_params.get("after_step"), name="after_step")
+        limit = parse_int(request.query_params.get("limit"), name="limit", default=1000)
         if not 1 <= limit <= MAX_METRIC_POINTS:
             raise InvalidInput(f"limit must be between 1 and {MAX_METRIC_POINTS}.", field="limit")
         rows = list(selectors.job_metric_list(job=job, after_step=after_step,
                                               kind=request.query_params.get("kind") or None)[: limit + 1])
         data = MetricPointOutputSerializer(rows[:limit], many=True).data
         return Response({"object": "list", "data": data, "has_more": len(rows) > limit})
-
-
-def _int_param(request, name: str) -> int | None:
-    raw = request.query_params.get(name)
-    if raw in (None, ""):
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise InvalidInput(f"{name} must be an integer, got {raw!r}.", field=name) from None
 
 
 class JobCheckpointListApi(TeamApiView):

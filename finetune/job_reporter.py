@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections import deque
+from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
@@ -82,7 +83,8 @@ class JobReporter:
         self.deadline = time.monotonic() + settings.TUNEFORGE_JOB_TIME_LIMIT
 
         self._lock = threading.Lock()
-        self._points: dict[tuple[int, str], MetricPoint] = {}
+        # (step, kind) -> (metrics, wall time): model instances are built by the pump, not the trainer.
+        self._points: dict[tuple[int, str], tuple[dict, float]] = {}
         self._events: list[JobEvent] = []
         self._logs: deque[JobEvent] = deque(maxlen=self.max_log_lines)
         self._dropped_in_buffer = 0
@@ -180,15 +182,18 @@ class JobReporter:
             self._logs.append(event)
 
     def _add_point(self, kind: str, metrics: dict) -> None:
-        step = int(metrics.get("step") or 0)
-        values = json_safe({k: v for k, v in metrics.items() if k not in ("step", "epoch")})
-        point = MetricPoint(job_id=self.job_id, step=step, kind=kind, epoch=float(metrics.get("epoch") or 0),
-                            values=values, created_at=timezone.now())
+        """Called every step on the training thread: only a dict copy under a lock."""
+        entry = (dict(metrics), time.time())
         with self._lock:
-            self._points[(step, kind)] = point
+            self._points[(int(metrics.get("step") or 0), kind)] = entry
             full = len(self._points) >= self.flush_points
         if full:
             self._wake.set()
+
+    def _metric_point(self, step: int, kind: str, metrics: dict, at: float) -> MetricPoint:
+        values = json_safe({k: v for k, v in metrics.items() if k not in ("step", "epoch")})
+        return MetricPoint(job_id=self.job_id, step=step, kind=kind, epoch=float(metrics.get("epoch") or 0),
+                           values=values, created_at=datetime.fromtimestamp(at, tz=UTC))
 
     # --- the pump -----------------------------------------------------------------------------------
 
@@ -237,18 +242,34 @@ class JobReporter:
     def flush(self) -> None:
         """Write buffered points, events and progress in one transaction, and heartbeat the job."""
         with self._lock:
-            points, self._points = list(self._points.values()), {}
+            points, self._points = self._points, {}
             logs, self._logs = list(self._logs), deque(maxlen=self.max_log_lines)
             events = sorted(self._events + logs, key=lambda e: e.created_at)
             self._events = []
             dropped, self._dropped_in_buffer = self._dropped_in_buffer, 0
             progress, latest = self._progress, self._latest_train
+            self._latest_train = None
+        try:
+            self._write(points, events, logs, dropped, progress, latest)
+        except Exception:
+            # Keep what could not be written for the next flush (newer entries win).
+            with self._lock:
+                for key, entry in points.items():
+                    self._points.setdefault(key, entry)
+                self._logs = deque([*logs, *self._logs], maxlen=self.max_log_lines)
+                self._events[:0] = [e for e in events if e.source != JobEvent.Source.LOG]
+                self._dropped_in_buffer += dropped
+                if self._latest_train is None:
+                    self._latest_train = latest
+            raise
+
+    def _write(self, points, events, logs, dropped, progress, latest) -> None:
         now = timezone.now()
         updates: dict = {"heartbeat_at": now, "updated_at": now}
         if latest is not None:
-            events.append(JobEvent(job_id=self.job_id, type=JobEvent.Type.METRICS, created_at=now,
-                                   message=f"Step {latest.get('step')}: train_loss={latest.get('train_loss')}",
-                                   data=json_safe(latest)))
+            events = [*events, JobEvent(job_id=self.job_id, type=JobEvent.Type.METRICS, created_at=now,
+                                        message=f"Step {latest.get('step')}: train_loss={latest.get('train_loss')}",
+                                        data=json_safe(latest))]
         if progress:
             updates.update(step=progress["step"], total_steps=progress["total_steps"], epoch=progress["epoch"],
                            percent=progress["percent"], eta_seconds=progress["eta_seconds"],
@@ -272,7 +293,8 @@ class JobReporter:
             JobAttempt.objects.filter(job_id=self.job_id, number=self.attempt).update(last_seen_at=now)
             if points:
                 MetricPoint.objects.bulk_create(
-                    points, update_conflicts=True, unique_fields=["job", "step", "kind"],
+                    [self._metric_point(step, kind, *entry) for (step, kind), entry in points.items()],
+                    update_conflicts=True, unique_fields=["job", "step", "kind"],
                     update_fields=["values", "epoch", "created_at"],
                 )
             if events:

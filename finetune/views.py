@@ -11,24 +11,13 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from accounts.models import Role, role_at_least
 from common.errors import ApplicationError, NotFound
+from common.web import can_write, membership_or_404
 from finetune import selectors, services
 from finetune.forms import JobForm
 from finetune.models import ACTIVE_STATUSES
 
 TAIL = 60  # events shown on the job page (the full log is a download)
-
-
-def _membership_or_404(request):
-    membership = request.membership
-    if not membership:
-        raise Http404(_("You belong to no team yet."))
-    return membership
-
-
-def _can_write(membership) -> bool:
-    return role_at_least(membership.role, Role.MEMBER)
 
 
 def _job_or_404(membership, job_id: str):
@@ -40,7 +29,7 @@ def _job_or_404(membership, job_id: str):
 
 @login_required
 def job_list(request):
-    membership = _membership_or_404(request)
+    membership = membership_or_404(request)
     jobs = list(selectors.job_list(team=membership.team)[:100])
     positions = selectors.queue_positions_for(jobs)
     for job in jobs:
@@ -48,7 +37,7 @@ def job_list(request):
     return render(request, "finetune/job_list.html", {
         "jobs": jobs,
         "models": selectors.model_version_list(team=membership.team)[:50],
-        "can_write": _can_write(membership),
+        "can_write": can_write(membership),
         "refresh": any(job.status in ACTIVE_STATUSES for job in jobs),
         "usage": selectors.team_quota_usage(team=membership.team),
     })
@@ -56,9 +45,9 @@ def job_list(request):
 
 @login_required
 def job_new(request):
-    membership = _membership_or_404(request)
+    membership = membership_or_404(request)
     team = membership.team
-    if not _can_write(membership):
+    if not can_write(membership):
         messages.error(request, _("Viewers cannot submit jobs; ask an owner for the member role."))
         return redirect("finetune:list")
     form = JobForm(request.POST or None, team=team)
@@ -97,7 +86,7 @@ def _live_context(membership, job) -> dict:
             if name not in ("step", "epoch") and isinstance(value, (int, float)) and not isinstance(value, bool)
         ],
         "events": events,
-        "can_write": _can_write(membership),
+        "can_write": can_write(membership),
         "active": job.status in ACTIVE_STATUSES,
         "log_limit": settings.TUNEFORGE_JOB_LOG_MAX_LINES,
         "checkpoint": job.resume_checkpoint,
@@ -106,7 +95,7 @@ def _live_context(membership, job) -> dict:
 
 @login_required
 def job_detail(request, job_id: str):
-    membership = _membership_or_404(request)
+    membership = membership_or_404(request)
     job = _job_or_404(membership, job_id)
     return render(request, "finetune/job_detail.html", _live_context(membership, job))
 
@@ -114,7 +103,7 @@ def job_detail(request, job_id: str):
 @login_required
 def job_live(request, job_id: str):
     """The live part of the job page, re-fetched every few seconds while the job is active."""
-    membership = _membership_or_404(request)
+    membership = membership_or_404(request)
     job = _job_or_404(membership, job_id)
     return render(request, "finetune/_job_live.html", _live_context(membership, job))
 
@@ -125,11 +114,11 @@ ACTIONS = {"cancel": services.job_cancel, "pause": services.job_pause, "resume":
 @login_required
 @require_POST
 def job_action(request, job_id: str, action: str):
-    membership = _membership_or_404(request)
+    membership = membership_or_404(request)
     job = _job_or_404(membership, job_id)
     if action not in ACTIONS:
         raise Http404(action)
-    if not _can_write(membership):
+    if not can_write(membership):
         messages.error(request, _("Viewers cannot cancel, pause or resume jobs."))
         return redirect("finetune:detail", job_id=job.id)
     try:
@@ -144,7 +133,7 @@ def job_action(request, job_id: str, action: str):
 
 @login_required
 def model_detail(request, version_id: str):
-    membership = _membership_or_404(request)
+    membership = membership_or_404(request)
     try:
         version = selectors.model_version_get(team=membership.team, version_id=version_id)
     except NotFound as exc:

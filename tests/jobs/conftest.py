@@ -3,15 +3,12 @@ to submit jobs through the API and to wait on what a user would watch."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 
 import pytest
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 
-from tests.jobs.tiny import BANKING_TEST, banking_rows, build_tiny_bert
+from tests.jobs.tiny import build_tiny_bert, make_dataset_version
 
 # Short job heartbeats in worker processes, so a kill -9 is noticed within seconds.
 FAST_WORKER_ENV = {
@@ -38,31 +35,6 @@ def base_model(db, tiny_bert_dir):
         name="tiny-bert", display_name="Tiny BERT (tests)", source=str(tiny_bert_dir), kind=BaseModel.Kind.ENCODER,
         tasks=["classification", "multilabel_classification"], max_length=64, parameters_millions=0.11,
         is_default=True,
-    )
-
-
-def _jsonl(rows: list[dict]) -> bytes:
-    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
-
-
-def make_dataset_version(team, *, n_train: int = 80, n_valid: int = 16, name: str = "banking", status: str = "ready"):
-    """A classification dataset version whose normalized JSONL lives in the storage backend, as the
-    datasets app leaves it."""
-    from datasets_app.models import Dataset, DatasetVersion
-
-    train = _jsonl(banking_rows()[:n_train])
-    valid = _jsonl(banking_rows(BANKING_TEST)[:n_valid]) if n_valid else b""
-    sha = hashlib.sha256(train + valid).hexdigest()
-    dataset = Dataset.objects.create(team=team, name=name, task="classification")
-    number = 1
-    prefix = f"teams/{team.id}/datasets/{dataset.id}/v{number}"
-    train_name = default_storage.save(f"{prefix}/train.jsonl", ContentFile(train))
-    valid_name = default_storage.save(f"{prefix}/valid.jsonl", ContentFile(valid)) if valid else None
-    labels = sorted({row["label"] for row in banking_rows()[:n_train]})
-    return DatasetVersion.objects.create(
-        team=team, dataset=dataset, number=number, sha256=sha, task="classification", status=status,
-        normalized_file=train_name, validation_file=valid_name, row_count=n_train, validation_row_count=n_valid,
-        labels=labels,
     )
 
 

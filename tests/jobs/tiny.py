@@ -4,6 +4,8 @@ files, trained for real by the engine in a few seconds on a CPU, no downloads.""
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -16,7 +18,7 @@ def banking_rows(path: Path = BANKING_TRAIN) -> list[dict[str, str]]:
         return [{"text": row["text"], "label": row["category"]} for row in csv.DictReader(fh)]
 
 
-def build_tiny_bert(out_dir: Path) -> Path:
+def build_tiny_bert(out_dir: Path, *, hidden_size: int = 64, layers: int = 2) -> Path:
     import torch
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
@@ -36,9 +38,38 @@ def build_tiny_bert(out_dir: Path) -> Path:
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
                                    cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]", model_max_length=64)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=64, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=128, max_position_embeddings=64, pad_token_id=0)
+    config = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=hidden_size, num_hidden_layers=layers,
+                        num_attention_heads=2, intermediate_size=2 * hidden_size, max_position_embeddings=64, pad_token_id=0)
     out_dir.mkdir(parents=True, exist_ok=True)
     BertModel(config).save_pretrained(out_dir)  # the engine adds a head sized to the labels
     fast.save_pretrained(out_dir)
     return out_dir
+
+
+def _jsonl(rows: list[dict]) -> bytes:
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
+
+
+def make_dataset_version(team, *, n_train: int = 80, n_valid: int = 16, name: str = "banking", status: str = "ready",
+                         repeat: int = 1):
+    """A classification dataset version whose normalized JSONL lives in the storage backend, as the
+    datasets app leaves it (`repeat` copies the training rows, for long epochs)."""
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from datasets_app.models import Dataset, DatasetVersion
+
+    train = _jsonl(banking_rows()[:n_train] * repeat)
+    valid = _jsonl(banking_rows(BANKING_TEST)[:n_valid]) if n_valid else b""
+    sha = hashlib.sha256(train + valid).hexdigest()
+    dataset = Dataset.objects.create(team=team, name=name, task="classification")
+    number = 1
+    prefix = f"teams/{team.id}/datasets/{dataset.id}/v{number}"
+    train_name = default_storage.save(f"{prefix}/train.jsonl", ContentFile(train))
+    valid_name = default_storage.save(f"{prefix}/valid.jsonl", ContentFile(valid)) if valid else None
+    labels = sorted({row["label"] for row in banking_rows()[:n_train]})
+    return DatasetVersion.objects.create(
+        team=team, dataset=dataset, number=number, sha256=sha, task="classification", status=status,
+        normalized_file=train_name, validation_file=valid_name, row_count=n_train * repeat, validation_row_count=n_valid,
+        labels=labels,
+    )
