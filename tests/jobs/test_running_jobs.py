@@ -127,3 +127,33 @@ def test_pause_checkpoints_and_frees_the_worker_and_resume_continues_from_the_ch
     assert f"resuming from the checkpoint at step {paused_at}" in logs
     version = ModelVersion.objects.get(job_id=job["id"])
     assert version.metrics["train"]["steps"] == total
+
+
+def test_pausing_the_worker_checkpoints_and_requeues_its_job_which_resumes_when_a_worker_takes_it(
+        alice_client, dataset_version, start_worker):
+    from tests.celery_harness import wait_until
+    from workers.models import WorkerNode
+    from workers.services import worker_pause, worker_resume
+
+    worker = start_worker(queues="cpu", name="wpause", env=FAST_WORKER_ENV)
+    wait_until(lambda: WorkerNode.objects.filter(name=worker.hostname).exists(), timeout=10, message="registration")
+    total = 1000
+    job = submit(alice_client, dataset_version, max_steps=total,
+                 hyperparameters={"eval_every_steps": 500, "save_every_steps": 500})
+    wait_for_job(alice_client, job["id"], lambda b: b["progress"]["step"] >= 30, timeout=60, what="step 30")
+
+    worker_pause(name=worker.hostname, actor=None)
+    requeued = wait_for_job(alice_client, job["id"], lambda b: b["status"] != "running", timeout=15,
+                            what="the job to leave the paused worker")
+    assert requeued["status"] == "queued", "the run ended before the pause took effect; make it longer"
+    assert requeued["queue_position"] == 1
+    step = requeued["progress"]["step"]
+    assert alice_client.get(f"/api/v1/jobs/{job['id']}/checkpoints").json()["data"][0]["step_number"] == step
+    time.sleep(2)
+    assert FineTuneJob.objects.get(pk=job["id"]).status == "queued"  # a paused worker takes nothing
+
+    worker_resume(name=worker.hostname, actor=None)
+    done = wait_for_status(alice_client, job["id"], "succeeded", "failed", timeout=90)
+    assert done["status"] == "succeeded", done["error"]
+    assert done["attempts"] == 2
+    assert _train_steps(job["id"]) == list(range(1, total + 1))

@@ -4,8 +4,7 @@ files, trained for real by the engine in a few seconds on a CPU, no downloads.""
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
+import io
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,30 +45,33 @@ def build_tiny_bert(out_dir: Path, *, hidden_size: int = 64, layers: int = 2) ->
     return out_dir
 
 
-def _jsonl(rows: list[dict]) -> bytes:
-    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
+def _csv(rows: list[dict]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["text", "label"])
+    writer.writerows([row["text"], row["label"]] for row in rows)
+    return out.getvalue().encode()
 
 
 def make_dataset_version(team, *, n_train: int = 80, n_valid: int = 16, name: str = "banking", status: str = "ready",
                          repeat: int = 1):
-    """A classification dataset version whose normalized JSONL lives in the storage backend, as the
-    datasets app leaves it (`repeat` copies the training rows, for long epochs)."""
+    """A classification dataset version made by the datasets app's own upload service from the
+    Banking77 sample (`n_valid` rows of its test split as the validation file; `repeat` copies the
+    training rows, for long epochs). `status` other than ready is set afterwards, for refusal tests."""
     from django.core.files.base import ContentFile
-    from django.core.files.storage import default_storage
 
-    from datasets_app.models import Dataset, DatasetVersion
+    from datasets_app.models import DatasetVersion
+    from datasets_app.services import UploadOptions, dataset_create_from_upload
 
-    train = _jsonl(banking_rows()[:n_train] * repeat)
-    valid = _jsonl(banking_rows(BANKING_TEST)[:n_valid]) if n_valid else b""
-    sha = hashlib.sha256(train + valid).hexdigest()
-    dataset = Dataset.objects.create(team=team, name=name, task="classification")
-    number = 1
-    prefix = f"teams/{team.id}/datasets/{dataset.id}/v{number}"
-    train_name = default_storage.save(f"{prefix}/train.jsonl", ContentFile(train))
-    valid_name = default_storage.save(f"{prefix}/valid.jsonl", ContentFile(valid)) if valid else None
-    labels = sorted({row["label"] for row in banking_rows()[:n_train]})
-    return DatasetVersion.objects.create(
-        team=team, dataset=dataset, number=number, sha256=sha, task="classification", status=status,
-        normalized_file=train_name, validation_file=valid_name, row_count=n_train * repeat, validation_row_count=n_valid,
-        labels=labels,
+    train = ContentFile(_csv(banking_rows()[:n_train] * repeat), name="train.csv")
+    valid = ContentFile(_csv(banking_rows(BANKING_TEST)[:n_valid]), name="valid.csv") if n_valid else None
+    outcome = dataset_create_from_upload(
+        team=team, user=None, file=train, filename="train.csv", name=name, validation_file=valid,
+        validation_filename="valid.csv" if valid else None,
+        options=UploadOptions(task="classification", validation_fraction=0.0),
     )
+    version = outcome.version
+    if status != DatasetVersion.Status.READY:
+        DatasetVersion.objects.filter(pk=version.pk).update(status=status)
+        version.refresh_from_db()
+    return version
