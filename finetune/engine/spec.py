@@ -145,8 +145,9 @@ def _check_types(hp: Hyperparameters) -> None:
         not isinstance(hp.target_modules, list) or not all(isinstance(t, str) and t for t in hp.target_modules)
     ):
         raise SpecError("hyperparameters.target_modules", "must be a list of module names or null", code="invalid_type")
-    if not isinstance(hp.precision, str) or not isinstance(hp.early_stopping_metric, str):
-        raise SpecError("hyperparameters.precision", "must be a string", code="invalid_type")
+    for name in ("precision", "early_stopping_metric"):
+        if not isinstance(getattr(hp, name), str):
+            raise SpecError(f"hyperparameters.{name}", "must be a string", code="invalid_type")
 
 
 def _check_spec_types(spec: JobSpec) -> None:
