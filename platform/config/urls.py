@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.i18n import JavaScriptCatalog
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from common import health, views
@@ -20,6 +21,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("v1/", include("serving.openai_urls")),
     path("i18n/", include("django.conf.urls.i18n")),
+    # The djangojs catalog of locale/ (packages=["common"] keeps the admin's JS strings out of it).
+    path("jsi18n/", JavaScriptCatalog.as_view(packages=["common"]), name="javascript-catalog"),
     path("accounts/", include("accounts.urls")),
     path("datasets/", include("datasets_app.urls")),
     path("jobs/", include("finetune.urls")),

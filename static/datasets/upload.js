@@ -13,6 +13,11 @@
   var barText = document.getElementById("progress-text");
   var button = document.getElementById("upload-button");
   var msg = form.dataset;
+  // The djangojs catalog (/jsi18n/, loaded by base.html); plain English if it failed to load.
+  var gettext = window.gettext || function (text) { return text; };
+  var interpolate = window.interpolate || function (fmt, obj) {
+    return fmt.replace(/%\(\w+\)s/g, function (m) { return String(obj[m.slice(2, -2)]); });
+  };
   var chosen = null;
 
   function choose(file) {
@@ -23,7 +28,7 @@
   }
 
   function formatBytes(n) {
-    var units = ["bytes", "KB", "MB", "GB"], i = 0;
+    var units = [gettext("bytes"), "KB", "MB", "GB"], i = 0;
     while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
     return (i ? n.toFixed(1) : n) + " " + units[i];
   }
@@ -51,7 +56,9 @@
     if (report && report.errors && report.errors.length) {
       var table = el("table", "table compact report-errors");
       var head = table.createTHead().insertRow();
-      ["File", "Line", "Field", "Problem"].forEach(function (h) { head.appendChild(el("th", "", h)); });
+      [gettext("File"), gettext("Line"), gettext("Field"), gettext("Problem")].forEach(function (h) {
+        head.appendChild(el("th", "", h));
+      });
       var tbody = table.createTBody();
       report.errors.forEach(function (e) {
         var row = tbody.insertRow();
@@ -61,7 +68,8 @@
       });
       result.appendChild(table);
       if (report.error_count > report.errors.length) {
-        result.appendChild(el("p", "muted", "… " + (report.error_count - report.errors.length) + " more"));
+        var more = report.error_count - report.errors.length;
+        result.appendChild(el("p", "muted", "… " + interpolate(gettext("%(n)s more"), {n: more}, true)));
       }
     }
     if (report && report.warnings && report.warnings.length) {
