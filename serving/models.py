@@ -1,13 +1,14 @@
 """Serving: API keys now; endpoints, quota policies and usage records build on them."""
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 from rest_framework_api_key.models import AbstractAPIKey
 
 
 class ApiKeyScope(models.TextChoices):
-    READ = "read", "Read"
-    WRITE = "write", "Write"
-    INFERENCE = "inference", "Inference"
+    READ = "read", _("Read")
+    WRITE = "write", _("Write")
+    INFERENCE = "inference", _("Inference")
 
 
 class ApiKey(AbstractAPIKey):

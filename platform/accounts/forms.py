@@ -11,6 +11,11 @@ from serving.models import ApiKeyScope
 class EmailAuthenticationForm(AuthenticationForm):
     """Sign-in by e-mail, whatever its case (addresses are stored lower-cased)."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # AuthenticationForm labels the field with the model field's untranslated verbose name.
+        self.fields["username"].label = _("Email")
+
     def clean_username(self):
         return (self.cleaned_data.get("username") or "").strip().lower()
 

@@ -145,6 +145,7 @@ def _team_page(request, membership: Membership, *, status: int = 200, **context)
     for member in members:
         # An admin may change anyone but an owner; an owner anyone.
         member.can_edit = can_manage and (role == Role.OWNER or member.role != Role.OWNER)
+        member.role_label = Role(member.role).label
     context.setdefault("invite_form", InvitationForm(allowed_roles=allowed_roles))
     context.setdefault("rename_form", TeamForm(initial={"name": team.name}))
     return render(
