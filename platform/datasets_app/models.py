@@ -9,14 +9,15 @@ chat `{"messages": [{"role", "content"}, ...]}`.
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from common.models import TeamOwnedModel
 
 
 class Task(models.TextChoices):
-    CLASSIFICATION = "classification", "Classification"
-    MULTILABEL_CLASSIFICATION = "multilabel_classification", "Multi-label classification"
-    CHAT_SFT = "chat_sft", "Chat (supervised fine-tuning)"
+    CLASSIFICATION = "classification", _("Classification")
+    MULTILABEL_CLASSIFICATION = "multilabel_classification", _("Multi-label classification")
+    CHAT_SFT = "chat_sft", _("Chat (supervised fine-tuning)")
 
 
 def _version_upload_to(instance, filename):
@@ -50,9 +51,9 @@ class DatasetVersion(TeamOwnedModel):
     id_prefix = "dsv"
 
     class Status(models.TextChoices):
-        PROCESSING = "processing", "Processing"
-        READY = "ready", "Ready"
-        INVALID = "invalid", "Invalid"
+        PROCESSING = "processing", _("Processing")
+        READY = "ready", _("Ready")
+        INVALID = "invalid", _("Invalid")
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField()

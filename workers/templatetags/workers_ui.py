@@ -2,8 +2,23 @@
 
 from django import template
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 register = template.Library()
+
+# What the status and admin-state badges say; the CSS class keeps the raw value.
+STATE_LABELS = {
+    "online": gettext_lazy("online"),
+    "offline": gettext_lazy("offline"),
+    "active": gettext_lazy("active"),
+    "draining": gettext_lazy("draining"),
+    "paused": gettext_lazy("paused"),
+}
+
+
+@register.filter
+def state_label(state: str) -> str:
+    return STATE_LABELS.get(state, state)
 
 
 @register.filter
