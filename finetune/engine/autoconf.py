@@ -41,7 +41,9 @@ def auto_max_length(lengths: Sequence[int], task: str, limit: int | None) -> int
     q = 98 if task == "chat_sft" else 95
     pct = float(np.percentile(np.asarray(lengths), q)) if len(lengths) else 128.0
     value = max(16, int(math.ceil(pct / 8.0) * 8))
-    cap = 2048 if task == "chat_sft" else 512  # beyond this "auto" should not silently pick quadratic-cost lengths
+    cap = (
+        2048 if task == "chat_sft" else 512
+    )  # beyond this "auto" should not silently pick quadratic-cost lengths
     value = min(value, cap)
     if limit is not None:
         value = min(value, limit)
@@ -59,7 +61,9 @@ def auto_batch_size(device: torch.device, max_length: int, n_params: int, n_trai
     """Largest power of two whose activations fit a token budget scaled by device memory and model size."""
     if device.type == "cuda":
         mem_gb = torch.cuda.get_device_properties(device).total_memory / 2**30
-        size_factor = max(1.0, n_params / 350e6)  # activations grow with width/depth; ~350M params as the unit
+        size_factor = max(
+            1.0, n_params / 350e6
+        )  # activations grow with width/depth; ~350M params as the unit
         if method == "full":
             size_factor *= 2.0  # optimizer states and full gradients compete for the same memory
         budget = mem_gb * 2048 / size_factor
@@ -89,8 +93,16 @@ def resolve_device(requested: str) -> torch.device:
     if requested == "cpu":
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise SpecError("device", f"{requested!r} was requested but this machine has no CUDA GPU", code="device_unavailable")
+        raise SpecError(
+            "device",
+            f"{requested!r} was requested but this machine has no CUDA GPU",
+            code="device_unavailable",
+        )
     dev = torch.device(requested)
     if dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise SpecError("device", f"{requested!r}: only {torch.cuda.device_count()} GPU(s) here", code="device_unavailable")
+        raise SpecError(
+            "device",
+            f"{requested!r}: only {torch.cuda.device_count()} GPU(s) here",
+            code="device_unavailable",
+        )
     return dev

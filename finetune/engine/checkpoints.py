@@ -55,7 +55,11 @@ def list_checkpoints(output_dir: str | Path) -> list[Path]:
     root = checkpoint_root(output_dir)
     if not root.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _STEP_DIR.match(p.name)) and (p / "state.json").is_file()]
+    found = [
+        (int(m.group(1)), p)
+        for p in root.iterdir()
+        if p.is_dir() and (m := _STEP_DIR.match(p.name)) and (p / "state.json").is_file()
+    ]
     return [p for _, p in sorted(found)]
 
 
@@ -116,7 +120,9 @@ def save_checkpoint(
     rng_meta, rng_tensors = _rng_state()
     torch.save(rng_tensors, tmp / "rng.pt")
     (tmp / "rng.json").write_text(json.dumps(rng_meta))
-    (tmp / "state.json").write_text(json.dumps({"format": FORMAT, "state": state.to_dict(), "identity": identity}, indent=1))
+    (tmp / "state.json").write_text(
+        json.dumps({"format": FORMAT, "state": state.to_dict(), "identity": identity}, indent=1)
+    )
     (tmp / "label_map.json").write_text(json.dumps(label_map, indent=1))
     if final.exists():
         shutil.rmtree(final)
@@ -133,10 +139,16 @@ def rotate(output_dir: str | Path, keep_last: int) -> None:
 def read_state(ckpt: str | Path) -> tuple[TrainState, dict[str, Any]]:
     p = Path(ckpt)
     if not (p / "state.json").is_file():
-        raise SpecError("resume_from", f"{ckpt} is not a checkpoint directory (no state.json)", code="invalid_checkpoint")
+        raise SpecError(
+            "resume_from", f"{ckpt} is not a checkpoint directory (no state.json)", code="invalid_checkpoint"
+        )
     raw = json.loads((p / "state.json").read_text())
     if raw.get("format") != FORMAT:
-        raise SpecError("resume_from", f"checkpoint format {raw.get('format')} is not supported", code="invalid_checkpoint")
+        raise SpecError(
+            "resume_from",
+            f"checkpoint format {raw.get('format')} is not supported",
+            code="invalid_checkpoint",
+        )
     return TrainState(**raw["state"]), raw["identity"]
 
 
@@ -151,13 +163,19 @@ def check_identity(saved: dict[str, Any], current: dict[str, Any]) -> None:
             )
 
 
-def load_checkpoint(ckpt: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any) -> None:
+def load_checkpoint(
+    ckpt: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any
+) -> None:
     p = Path(ckpt)
     weights = load_file(str(p / "trainable.safetensors"))
     params = dict(model.named_parameters())
     trainable = {n for n, q in params.items() if q.requires_grad}
     if set(weights) != trainable:
-        raise SpecError("resume_from", "the checkpoint's trainable weights do not match this model", code="incompatible_checkpoint")
+        raise SpecError(
+            "resume_from",
+            "the checkpoint's trainable weights do not match this model",
+            code="incompatible_checkpoint",
+        )
     with torch.no_grad():
         for n, t in weights.items():
             params[n].copy_(t.to(params[n].device))

@@ -29,7 +29,11 @@ class ConsoleReporter(NullReporter):
     def install_signal_handler(self) -> None:
         def handler(signum: int, frame: Any) -> None:
             self.interrupts += 1
-            self._write("interrupt: writing a checkpoint and pausing (press Ctrl-C again to cancel)" if self.interrupts == 1 else "cancelling")
+            self._write(
+                "interrupt: writing a checkpoint and pausing (press Ctrl-C again to cancel)"
+                if self.interrupts == 1
+                else "cancelling"
+            )
 
         signal.signal(signal.SIGINT, handler)
 
@@ -48,13 +52,25 @@ class ConsoleReporter(NullReporter):
 
     def on_eval(self, metrics: dict) -> None:
         shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k not in ("epoch",)}
-        self._write("[eval] " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
+        self._write(
+            "[eval] "
+            + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
+        )
 
     def on_progress(self, progress: Progress) -> None:
         if self.bar is None:
-            self.bar = self._tqdm(total=progress.total_steps, initial=progress.step - 1, unit="step", dynamic_ncols=True, file=sys.stderr)
+            self.bar = self._tqdm(
+                total=progress.total_steps,
+                initial=progress.step - 1,
+                unit="step",
+                dynamic_ncols=True,
+                file=sys.stderr,
+            )
         self.bar.update(progress.step - self.bar.n)
-        post = {"samples/s": f"{progress.samples_per_second:.1f}", "tok/s": f"{progress.tokens_per_second:.0f}"}
+        post = {
+            "samples/s": f"{progress.samples_per_second:.1f}",
+            "tok/s": f"{progress.tokens_per_second:.0f}",
+        }
         if self.last_loss is not None:
             post["loss"] = f"{self.last_loss:.4f}"
         self.bar.set_postfix(post, refresh=False)
@@ -85,7 +101,9 @@ def _load_spec(path: str) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    parser = argparse.ArgumentParser(prog="python -m finetune.engine", description="Tuneforge fine-tuning engine")
+    parser = argparse.ArgumentParser(
+        prog="python -m finetune.engine", description="Tuneforge fine-tuning engine"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a model from a JSON job spec")
     t.add_argument("spec", help="path to the job spec JSON")
@@ -116,7 +134,11 @@ def main(argv: list[str] | None = None) -> int:
         if resume == "latest":
             found = latest_checkpoint(spec.output_dir)
             if found is None:
-                raise SpecError("resume_from", f"no checkpoint under {spec.output_dir}/checkpoints to resume from", code="invalid_checkpoint")
+                raise SpecError(
+                    "resume_from",
+                    f"no checkpoint under {spec.output_dir}/checkpoints to resume from",
+                    code="invalid_checkpoint",
+                )
             resume = str(found)
         reporter = ConsoleReporter(quiet=args.quiet)
         reporter.install_signal_handler()

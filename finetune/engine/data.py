@@ -65,7 +65,9 @@ def _raw_records(path: Path, field_name: str) -> Iterable[dict[str, Any]]:
             try:
                 data = json.load(f)
             except json.JSONDecodeError as e:
-                raise SpecError(field_name, f"{path.name} is not valid JSON: {e}", code="invalid_file") from None
+                raise SpecError(
+                    field_name, f"{path.name} is not valid JSON: {e}", code="invalid_file"
+                ) from None
         if not isinstance(data, list):
             raise SpecError(field_name, f"{path.name} must hold a JSON list of rows", code="invalid_file")
         yield from data
@@ -77,7 +79,9 @@ def _raw_records(path: Path, field_name: str) -> Iterable[dict[str, Any]]:
                 try:
                     yield json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise SpecError(field_name, f"{path.name} line {n} is not valid JSON: {e}", code="invalid_file") from None
+                    raise SpecError(
+                        field_name, f"{path.name} line {n} is not valid JSON: {e}", code="invalid_file"
+                    ) from None
 
 
 def _alpaca_to_messages(r: dict[str, Any]) -> list[dict[str, str]]:
@@ -87,11 +91,17 @@ def _alpaca_to_messages(r: dict[str, Any]) -> list[dict[str, str]]:
         messages.append({"role": "system", "content": str(r["system"])})
     for turn in r.get("history") or []:
         if isinstance(turn, (list, tuple)) and len(turn) == 2:
-            messages += [{"role": "user", "content": str(turn[0])}, {"role": "assistant", "content": str(turn[1])}]
+            messages += [
+                {"role": "user", "content": str(turn[0])},
+                {"role": "assistant", "content": str(turn[1])},
+            ]
     prompt = str(r.get("instruction") or "")
     if r.get("input"):
         prompt = f"{prompt}\n{r['input']}" if prompt else str(r["input"])
-    messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": str(r.get("output") or "")}]
+    messages += [
+        {"role": "user", "content": prompt},
+        {"role": "assistant", "content": str(r.get("output") or "")},
+    ]
     return messages
 
 
@@ -124,7 +134,9 @@ def _normalize(task: str, r: Any) -> tuple[dict[str, Any] | None, str]:
         labels = r.get("labels", r.get("label"))
         if isinstance(labels, str):  # CSV convenience: "a|b"
             labels = [s for s in (p.strip() for p in labels.split("|")) if s]
-        if not isinstance(labels, list) or not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in labels):
+        if not isinstance(labels, list) or not all(
+            isinstance(x, (str, int)) and not isinstance(x, bool) for x in labels
+        ):
             return None, "missing labels"
         row["labels"] = sorted({str(x) for x in labels})
         return row, ""
@@ -178,7 +190,9 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
 
 
 def render_chat(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool = False) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    return tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=add_generation_prompt
+    )
 
 
 def assistant_spans(tokenizer: Any, messages: list[dict[str, str]], full: str) -> list[tuple[int, int]]:
@@ -232,7 +246,9 @@ def token_lengths(tokenizer: Any, rows: Sequence[dict[str, Any]], task: str, sam
     return _token_lengths_text(tokenizer, rows)
 
 
-def _encode_chat(tokenizer: Any, messages: list[dict[str, str]], max_length: int | None) -> tuple[list[int], list[int]]:
+def _encode_chat(
+    tokenizer: Any, messages: list[dict[str, str]], max_length: int | None
+) -> tuple[list[int], list[int]]:
     full = render_chat(tokenizer, messages)
     spans = assistant_spans(tokenizer, messages, full)
     bos = getattr(tokenizer, "bos_token", None)
@@ -271,7 +287,11 @@ class Encoded:
         def cat(a: list | None, b: list | None) -> list | None:
             return None if a is None or b is None else a + b
 
-        return Encoded(self.input_ids + other.input_ids, cat(self.token_type_ids, other.token_type_ids), cat(self.loss_mask, other.loss_mask))
+        return Encoded(
+            self.input_ids + other.input_ids,
+            cat(self.token_type_ids, other.token_type_ids),
+            cat(self.loss_mask, other.loss_mask),
+        )
 
 
 def _encode(tokenizer: Any, rows: Sequence[dict[str, Any]], task: str, max_length: int) -> Encoded:
@@ -286,7 +306,10 @@ def _encode(tokenizer: Any, rows: Sequence[dict[str, Any]], task: str, max_lengt
     pairs = [r.get("text_pair") for r in rows]
     kwargs: dict[str, Any] = {"truncation": True, "max_length": max_length}
     enc = tokenizer(texts, [p or "" for p in pairs], **kwargs) if any(pairs) else tokenizer(texts, **kwargs)
-    return Encoded([list(x) for x in enc["input_ids"]], [list(x) for x in enc["token_type_ids"]] if "token_type_ids" in enc else None)
+    return Encoded(
+        [list(x) for x in enc["input_ids"]],
+        [list(x) for x in enc["token_type_ids"]] if "token_type_ids" in enc else None,
+    )
 
 
 def _pack(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:

@@ -31,7 +31,8 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels:
         "f1_macro": _r(f1_score(y_true, y_pred, labels=ids, average="macro", zero_division=0)),
         "f1_micro": _r(f1_score(y_true, y_pred, labels=ids, average="micro", zero_division=0)),
         "per_class": {
-            labels[i]: {"precision": _r(p[i]), "recall": _r(r[i]), "f1": _r(f[i]), "support": int(s[i])} for i in ids
+            labels[i]: {"precision": _r(p[i]), "recall": _r(r[i]), "f1": _r(f[i]), "support": int(s[i])}
+            for i in ids
         },
         # Rows are true labels, columns predictions, both in label_map order.
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=ids).tolist(),
@@ -47,31 +48,50 @@ def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]
         "f1_macro": _r(f1_score(y_true, y_pred, average="macro", zero_division=0)),
         "f1_micro": _r(f1_score(y_true, y_pred, average="micro", zero_division=0)),
         "per_class": {
-            labels[i]: {"precision": _r(p[i]), "recall": _r(r[i]), "f1": _r(f[i]), "support": int(s[i])} for i in range(len(labels))
+            labels[i]: {"precision": _r(p[i]), "recall": _r(r[i]), "f1": _r(f[i]), "support": int(s[i])}
+            for i in range(len(labels))
         },
         # One 2x2 matrix per label: [[tn, fp], [fn, tp]].
-        "confusion_matrix": {labels[i]: m.tolist() for i, m in enumerate(multilabel_confusion_matrix(y_true, y_pred))},
+        "confusion_matrix": {
+            labels[i]: m.tolist() for i, m in enumerate(multilabel_confusion_matrix(y_true, y_pred))
+        },
     }
 
 
 def sft_metrics(loss_sum: float, n_tokens: int, n_correct: int) -> dict[str, Any]:
     loss = loss_sum / max(n_tokens, 1)
-    return {"loss": _r(loss), "perplexity": _r(math.exp(min(loss, 50.0))), "token_accuracy": _r(n_correct / max(n_tokens, 1))}
+    return {
+        "loss": _r(loss),
+        "perplexity": _r(math.exp(min(loss, 50.0))),
+        "token_accuracy": _r(n_correct / max(n_tokens, 1)),
+    }
 
 
-def majority_baseline(train_targets: Sequence[Any], valid_targets: Sequence[Any], labels: list[str], task: str) -> dict[str, Any]:
+def majority_baseline(
+    train_targets: Sequence[Any], valid_targets: Sequence[Any], labels: list[str], task: str
+) -> dict[str, Any]:
     """What always answering the most frequent training label scores on the validation set."""
     if task == "classification":
         majority = Counter(train_targets).most_common(1)[0][0]
         m = classification_metrics(list(valid_targets), [majority] * len(valid_targets), labels)
-        return {"majority_label": labels[majority], "accuracy": m["accuracy"], "f1_macro": m["f1_macro"], "f1_micro": m["f1_micro"]}
+        return {
+            "majority_label": labels[majority],
+            "accuracy": m["accuracy"],
+            "f1_macro": m["f1_macro"],
+            "f1_micro": m["f1_micro"],
+        }
     train = np.asarray(train_targets, dtype=np.float32)
     # Per label: predict it present when most training rows have it.
     pred_row = (train.mean(axis=0) > 0.5).astype(int)
     y_true = np.asarray(valid_targets, dtype=int)
     y_pred = np.tile(pred_row, (len(y_true), 1))
     m = multilabel_metrics(y_true, y_pred, labels)
-    return {"majority_labels": [labels[i] for i in np.flatnonzero(pred_row)], "accuracy": m["accuracy"], "f1_macro": m["f1_macro"], "f1_micro": m["f1_micro"]}
+    return {
+        "majority_labels": [labels[i] for i in np.flatnonzero(pred_row)],
+        "accuracy": m["accuracy"],
+        "f1_macro": m["f1_macro"],
+        "f1_micro": m["f1_micro"],
+    }
 
 
 def metric_direction(name: str) -> str:

@@ -83,7 +83,9 @@ def resolve_base_model(name: str) -> str:
     if local.is_dir():
         if (local / "config.json").is_file() or (local / "adapter_config.json").is_file():
             return str(local.resolve())
-        raise SpecError("base_model", f"{name} is a directory without a config.json", code="unknown_base_model")
+        raise SpecError(
+            "base_model", f"{name} is a directory without a config.json", code="unknown_base_model"
+        )
     if "/" in canonical and not canonical.startswith((".", "/", "~")):
         try:
             from huggingface_hub import snapshot_download
@@ -108,7 +110,9 @@ def load_config(path: str) -> Any:
         with quiet_transformers():
             return AutoConfig.from_pretrained(path)
     except Exception as e:  # noqa: BLE001
-        raise SpecError("base_model", f"cannot read the model config at {path}: {e}", code="unknown_base_model") from None
+        raise SpecError(
+            "base_model", f"cannot read the model config at {path}: {e}", code="unknown_base_model"
+        ) from None
 
 
 def load_tokenizer(path: str, task: str) -> Any:
@@ -120,11 +124,15 @@ def load_tokenizer(path: str, task: str) -> Any:
         with quiet_transformers():
             tok = AutoTokenizer.from_pretrained(path)
     except Exception as e:  # noqa: BLE001
-        raise SpecError("base_model", f"cannot load the tokenizer at {path}: {e}", code="unknown_base_model") from None
+        raise SpecError(
+            "base_model", f"cannot load the tokenizer at {path}: {e}", code="unknown_base_model"
+        ) from None
     if tok.pad_token_id is None:
         # Decoder tokenizers often lack a pad token; eos is safe because padded positions are masked out.
         if tok.eos_token is None:
-            raise SpecError("base_model", "the tokenizer has neither a pad nor an eos token", code="unsupported_tokenizer")
+            raise SpecError(
+                "base_model", "the tokenizer has neither a pad nor an eos token", code="unsupported_tokenizer"
+            )
         tok.pad_token = tok.eos_token
     tok.padding_side = "right"
     if task == "chat_sft" and not getattr(tok, "chat_template", None):
@@ -148,7 +156,9 @@ def can_generate_text(config: Any) -> bool:
     if mt not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         return False
     archs = getattr(config, "architectures", None) or []
-    if mt in MODEL_FOR_MASKED_LM_MAPPING_NAMES and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+    if mt in MODEL_FOR_MASKED_LM_MAPPING_NAMES and not any(
+        a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs
+    ):
         return False
     return True
 
@@ -198,7 +208,9 @@ def _with_labels(config: Any, labels: list[str], task: str) -> Any:
     config.num_labels = len(labels)
     config.id2label = dict(enumerate(labels))
     config.label2id = {label: i for i, label in enumerate(labels)}
-    config.problem_type = "multi_label_classification" if task == "multilabel_classification" else "single_label_classification"
+    config.problem_type = (
+        "multi_label_classification" if task == "multilabel_classification" else "single_label_classification"
+    )
     return config
 
 
@@ -208,7 +220,11 @@ def default_target_modules(config: Any, method: str) -> list[str] | str:
         TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING,
     )
 
-    table = TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING if method == "ia3" else TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+    table = (
+        TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING
+        if method == "ia3"
+        else TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+    )
     targets = table.get(config.model_type)
     # Unknown architectures: every linear layer except the output head, peft's documented fallback.
     return list(targets) if targets else "all-linear"
@@ -257,17 +273,31 @@ def peft_config_for(method: str, task: str, hp: Any, config: Any, targets: list[
 
     tt = peft_task_type(task)
     if method in ("lora", "qlora"):
-        return LoraConfig(task_type=tt, r=hp.lora_r, lora_alpha=hp.lora_alpha, lora_dropout=hp.lora_dropout, target_modules=targets)
+        return LoraConfig(
+            task_type=tt,
+            r=hp.lora_r,
+            lora_alpha=hp.lora_alpha,
+            lora_dropout=hp.lora_dropout,
+            target_modules=targets,
+        )
     if method == "ia3":
         assert isinstance(targets, list)
-        return IA3Config(task_type=tt, target_modules=targets, feedforward_modules=default_feedforward_modules(config, targets))
+        return IA3Config(
+            task_type=tt,
+            target_modules=targets,
+            feedforward_modules=default_feedforward_modules(config, targets),
+        )
     if method == "prompt_tuning":
         # RANDOM init: TEXT init would record the tokenizer's local path in the adapter config.
-        return PromptTuningConfig(task_type=tt, num_virtual_tokens=hp.num_virtual_tokens, prompt_tuning_init=PromptTuningInit.RANDOM)
+        return PromptTuningConfig(
+            task_type=tt, num_virtual_tokens=hp.num_virtual_tokens, prompt_tuning_init=PromptTuningInit.RANDOM
+        )
     raise ValueError(method)
 
 
-def _load_pretrained(path: str, task: str, labels: list[str], tokenizer: Any, quantization: Any, dtype: torch.dtype) -> nn.Module:
+def _load_pretrained(
+    path: str, task: str, labels: list[str], tokenizer: Any, quantization: Any, dtype: torch.dtype
+) -> nn.Module:
     cls = model_class(task)
     kwargs: dict[str, Any] = {"dtype": dtype}
     if quantization is not None:
@@ -296,7 +326,9 @@ def _grow_head(model: nn.Module, old_n: int, labels: list[str], task: str) -> No
     new_n = len(labels)
     for name, module in list(model.named_modules()):
         if isinstance(module, nn.Linear) and name.startswith(_HEAD_PREFIXES) and module.out_features == old_n:
-            grown = nn.Linear(module.in_features, new_n, bias=module.bias is not None, dtype=module.weight.dtype)
+            grown = nn.Linear(
+                module.in_features, new_n, bias=module.bias is not None, dtype=module.weight.dtype
+            )
             with torch.no_grad():
                 grown.weight.copy_(_grow_rows(module.weight.detach().cpu(), new_n))
                 if module.bias is not None:
@@ -332,7 +364,10 @@ def build_model(
 
         compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         quantization = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute,
         )
         dtype = compute
 
@@ -352,7 +387,9 @@ def build_model(
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=hp.gradient_checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False}
+            model,
+            use_gradient_checkpointing=hp.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
         )
     elif hp.gradient_checkpointing:
         # Non-reentrant: works with frozen embeddings (peft) without enable_input_require_grads().
@@ -402,9 +439,15 @@ def _load_earlier_adapter(model: nn.Module, artifact_dir: str, n_labels: int) ->
         if any(f".{p}." in f".{k}" for p in _HEAD_PREFIXES) and v.ndim >= 1 and v.shape[0] < n_labels:
             sd[k] = _grow_rows(v, n_labels)
     result = set_peft_model_state_dict(model, sd)
-    missing = [k for k in result.missing_keys if any(s in k for s in ("lora_", "ia3_", "prompt", "modules_to_save"))]
+    missing = [
+        k for k in result.missing_keys if any(s in k for s in ("lora_", "ia3_", "prompt", "modules_to_save"))
+    ]
     if missing:
-        raise SpecError("init_from", f"the earlier adapter does not fit this model (missing {missing[0]})", code="incompatible_init")
+        raise SpecError(
+            "init_from",
+            f"the earlier adapter does not fit this model (missing {missing[0]})",
+            code="incompatible_init",
+        )
 
 
 def read_artifact_manifest(artifact_dir: str) -> dict[str, Any]:
@@ -412,7 +455,11 @@ def read_artifact_manifest(artifact_dir: str) -> dict[str, Any]:
     d = Path(artifact_dir)
     manifest = d / "engine.json"
     if not manifest.is_file():
-        raise SpecError("init_from", f"{artifact_dir} is not a model version produced by this engine (no engine.json)", code="invalid_init")
+        raise SpecError(
+            "init_from",
+            f"{artifact_dir} is not a model version produced by this engine (no engine.json)",
+            code="invalid_init",
+        )
     info = json.loads(manifest.read_text())
     label_map = d / "label_map.json"
     info["labels"] = json.loads(label_map.read_text()).get("labels", []) if label_map.is_file() else []

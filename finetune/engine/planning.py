@@ -108,13 +108,25 @@ def _check_device_and_precision(spec: JobSpec) -> tuple[torch.device, str]:
         try:
             import bitsandbytes  # noqa: F401
         except ImportError:
-            raise SpecError("method", "QLoRA needs the bitsandbytes package (pip install tuneforge[gpu])", code="missing_dependency") from None
+            raise SpecError(
+                "method",
+                "QLoRA needs the bitsandbytes package (pip install tuneforge[gpu])",
+                code="missing_dependency",
+            ) from None
     device = autoconf.resolve_device(spec.device)
     precision = autoconf.resolve_precision(hp.precision, device)
     if precision in ("bf16", "fp16") and device.type != "cuda":
-        raise SpecError("hyperparameters.precision", f"{precision} training needs a CUDA GPU; use fp32 or auto on CPU", code="precision_unavailable")
+        raise SpecError(
+            "hyperparameters.precision",
+            f"{precision} training needs a CUDA GPU; use fp32 or auto on CPU",
+            code="precision_unavailable",
+        )
     if precision == "bf16" and not torch.cuda.is_bf16_supported():
-        raise SpecError("hyperparameters.precision", "this GPU does not support bf16; use fp16 or auto", code="precision_unavailable")
+        raise SpecError(
+            "hyperparameters.precision",
+            "this GPU does not support bf16; use fp16 or auto",
+            code="precision_unavailable",
+        )
     return device, precision
 
 
@@ -125,7 +137,11 @@ def _check_init_from(spec: JobSpec) -> dict[str, Any] | None:
         raise SpecError("init_from", f"directory not found: {spec.init_from}", code="file_not_found")
     info = models.read_artifact_manifest(spec.init_from)
     if info.get("task") != spec.task:
-        raise SpecError("init_from", f"the earlier model was trained for {info.get('task')!r}, not {spec.task!r}", code="incompatible_init")
+        raise SpecError(
+            "init_from",
+            f"the earlier model was trained for {info.get('task')!r}, not {spec.task!r}",
+            code="incompatible_init",
+        )
     if models.portable_name(info.get("base_model", "")) != models.portable_name(spec.base_model):
         raise SpecError(
             "init_from",
@@ -140,7 +156,11 @@ def _check_init_from(spec: JobSpec) -> dict[str, Any] | None:
         )
     if info["format"] == "full" and spec.method != "full":
         # An adapter saved on top of a fine-tuned copy would name weights that exist only in that copy.
-        raise SpecError("init_from", "the earlier version is fully fine-tuned; continue it with method 'full'", code="incompatible_init")
+        raise SpecError(
+            "init_from",
+            "the earlier version is fully fine-tuned; continue it with method 'full'",
+            code="incompatible_init",
+        )
     return info
 
 
@@ -149,12 +169,20 @@ def _read_split_rows(spec: JobSpec) -> tuple[data.Rows, data.Rows | None, data.R
     if not len(train_rows):
         why = ", ".join(f"{n} {reason}" for reason, n in train_rows.dropped.items()) or "the file is empty"
         raise SpecError("train_file", f"no usable rows after filtering ({why})", code="no_rows")
-    valid_rows = data.read_rows(spec.validation_file, spec.task, "validation_file") if spec.validation_file else None
+    valid_rows = (
+        data.read_rows(spec.validation_file, spec.task, "validation_file") if spec.validation_file else None
+    )
     if valid_rows is not None and not len(valid_rows):
         raise SpecError("validation_file", "no usable rows after filtering", code="no_rows")
-    replay_rows = data.read_rows(spec.replay_file, spec.task, "replay_file") if spec.replay_file and spec.replay_fraction > 0 else None
+    replay_rows = (
+        data.read_rows(spec.replay_file, spec.task, "replay_file")
+        if spec.replay_file and spec.replay_fraction > 0
+        else None
+    )
     prev_rows = (
-        data.read_rows(spec.previous_validation_file, spec.task, "previous_validation_file") if spec.previous_validation_file else None
+        data.read_rows(spec.previous_validation_file, spec.task, "previous_validation_file")
+        if spec.previous_validation_file
+        else None
     )
     if prev_rows is not None and not len(prev_rows):
         raise SpecError("previous_validation_file", "no usable rows after filtering", code="no_rows")
@@ -162,7 +190,12 @@ def _read_split_rows(spec: JobSpec) -> tuple[data.Rows, data.Rows | None, data.R
 
 
 def _labels(
-    spec: JobSpec, train_rows: data.Rows, replay_rows: data.Rows | None, valid_rows: data.Rows | None, prev_rows: data.Rows | None, init: dict | None
+    spec: JobSpec,
+    train_rows: data.Rows,
+    replay_rows: data.Rows | None,
+    valid_rows: data.Rows | None,
+    prev_rows: data.Rows | None,
+    init: dict | None,
 ) -> list[str]:
     if spec.task == "chat_sft":
         return []
@@ -173,7 +206,11 @@ def _labels(
     # Earlier versions keep their label ids so the grown head reuses their rows.
     labels = earlier + sorted(seen - set(earlier))
     if spec.task == "classification" and len(labels) < 2:
-        raise SpecError("train_file", f"classification needs at least 2 distinct labels, found {labels}", code="too_few_labels")
+        raise SpecError(
+            "train_file",
+            f"classification needs at least 2 distinct labels, found {labels}",
+            code="too_few_labels",
+        )
     known = set(labels)
     for name, rows in (("validation_file", valid_rows), ("previous_validation_file", prev_rows)):
         if rows is None:
@@ -181,7 +218,9 @@ def _labels(
         unseen = sorted(data.labels_of(rows, spec.task) - known)
         if unseen:
             shown = ", ".join(repr(u) for u in unseen[:5]) + (" ..." if len(unseen) > 5 else "")
-            raise SpecError(name, f"has labels the training data never contains: {shown}", code="unseen_labels")
+            raise SpecError(
+                name, f"has labels the training data never contains: {shown}", code="unseen_labels"
+            )
     return labels
 
 
@@ -211,13 +250,21 @@ def prepare(spec: JobSpec, reporter: Reporter | None = None) -> Plan:
             code="unsupported_task",
         )
     if spec.task != "chat_sft" and not models.can_classify(config):
-        raise SpecError("task", f"{config.model_type} models have no sequence-classification head in transformers", code="unsupported_task")
+        raise SpecError(
+            "task",
+            f"{config.model_type} models have no sequence-classification head in transformers",
+            code="unsupported_task",
+        )
     tokenizer = models.load_tokenizer(base_path, spec.task)
     limit = models.position_limit(config, tokenizer)
     extra = hp.num_virtual_tokens if spec.method == "prompt_tuning" else 0
     if hp.max_length != AUTO and limit is not None and hp.max_length + extra > limit:
         why = f" (plus {extra} virtual prompt tokens)" if extra else ""
-        raise SpecError("hyperparameters.max_length", f"{hp.max_length}{why} exceeds the model's limit of {limit} tokens", code="invalid_max_length")
+        raise SpecError(
+            "hyperparameters.max_length",
+            f"{hp.max_length}{why} exceeds the model's limit of {limit} tokens",
+            code="invalid_max_length",
+        )
 
     train_rows, valid_rows, replay_rows, prev_rows = _read_split_rows(spec)
     labels = _labels(spec, train_rows, replay_rows, valid_rows, prev_rows, init)
@@ -230,7 +277,11 @@ def prepare(spec: JobSpec, reporter: Reporter | None = None) -> Plan:
         if isinstance(targets, list):
             models.check_target_modules(targets, modules, spec.method)
         elif spec.method == "ia3":
-            raise SpecError("hyperparameters.target_modules", f"no IA3 defaults for {config.model_type}; list the modules", code="invalid_target_module")
+            raise SpecError(
+                "hyperparameters.target_modules",
+                f"no IA3 defaults for {config.model_type}; list the modules",
+                code="invalid_target_module",
+            )
 
     if hp.max_length == AUTO:
         lengths = data.token_lengths(tokenizer, train_rows.rows, spec.task)
@@ -243,29 +294,52 @@ def prepare(spec: JobSpec, reporter: Reporter | None = None) -> Plan:
 
     def split_of(rows: data.Rows, field_name: str, idx: list[int] | None = None) -> data.Split:
         enc, hit = data.encode_rows(tokenizer, rows, spec.task, hp.max_length, cache_dir, tok_fp)
-        reporter.on_log("info", f"{field_name}: {len(rows)} rows tokenized at max_length={hp.max_length}" + (" (from cache)" if hit else ""))
+        reporter.on_log(
+            "info",
+            f"{field_name}: {len(rows)} rows tokenized at max_length={hp.max_length}"
+            + (" (from cache)" if hit else ""),
+        )
         keep = list(range(len(rows))) if idx is None else idx
         if spec.task == "chat_sft":
             # A conversation whose replies were all cut off by max_length teaches nothing.
             kept = [i for i in keep if any(enc.loss_mask[i])]  # type: ignore[index]
             if len(kept) < len(keep):
-                dropped.setdefault(field_name, {})["no assistant tokens within max_length"] = len(keep) - len(kept)
-                reporter.on_log("warn", f"{field_name}: {len(keep) - len(kept)} conversations have no reply within max_length={hp.max_length}")
+                dropped.setdefault(field_name, {})["no assistant tokens within max_length"] = len(keep) - len(
+                    kept
+                )
+                reporter.on_log(
+                    "warn",
+                    f"{field_name}: {len(keep) - len(kept)} conversations have no reply within max_length={hp.max_length}",
+                )
             keep = kept
             if not keep:
-                raise SpecError(field_name, f"no rows left after filtering: every reply is beyond max_length={hp.max_length}", code="no_rows")
+                raise SpecError(
+                    field_name,
+                    f"no rows left after filtering: every reply is beyond max_length={hp.max_length}",
+                    code="no_rows",
+                )
         rows_kept = [rows.rows[i] for i in keep]
         return data.Split(enc.select(keep), data.make_targets(rows_kept, spec.task, label2id))
 
-    for name, rows in (("train_file", train_rows), ("validation_file", valid_rows), ("replay_file", replay_rows), ("previous_validation_file", prev_rows)):
+    for name, rows in (
+        ("train_file", train_rows),
+        ("validation_file", valid_rows),
+        ("replay_file", replay_rows),
+        ("previous_validation_file", prev_rows),
+    ):
         if rows is not None and rows.dropped:
             dropped[name] = dict(rows.dropped)
-            reporter.on_log("warn", f"{name}: dropped {sum(rows.dropped.values())} rows ({', '.join(f'{n} {r}' for r, n in rows.dropped.items())})")
+            reporter.on_log(
+                "warn",
+                f"{name}: dropped {sum(rows.dropped.values())} rows ({', '.join(f'{n} {r}' for r, n in rows.dropped.items())})",
+            )
 
     train = split_of(train_rows, "train_file")
     n_replay = 0
     if replay_rows is not None:
-        replay = split_of(replay_rows, "replay_file", data.replay_subset(len(replay_rows), spec.replay_fraction, spec.seed))
+        replay = split_of(
+            replay_rows, "replay_file", data.replay_subset(len(replay_rows), spec.replay_fraction, spec.seed)
+        )
         n_replay = len(replay)
         train = data.Split(train.encoded.concat(replay.encoded), train.targets + replay.targets)
     valid = split_of(valid_rows, "validation_file") if valid_rows is not None else None

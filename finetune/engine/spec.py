@@ -88,7 +88,11 @@ class JobSpec:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise SpecError(unknown[0], f"unknown spec field; known ones are: {', '.join(sorted(names))}", code="unknown_field")
+            raise SpecError(
+                unknown[0],
+                f"unknown spec field; known ones are: {', '.join(sorted(names))}",
+                code="unknown_field",
+            )
         for required in ("base_model", "task", "method", "train_file", "output_dir"):
             if not d.get(required):
                 raise SpecError(required, "is required", code="required")
@@ -123,10 +127,22 @@ def _check_types(hp: Hyperparameters) -> None:
     for name in ("n_epochs", "batch_size", "max_length"):
         v = getattr(hp, name)
         if v != AUTO and not _is_int(v):
-            raise SpecError(f"hyperparameters.{name}", f'must be an integer or "auto", got {v!r}', code="invalid_type")
+            raise SpecError(
+                f"hyperparameters.{name}", f'must be an integer or "auto", got {v!r}', code="invalid_type"
+            )
     if hp.learning_rate != AUTO and not _is_number(hp.learning_rate):
-        raise SpecError("hyperparameters.learning_rate", f'must be a number or "auto", got {hp.learning_rate!r}', code="invalid_type")
-    for name in ("gradient_accumulation_steps", "keep_last_checkpoints", "lora_r", "lora_alpha", "num_virtual_tokens"):
+        raise SpecError(
+            "hyperparameters.learning_rate",
+            f'must be a number or "auto", got {hp.learning_rate!r}',
+            code="invalid_type",
+        )
+    for name in (
+        "gradient_accumulation_steps",
+        "keep_last_checkpoints",
+        "lora_r",
+        "lora_alpha",
+        "num_virtual_tokens",
+    ):
         if not _is_int(getattr(hp, name)):
             raise SpecError(f"hyperparameters.{name}", "must be an integer", code="invalid_type")
     for name in ("eval_every_steps", "save_every_steps", "early_stopping_patience"):
@@ -142,9 +158,12 @@ def _check_types(hp: Hyperparameters) -> None:
         if not isinstance(getattr(hp, name), bool):
             raise SpecError(f"hyperparameters.{name}", "must be true or false", code="invalid_type")
     if hp.target_modules is not None and (
-        not isinstance(hp.target_modules, list) or not all(isinstance(t, str) and t for t in hp.target_modules)
+        not isinstance(hp.target_modules, list)
+        or not all(isinstance(t, str) and t for t in hp.target_modules)
     ):
-        raise SpecError("hyperparameters.target_modules", "must be a list of module names or null", code="invalid_type")
+        raise SpecError(
+            "hyperparameters.target_modules", "must be a list of module names or null", code="invalid_type"
+        )
     for name in ("precision", "early_stopping_metric"):
         if not isinstance(getattr(hp, name), str):
             raise SpecError(f"hyperparameters.{name}", "must be a string", code="invalid_type")
@@ -154,7 +173,14 @@ def _check_spec_types(spec: JobSpec) -> None:
     for name in ("base_model", "task", "method", "train_file", "output_dir", "device"):
         if not isinstance(getattr(spec, name), str):
             raise SpecError(name, "must be a string", code="invalid_type")
-    for name in ("validation_file", "init_from", "replay_file", "previous_validation_file", "dataset_hash", "cache_dir"):
+    for name in (
+        "validation_file",
+        "init_from",
+        "replay_file",
+        "previous_validation_file",
+        "dataset_hash",
+        "cache_dir",
+    ):
         v = getattr(spec, name)
         if v is not None and not isinstance(v, str):
             raise SpecError(name, "must be a string or null", code="invalid_type")
@@ -175,19 +201,41 @@ def check_static(spec: JobSpec) -> None:
     hp = spec.hyperparameters
     _check_types(hp)
     if spec.task not in TASKS:
-        raise SpecError("task", f"unknown task {spec.task!r}; choose one of {', '.join(TASKS)}", code="unknown_task")
+        raise SpecError(
+            "task", f"unknown task {spec.task!r}; choose one of {', '.join(TASKS)}", code="unknown_task"
+        )
     if spec.method not in METHODS:
-        raise SpecError("method", f"unknown method {spec.method!r}; choose one of {', '.join(METHODS)}", code="unknown_method")
+        raise SpecError(
+            "method",
+            f"unknown method {spec.method!r}; choose one of {', '.join(METHODS)}",
+            code="unknown_method",
+        )
     if hp.learning_rate != AUTO and hp.learning_rate <= 0:
-        raise SpecError("hyperparameters.learning_rate", f"must be positive, got {hp.learning_rate}", code="invalid_learning_rate")
+        raise SpecError(
+            "hyperparameters.learning_rate",
+            f"must be positive, got {hp.learning_rate}",
+            code="invalid_learning_rate",
+        )
     if hp.batch_size != AUTO and hp.batch_size < 1:
-        raise SpecError("hyperparameters.batch_size", f"must be at least 1, got {hp.batch_size}", code="invalid_batch_size")
+        raise SpecError(
+            "hyperparameters.batch_size",
+            f"must be at least 1, got {hp.batch_size}",
+            code="invalid_batch_size",
+        )
     if hp.max_length != AUTO and hp.max_length < 1:
-        raise SpecError("hyperparameters.max_length", f"must be at least 1 token, got {hp.max_length}", code="invalid_max_length")
+        raise SpecError(
+            "hyperparameters.max_length",
+            f"must be at least 1 token, got {hp.max_length}",
+            code="invalid_max_length",
+        )
     if hp.n_epochs != AUTO and hp.n_epochs < 1:
-        raise SpecError("hyperparameters.n_epochs", f"must be at least 1, got {hp.n_epochs}", code="invalid_value")
+        raise SpecError(
+            "hyperparameters.n_epochs", f"must be at least 1, got {hp.n_epochs}", code="invalid_value"
+        )
     if hp.gradient_accumulation_steps < 1:
-        raise SpecError("hyperparameters.gradient_accumulation_steps", "must be at least 1", code="invalid_value")
+        raise SpecError(
+            "hyperparameters.gradient_accumulation_steps", "must be at least 1", code="invalid_value"
+        )
     if not 0.0 <= hp.warmup_ratio < 1.0:
         raise SpecError("hyperparameters.warmup_ratio", "must be in [0, 1)", code="invalid_value")
     if hp.weight_decay < 0:
@@ -195,9 +243,13 @@ def check_static(spec: JobSpec) -> None:
     if not 0.0 <= hp.label_smoothing < 1.0:
         raise SpecError("hyperparameters.label_smoothing", "must be in [0, 1)", code="invalid_value")
     if hp.label_smoothing and spec.task == "chat_sft":
-        raise SpecError("hyperparameters.label_smoothing", "applies to classification tasks only", code="invalid_value")
+        raise SpecError(
+            "hyperparameters.label_smoothing", "applies to classification tasks only", code="invalid_value"
+        )
     if hp.class_weights and spec.task == "chat_sft":
-        raise SpecError("hyperparameters.class_weights", "applies to classification tasks only", code="invalid_value")
+        raise SpecError(
+            "hyperparameters.class_weights", "applies to classification tasks only", code="invalid_value"
+        )
     for name in ("eval_every_steps", "save_every_steps", "early_stopping_patience"):
         v = getattr(hp, name)
         if v is not None and v < 1:
@@ -211,17 +263,25 @@ def check_static(spec: JobSpec) -> None:
             code="needs_validation",
         )
     if hp.precision not in PRECISIONS:
-        raise SpecError("hyperparameters.precision", f"choose one of {', '.join(PRECISIONS)}", code="invalid_value")
+        raise SpecError(
+            "hyperparameters.precision", f"choose one of {', '.join(PRECISIONS)}", code="invalid_value"
+        )
     if hp.max_grad_norm is not None and hp.max_grad_norm <= 0:
         raise SpecError("hyperparameters.max_grad_norm", "must be positive or null", code="invalid_value")
     if hp.lora_r < 1 or hp.lora_alpha < 1:
-        raise SpecError("hyperparameters.lora_r", "lora_r and lora_alpha must be at least 1", code="invalid_value")
+        raise SpecError(
+            "hyperparameters.lora_r", "lora_r and lora_alpha must be at least 1", code="invalid_value"
+        )
     if not 0.0 <= hp.lora_dropout < 1.0:
         raise SpecError("hyperparameters.lora_dropout", "must be in [0, 1)", code="invalid_value")
     if hp.num_virtual_tokens < 1:
         raise SpecError("hyperparameters.num_virtual_tokens", "must be at least 1", code="invalid_value")
     if hp.target_modules is not None and spec.method not in ("lora", "qlora", "ia3"):
-        raise SpecError("hyperparameters.target_modules", f"does not apply to method {spec.method!r}", code="invalid_value")
+        raise SpecError(
+            "hyperparameters.target_modules",
+            f"does not apply to method {spec.method!r}",
+            code="invalid_value",
+        )
     if hp.merge_adapter and spec.method not in ("lora", "qlora", "ia3"):
         raise SpecError(
             "hyperparameters.merge_adapter",
@@ -233,6 +293,14 @@ def check_static(spec: JobSpec) -> None:
     if not 0.0 <= spec.replay_fraction <= 1.0:
         raise SpecError("replay_fraction", "must be between 0 and 1", code="invalid_value")
     if spec.replay_fraction > 0 and not spec.replay_file:
-        raise SpecError("replay_file", "replay_fraction > 0 needs a replay_file with the earlier data", code="required")
-    if spec.device != AUTO and spec.device != "cpu" and not (spec.device == "cuda" or spec.device.startswith("cuda:")):
-        raise SpecError("device", f"unknown device {spec.device!r}; use auto, cpu, cuda or cuda:N", code="invalid_value")
+        raise SpecError(
+            "replay_file", "replay_fraction > 0 needs a replay_file with the earlier data", code="required"
+        )
+    if (
+        spec.device != AUTO
+        and spec.device != "cpu"
+        and not (spec.device == "cuda" or spec.device.startswith("cuda:"))
+    ):
+        raise SpecError(
+            "device", f"unknown device {spec.device!r}; use auto, cpu, cuda or cuda:N", code="invalid_value"
+        )

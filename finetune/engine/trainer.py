@@ -90,7 +90,12 @@ def _class_weights(plan: Plan) -> torch.Tensor:
 
 
 def evaluate(
-    model: nn.Module, split: data.Split, plan: Plan, objective: Objective, autocast: Callable[[], Any], n_labels: int | None = None
+    model: nn.Module,
+    split: data.Split,
+    plan: Plan,
+    objective: Objective,
+    autocast: Callable[[], Any],
+    n_labels: int | None = None,
 ) -> dict[str, Any]:
     """Validation metrics; n_labels scores only the first n labels' logits (the earlier version's head)."""
     task = plan.spec.task
@@ -117,7 +122,12 @@ def evaluate(
             if task == "chat_sft":
                 shift_logits, shift_labels = logits[:, :-1], labels[:, 1:]
                 mask = shift_labels != data.IGNORE_INDEX
-                loss_sum += F.cross_entropy(shift_logits.reshape(-1, logits.shape[-1]), shift_labels.reshape(-1), ignore_index=data.IGNORE_INDEX, reduction="sum").item()
+                loss_sum += F.cross_entropy(
+                    shift_logits.reshape(-1, logits.shape[-1]),
+                    shift_labels.reshape(-1),
+                    ignore_index=data.IGNORE_INDEX,
+                    reduction="sum",
+                ).item()
                 n_items += int(mask.sum())
                 n_correct += int(((shift_logits.argmax(-1) == shift_labels) & mask).sum())
             else:
@@ -177,7 +187,16 @@ class Run:
     def identity(self) -> dict[str, Any]:
         """What must not change between a checkpoint and its resume (paths and device may)."""
         resolved = self.plan.resolved_spec()
-        for k in ("output_dir", "device", "cache_dir", "train_file", "validation_file", "replay_file", "previous_validation_file", "init_from"):
+        for k in (
+            "output_dir",
+            "device",
+            "cache_dir",
+            "train_file",
+            "validation_file",
+            "replay_file",
+            "previous_validation_file",
+            "init_from",
+        ):
             resolved.pop(k, None)
         resolved["base_model"] = self.plan.base_name
         return {**resolved, "data": self.plan.fingerprints, "labels": self.plan.labels}
@@ -202,7 +221,10 @@ class Run:
         for name, param in models.trainable_parameters(self.model):
             # Biases and norms are not regularised (standard AdamW practice).
             (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
-        groups = [{"params": decay, "weight_decay": self.hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        groups = [
+            {"params": decay, "weight_decay": self.hp.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
         self.optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.hp.learning_rate)
         from transformers import get_linear_schedule_with_warmup
 
@@ -213,29 +235,56 @@ class Run:
             self.scaler = torch.amp.GradScaler("cuda")
         n_train = sum(x.numel() for _, x in models.trainable_parameters(self.model))
         n_all = sum(x.numel() for x in self.model.parameters())
-        self.reporter.on_log("info", f"model ready: {n_train:,} trainable of {n_all:,} parameters ({100 * n_train / max(n_all, 1):.2f}%) on {p.device}")
+        self.reporter.on_log(
+            "info",
+            f"model ready: {n_train:,} trainable of {n_all:,} parameters ({100 * n_train / max(n_all, 1):.2f}%) on {p.device}",
+        )
 
     # -- evaluation
 
     def run_eval(self, *, before_training: bool = False) -> dict[str, Any]:
         p = self.plan
-        out: dict[str, Any] = {"step": self.state.global_step, "epoch": round(self.state.global_step / p.steps_per_epoch, 4)}
+        out: dict[str, Any] = {
+            "step": self.state.global_step,
+            "epoch": round(self.state.global_step / p.steps_per_epoch, 4),
+        }
         if p.valid is not None:
             out.update(_prefixed("valid", evaluate(self.model, p.valid, p, self.objective, self.autocast)))
         if p.previous_valid is not None:
-            out.update(_prefixed("previous_valid", evaluate(self.model, p.previous_valid, p, self.objective, self.autocast, self._earlier_head(before_training))))
+            out.update(
+                _prefixed(
+                    "previous_valid",
+                    evaluate(
+                        self.model,
+                        p.previous_valid,
+                        p,
+                        self.objective,
+                        self.autocast,
+                        self._earlier_head(before_training),
+                    ),
+                )
+            )
         return out
 
     def _earlier_head(self, before_training: bool) -> int | None:
         """Before training, score the earlier version exactly as it was: its own labels only, not the new zero rows."""
         p = self.plan
-        if not before_training or p.init_from is None or p.spec.task == "chat_sft" or p.previous_valid is None:
+        if (
+            not before_training
+            or p.init_from is None
+            or p.spec.task == "chat_sft"
+            or p.previous_valid is None
+        ):
             return None
         n_old = len(p.init_from["labels"])
         if n_old >= len(p.labels):
             return None
         t = p.previous_valid.targets
-        fits = all(x < n_old for x in t) if p.spec.task == "classification" else all(not any(row[n_old:]) for row in t)
+        fits = (
+            all(x < n_old for x in t)
+            if p.spec.task == "classification"
+            else all(not any(row[n_old:]) for row in t)
+        )
         return n_old if fits else None
 
     def baseline(self) -> None:
@@ -246,7 +295,9 @@ class Run:
         before = self.run_eval(before_training=True)
         base: dict[str, Any] = {"base_model": before}
         if p.valid is not None and p.spec.task != "chat_sft":
-            base["majority_class"] = majority_baseline(p.train.targets, p.valid.targets, p.labels, p.spec.task)
+            base["majority_class"] = majority_baseline(
+                p.train.targets, p.valid.targets, p.labels, p.spec.task
+            )
         self.state.baseline = base
         self.state.eval_history.append(before)
         self.reporter.on_eval(before)
@@ -293,7 +344,9 @@ class Run:
     def resume(self, ckpt: str) -> None:
         state, identity = checkpoints.read_state(ckpt)
         checkpoints.check_identity(identity, self.identity())
-        checkpoints.load_checkpoint(ckpt, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler)
+        checkpoints.load_checkpoint(
+            ckpt, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler
+        )
         self.state = state
         self.last_checkpoint = str(ckpt)
         self.reporter.on_log("info", f"resumed from {ckpt} at step {state.global_step}")
@@ -302,7 +355,12 @@ class Run:
 
     def loop(self) -> str:
         p, hp, st = self.plan, self.hp, self.state
-        total, spe, accum, bs = p.total_steps, p.steps_per_epoch, hp.gradient_accumulation_steps, hp.batch_size
+        total, spe, accum, bs = (
+            p.total_steps,
+            p.steps_per_epoch,
+            hp.gradient_accumulation_steps,
+            hp.batch_size,
+        )
         eval_every, save_every = hp.eval_every_steps, hp.save_every_steps
         has_eval = p.valid is not None or p.previous_valid is not None
         params = [x for _, x in models.trainable_parameters(self.model)]
@@ -325,7 +383,10 @@ class Run:
                 group = batches[st.step_in_epoch * accum : (st.step_in_epoch + 1) * accum]
                 loss_total = 0.0
                 for idx in group:
-                    batch = {k: v.to(p.device, non_blocking=True) for k, v in data.collate(p.train, idx, p.spec.task, self._pad).items()}
+                    batch = {
+                        k: v.to(p.device, non_blocking=True)
+                        for k, v in data.collate(p.train, idx, p.spec.task, self._pad).items()
+                    }
                     with self.autocast():
                         loss = self.objective.loss(self.objective.logits(self.model, batch), batch["labels"])
                     scaled = loss / len(group)
@@ -382,15 +443,26 @@ class Run:
                     st.step_in_epoch = 0
                 last = st.global_step >= total
                 stop = False
-                if has_eval and ((eval_every and st.global_step % eval_every == 0) or (not eval_every and epoch_done) or last):
+                if has_eval and (
+                    (eval_every and st.global_step % eval_every == 0)
+                    or (not eval_every and epoch_done)
+                    or last
+                ):
                     metrics = self.run_eval()
                     st.eval_history.append(metrics)
                     self.reporter.on_eval(metrics)
                     stop = self.after_eval(metrics)
                     if stop:
                         st.stopped_early = True
-                        self.reporter.on_log("info", f"early stopping at step {st.global_step}: {self.state.best['metric']} has not improved for {hp.early_stopping_patience} evaluations")
-                if not last and not stop and ((save_every and st.global_step % save_every == 0) or epoch_done):
+                        self.reporter.on_log(
+                            "info",
+                            f"early stopping at step {st.global_step}: {self.state.best['metric']} has not improved for {hp.early_stopping_patience} evaluations",
+                        )
+                if (
+                    not last
+                    and not stop
+                    and ((save_every and st.global_step % save_every == 0) or epoch_done)
+                ):
                     self.checkpoint(self._last_metrics())
                 if stop:
                     st.train_seconds += time.perf_counter() - t_start
@@ -401,7 +473,11 @@ class Run:
         return "succeeded"
 
     def _last_metrics(self) -> dict[str, Any]:
-        out = dict(self.state.train_history[-1]) if self.state.train_history else {"step": self.state.global_step}
+        out = (
+            dict(self.state.train_history[-1])
+            if self.state.train_history
+            else {"step": self.state.global_step}
+        )
         if self.state.eval_history and self.state.eval_history[-1]["step"] == self.state.global_step:
             out.update({k: v for k, v in self.state.eval_history[-1].items() if isinstance(v, (int, float))})
         return out
@@ -410,7 +486,11 @@ class Run:
 
     def metrics(self) -> dict[str, Any]:
         st = self.state
-        final = st.eval_history[-1] if st.eval_history and st.eval_history[-1]["step"] == st.global_step and st.global_step > 0 else None
+        final = (
+            st.eval_history[-1]
+            if st.eval_history and st.eval_history[-1]["step"] == st.global_step and st.global_step > 0
+            else None
+        )
         out: dict[str, Any] = {
             "final": final,
             "baseline": st.baseline,
@@ -429,14 +509,22 @@ class Run:
         gains = {}
         base = (st.baseline or {}).get("base_model") or {}
         for k, v in (final or {}).items():
-            if k.startswith("valid_") and isinstance(v, (int, float)) and isinstance(base.get(k), (int, float)):
+            if (
+                k.startswith("valid_")
+                and isinstance(v, (int, float))
+                and isinstance(base.get(k), (int, float))
+            ):
                 gains[k] = round(v - base[k], 6)
         if gains:
             out["gain_over_base_model"] = gains
         if final and self.plan.previous_valid is not None and base:
             forgetting = {}
             for k, v in final.items():
-                if k.startswith("previous_valid_") and isinstance(v, (int, float)) and isinstance(base.get(k), (int, float)):
+                if (
+                    k.startswith("previous_valid_")
+                    and isinstance(v, (int, float))
+                    and isinstance(base.get(k), (int, float))
+                ):
                     forgetting[k] = {"before": base[k], "after": v, "change": round(v - base[k], 6)}
             out["forgetting"] = forgetting
         return out
@@ -470,7 +558,9 @@ def train(spec: JobSpec, reporter: Reporter | None = None, *, resume_from: str |
     resolved = plan.resolved_spec()
     if plan.spec.method in ("lora", "qlora", "ia3") and resolved["hyperparameters"]["target_modules"] is None:
         pcfg = next(iter(run.model.peft_config.values()))  # type: ignore[attr-defined]
-        resolved["hyperparameters"]["target_modules"] = sorted(pcfg.target_modules) if pcfg.target_modules else None
+        resolved["hyperparameters"]["target_modules"] = (
+            sorted(pcfg.target_modules) if pcfg.target_modules else None
+        )
     metrics = run.metrics()
     if status == "succeeded":
         artifacts.export(plan, run.model, metrics, resolved, reporter)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,9 @@ import tiny_models  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: trains a real pretrained model (MiniLM); deselect with -m 'not slow'")
+    config.addinivalue_line(
+        "markers", "slow: trains a real pretrained model (MiniLM); deselect with -m 'not slow'"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -40,8 +43,20 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     chats = tiny_models.chat_rows()
     tiny_models.write_jsonl(d / "chat_train.jsonl", chats)
     tiny_models.write_jsonl(d / "chat_valid.jsonl", chats[:8])
-    multi = [{"text": r["text"], "labels": [r["label"]] + (["mentions_card"] if "card" in r["text"].lower() else [])} for r in train]
-    multi_valid = [{"text": r["text"], "labels": [r["label"]] + (["mentions_card"] if "card" in r["text"].lower() else [])} for r in valid]
+    multi = [
+        {
+            "text": r["text"],
+            "labels": [r["label"]] + (["mentions_card"] if "card" in r["text"].lower() else []),
+        }
+        for r in train
+    ]
+    multi_valid = [
+        {
+            "text": r["text"],
+            "labels": [r["label"]] + (["mentions_card"] if "card" in r["text"].lower() else []),
+        }
+        for r in valid
+    ]
     tiny_models.write_jsonl(d / "multi_train.jsonl", multi)
     tiny_models.write_jsonl(d / "multi_valid.jsonl", multi_valid)
     return d

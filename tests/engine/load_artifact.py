@@ -17,12 +17,16 @@ def load(art, base):
     tok = AutoTokenizer.from_pretrained(art)
     chat = lm["task"] == "chat_sft"
     cls = AutoModelForCausalLM if chat else AutoModelForSequenceClassification
-    kwargs = {} if chat else {
-        "num_labels": len(lm["labels"]),
-        "id2label": dict(enumerate(lm["labels"])),
-        "label2id": lm["label2id"],
-        "problem_type": lm["problem_type"],
-    }
+    kwargs = (
+        {}
+        if chat
+        else {
+            "num_labels": len(lm["labels"]),
+            "id2label": dict(enumerate(lm["labels"])),
+            "label2id": lm["label2id"],
+            "problem_type": lm["problem_type"],
+        }
+    )
     adapter_cfg = None
     if engine["format"] == "full" or engine["merged"]:
         model = cls.from_pretrained(art)
@@ -38,11 +42,20 @@ def main():
     out = []
     for job in json.loads(sys.argv[1]):
         model, tok, lm, adapter_cfg = load(job["dir"], job["base"])
-        result = {"dir": job["dir"], "base_model_name_or_path": adapter_cfg and adapter_cfg["base_model_name_or_path"]}
+        result = {
+            "dir": job["dir"],
+            "base_model_name_or_path": adapter_cfg and adapter_cfg["base_model_name_or_path"],
+        }
         if lm["task"] == "chat_sft":
-            ids = tok.apply_chat_template([{"role": "user", "content": "What do bees make?"}], add_generation_prompt=True, return_tensors="pt")
+            ids = tok.apply_chat_template(
+                [{"role": "user", "content": "What do bees make?"}],
+                add_generation_prompt=True,
+                return_tensors="pt",
+            )
             ids = ids["input_ids"] if hasattr(ids, "keys") else ids
-            gen = model.generate(input_ids=ids, max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id)
+            gen = model.generate(
+                input_ids=ids, max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id
+            )
             result["generated_tokens"] = int(gen.shape[1] - ids.shape[1])
         else:
             rows = [json.loads(line) for line in open(job["valid"])]
@@ -51,11 +64,17 @@ def main():
             with torch.no_grad():
                 for i in range(0, len(rows), 32):
                     chunk = rows[i : i + 32]
-                    enc = tok([r["text"] for r in chunk], padding=True, truncation=True, max_length=job.get("max_length", 128), return_tensors="pt")
+                    enc = tok(
+                        [r["text"] for r in chunk],
+                        padding=True,
+                        truncation=True,
+                        max_length=job.get("max_length", 128),
+                        return_tensors="pt",
+                    )
                     logits = model(**enc).logits
                     logits_all.append(logits)
                     pred = logits.argmax(-1).tolist()
-                    correct += sum(lm["labels"][p] == r["label"] for p, r in zip(pred, chunk))
+                    correct += sum(lm["labels"][p] == r["label"] for p, r in zip(pred, chunk, strict=True))
             result["accuracy"] = correct / len(rows)
             result["logits_sum"] = float(torch.cat(logits_all).abs().sum())
         out.append(result)

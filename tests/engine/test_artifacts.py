@@ -18,7 +18,12 @@ HERE = Path(__file__).resolve().parent
 def load_in_fresh_process(jobs: list[dict]) -> dict:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
     proc = subprocess.run(
-        [sys.executable, str(HERE / "load_artifact.py"), json.dumps(jobs)], capture_output=True, text=True, env=env, cwd="/", timeout=300
+        [sys.executable, str(HERE / "load_artifact.py"), json.dumps(jobs)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd="/",
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -59,12 +64,24 @@ def trained(tmp_path_factory, tiny_bert, tiny_gpt2, data_dir, cache_dir):
     }
 
 
-def test_artifacts_reload_in_a_clean_process_with_the_reported_accuracy(trained, tiny_bert, tiny_gpt2, data_dir):
+def test_artifacts_reload_in_a_clean_process_with_the_reported_accuracy(
+    trained, tiny_bert, tiny_gpt2, data_dir
+):
     jobs = [
-        {"dir": trained[k].output_dir, "base": tiny_gpt2 if k == "chat" else tiny_bert, "valid": str(data_dir / "valid.jsonl")}
+        {
+            "dir": trained[k].output_dir,
+            "base": tiny_gpt2 if k == "chat" else tiny_bert,
+            "valid": str(data_dir / "valid.jsonl"),
+        }
         for k in ("lora", "merged", "full", "chat")
     ]
-    jobs.append({"dir": str(Path(trained["merged"].output_dir) / "adapter"), "base": tiny_bert, "valid": str(data_dir / "valid.jsonl")})
+    jobs.append(
+        {
+            "dir": str(Path(trained["merged"].output_dir) / "adapter"),
+            "base": tiny_bert,
+            "valid": str(data_dir / "valid.jsonl"),
+        }
+    )
     # adapter/ of a merged export has no label_map/engine.json of its own: copy them in for the loader
     for name in ("label_map.json", "engine.json", "tokenizer.json", "tokenizer_config.json"):
         src = Path(trained["merged"].output_dir) / name
@@ -86,7 +103,15 @@ def test_artifacts_reload_in_a_clean_process_with_the_reported_accuracy(trained,
 def test_the_output_dir_holds_the_documented_files(trained):
     out = Path(trained["lora"].output_dir)
     names = {p.name for p in out.iterdir()}
-    assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "label_map.json", "metrics.json", "spec.json", "README.md"} <= names
+    assert {
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "tokenizer.json",
+        "label_map.json",
+        "metrics.json",
+        "spec.json",
+        "README.md",
+    } <= names
     assert not any(n.endswith(".bin") for n in names)
     full = {p.name for p in Path(trained["full"].output_dir).iterdir()}
     assert {"model.safetensors", "config.json"} <= full
@@ -99,7 +124,10 @@ def test_the_resolved_spec_reproduces_the_run_settings(trained):
     saved = json.loads((Path(res.output_dir) / "spec.json").read_text())
     assert saved == res.resolved_spec
     spec = JobSpec.from_dict(saved)  # a valid spec again, with "auto" decided
-    assert spec.hyperparameters.max_length != "auto" and spec.hyperparameters.target_modules == ["query", "value"]
+    assert spec.hyperparameters.max_length != "auto" and spec.hyperparameters.target_modules == [
+        "query",
+        "value",
+    ]
 
 
 def test_the_model_card_names_base_model_data_hyperparameters_metrics_and_limits(trained, tiny_bert):

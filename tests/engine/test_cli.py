@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import tiny_models
+
 from finetune.engine import cli
 
 REPO = tiny_models.REPO
@@ -45,7 +45,13 @@ def restore_sigint():
 def test_the_cli_trains_from_a_spec_file_with_a_progress_bar(tmp_path, tiny_bert, cache_dir):
     spec = write_spec(tmp_path, tiny_bert, cache_dir)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "finetune.engine", "train", str(spec)], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "finetune.engine", "train", str(spec)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["status"] == "succeeded" and summary["steps"] == 30 and "valid_accuracy" in summary
@@ -54,7 +60,9 @@ def test_the_cli_trains_from_a_spec_file_with_a_progress_bar(tmp_path, tiny_bert
     assert (tmp_path / "out" / "adapter_model.safetensors").is_file()
 
 
-def test_cli_resume_continues_from_the_latest_checkpoint(tmp_path, tiny_bert, cache_dir, capsys, restore_sigint):
+def test_cli_resume_continues_from_the_latest_checkpoint(
+    tmp_path, tiny_bert, cache_dir, capsys, restore_sigint
+):
     spec = write_spec(tmp_path, tiny_bert, cache_dir)
     assert cli.main(["train", str(spec), "--quiet"]) == 0
     first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -66,7 +74,9 @@ def test_cli_resume_continues_from_the_latest_checkpoint(tmp_path, tiny_bert, ca
     assert second["valid_accuracy"] == first["valid_accuracy"] and second["valid_loss"] == first["valid_loss"]
 
 
-def test_cli_prints_a_spec_error_on_one_line_and_exits_2(tmp_path, tiny_bert, cache_dir, capsys, restore_sigint):
+def test_cli_prints_a_spec_error_on_one_line_and_exits_2(
+    tmp_path, tiny_bert, cache_dir, capsys, restore_sigint
+):
     spec = write_spec(tmp_path, tiny_bert, cache_dir, hyperparameters={"learning_rate": -1})
     assert cli.main(["train", str(spec)]) == 2
     err = capsys.readouterr().err.strip()

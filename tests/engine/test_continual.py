@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 import tiny_models
+
 from finetune.engine import RecordingReporter, SpecError, train
 
 OLD = {"card_arrival", "exchange_rate"}
@@ -24,7 +24,9 @@ def split_data(tmp_path_factory):
 
 
 @pytest.mark.parametrize("method", ["lora", "full"])
-def test_a_new_version_learns_new_labels_from_an_earlier_one_and_reports_forgetting(make_spec, split_data, method):
+def test_a_new_version_learns_new_labels_from_an_earlier_one_and_reports_forgetting(
+    make_spec, split_data, method
+):
     lr = 2e-2 if method == "lora" else 3e-3
     v1 = train(
         make_spec(
@@ -53,7 +55,10 @@ def test_a_new_version_learns_new_labels_from_an_earlier_one_and_reports_forgett
     )
     old_labels = json.loads((Path(v1.output_dir) / "label_map.json").read_text())["labels"]
     new_labels = json.loads((Path(v2.output_dir) / "label_map.json").read_text())["labels"]
-    assert new_labels[:2] == old_labels and set(new_labels) == OLD | {"lost_or_stolen_card", "Refund_not_showing_up"}
+    assert new_labels[:2] == old_labels and set(new_labels) == OLD | {
+        "lost_or_stolen_card",
+        "Refund_not_showing_up",
+    }
 
     # 120 new rows + half of the 120 old ones replayed
     assert v2.metrics["train"]["trained_samples"] == 2 * 180
@@ -64,7 +69,9 @@ def test_a_new_version_learns_new_labels_from_an_earlier_one_and_reports_forgett
     # ...and "before" is exactly the earlier version's own score on it
     forgetting = v2.metrics["forgetting"]
     assert forgetting["previous_valid_accuracy"]["before"] == v1.metrics["final"]["valid_accuracy"]
-    assert forgetting["previous_valid_loss"]["before"] == pytest.approx(v1.metrics["final"]["valid_loss"], abs=1e-4)
+    assert forgetting["previous_valid_loss"]["before"] == pytest.approx(
+        v1.metrics["final"]["valid_loss"], abs=1e-4
+    )
     assert forgetting["previous_valid_accuracy"]["after"] == v2.metrics["final"]["previous_valid_accuracy"]
     card = (Path(v2.output_dir) / "README.md").read_text()
     assert "forgetting" in card and "replayed" in card

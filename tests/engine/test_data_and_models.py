@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-
 import tiny_models
-from finetune.engine import RecordingReporter, SpecError, resolve_base_model, validate_spec
+
+from finetune.engine import RecordingReporter, SpecError, models, resolve_base_model, validate_spec
 from finetune.engine import data as engine_data
-from finetune.engine import models
 from finetune.engine.planning import prepare
 
 
@@ -43,17 +42,19 @@ def test_chat_loss_covers_assistant_replies_only_across_multi_turn_histories(tin
         {"role": "assistant", "content": "A cow says moo."},
     ]
     ids, mask = engine_data._encode_chat(tok, messages, None)
-    supervised = tok.decode([i for i, m in zip(ids, mask) if m])
+    supervised = tok.decode([i for i, m in zip(ids, mask, strict=True) if m])
     eos = tok.eos_token
     assert supervised == f"Bees make honey.{eos}\nA cow says moo.{eos}\n"
-    prompt = tok.decode([i for i, m in zip(ids, mask) if not m])
+    prompt = tok.decode([i for i, m in zip(ids, mask, strict=True) if not m])
     assert "What do bees make?" in prompt and "helpful assistant" in prompt and "honey" not in prompt
 
 
 def test_the_default_chat_template_is_used_when_the_tokenizer_has_none_and_saved_with_it(tiny_gpt2):
     tok = models.load_tokenizer(tiny_gpt2, "chat_sft")
     assert tok.chat_template == engine_data.DEFAULT_CHAT_TEMPLATE
-    text = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
     assert text == f"<|user|>\nhi{tok.eos_token}\n<|assistant|>\n"
 
 
@@ -64,8 +65,10 @@ def test_a_tokenizers_own_chat_template_is_kept(tiny_gpt2, tmp_path):
     tok.chat_template = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}[assistant] {% endif %}"
     tok.save_pretrained(tmp_path)
     loaded = models.load_tokenizer(str(tmp_path), "chat_sft")
-    ids, mask = engine_data._encode_chat(loaded, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello there"}], None)
-    assert loaded.decode([i for i, m in zip(ids, mask) if m]).strip() == "hello there"
+    ids, mask = engine_data._encode_chat(
+        loaded, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello there"}], None
+    )
+    assert loaded.decode([i for i, m in zip(ids, mask, strict=True) if m]).strip() == "hello there"
 
 
 def test_csv_jsonl_and_alpaca_rows_are_read_and_bad_rows_dropped(tmp_path):
@@ -75,19 +78,28 @@ def test_csv_jsonl_and_alpaca_rows_are_read_and_bad_rows_dropped(tmp_path):
     assert rows.rows == [{"text": "hello", "label": "greet"}, {"text": "bye", "label": "leave"}]
     assert rows.dropped == {"empty text": 1}
     numeric = tmp_path / "n.jsonl"
-    numeric.write_text(json.dumps({"text": "up", "label": 1}) + "\n" + json.dumps({"text": "a", "text_pair": "b", "label": "0"}) + "\n")
+    numeric.write_text(
+        json.dumps({"text": "up", "label": 1})
+        + "\n"
+        + json.dumps({"text": "a", "text_pair": "b", "label": "0"})
+        + "\n"
+    )
     assert engine_data.read_rows(str(numeric), "classification", "train_file").rows == [
         {"text": "up", "label": "1"},
         {"text": "a", "text_pair": "b", "label": "0"},
     ]
     alpaca = tmp_path / "a.json"
-    alpaca.write_text(json.dumps([{"instruction": "Q2", "input": "", "output": "A2", "history": [["Q1", "A1"]]}]))
+    alpaca.write_text(
+        json.dumps([{"instruction": "Q2", "input": "", "output": "A2", "history": [["Q1", "A1"]]}])
+    )
     [row] = engine_data.read_rows(str(alpaca), "chat_sft", "train_file").rows
     assert [m["content"] for m in row["messages"]] == ["Q1", "A1", "Q2", "A2"]
 
 
 def test_the_real_chinese_chat_sample_is_readable():
-    rows = engine_data.read_rows(str(tiny_models.REPO / "samples/oasst1_zh/oaast_sft_zh_120.json"), "chat_sft", "train_file")
+    rows = engine_data.read_rows(
+        str(tiny_models.REPO / "samples/oasst1_zh/oaast_sft_zh_120.json"), "chat_sft", "train_file"
+    )
     assert len(rows) == 120 and rows.rows[0]["messages"][-1]["role"] == "assistant"
 
 
@@ -114,11 +126,17 @@ def test_the_cache_dir_defaults_to_the_environment_variable(make_spec, tmp_path,
 def test_auto_max_length_follows_the_token_length_percentile(make_spec, tmp_path):
     rows = [{"text": "word " * 10, "label": "a"}] * 96 + [{"text": "word " * 100, "label": "b"}] * 4
     path = tiny_models.write_jsonl(tmp_path / "lengths.jsonl", rows)
-    info = validate_spec(make_spec(train_file=str(path), validation_file=None, hyperparameters={"max_length": "auto"}))
-    assert info["max_length"] == 16  # 10 words + [CLS]/[SEP] = 12 tokens at the 95th percentile, rounded up to 8s, min 16
+    info = validate_spec(
+        make_spec(train_file=str(path), validation_file=None, hyperparameters={"max_length": "auto"})
+    )
+    assert (
+        info["max_length"] == 16
+    )  # 10 words + [CLS]/[SEP] = 12 tokens at the 95th percentile, rounded up to 8s, min 16
     rows = [{"text": "word " * 40, "label": "a"}, {"text": "word " * 41, "label": "b"}]
     path = tiny_models.write_jsonl(tmp_path / "long.jsonl", rows * 50)
-    info = validate_spec(make_spec(train_file=str(path), validation_file=None, hyperparameters={"max_length": "auto"}))
+    info = validate_spec(
+        make_spec(train_file=str(path), validation_file=None, hyperparameters={"max_length": "auto"})
+    )
     assert info["max_length"] == 48
 
 
@@ -132,5 +150,7 @@ def test_auto_epochs_batch_size_and_learning_rate_follow_the_documented_rules():
     assert autoconf.auto_epochs(200_000, "classification") == 1
     assert autoconf.auto_batch_size(torch.device("cpu"), 64, 22_000_000, 240, "lora") == 16
     assert autoconf.auto_batch_size(torch.device("cpu"), 512, 22_000_000, 10_000, "lora") == 8
-    assert autoconf.auto_learning_rate("full", "classification", 22_000_000) < autoconf.auto_learning_rate("lora", "classification", 22_000_000)
+    assert autoconf.auto_learning_rate("full", "classification", 22_000_000) < autoconf.auto_learning_rate(
+        "lora", "classification", 22_000_000
+    )
     assert autoconf.auto_learning_rate("lora", "chat_sft", 7_000_000_000) == pytest.approx(2e-4 / 5)

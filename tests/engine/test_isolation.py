@@ -11,7 +11,17 @@ from pathlib import Path
 import tiny_models
 
 ENGINE = tiny_models.REPO / "finetune" / "engine"
-FORBIDDEN = ("django", "rest_framework", "celery", "platform", "serving", "workers", "finetune.models", "accounts", "datasets_app")
+FORBIDDEN = (
+    "django",
+    "rest_framework",
+    "celery",
+    "platform",
+    "serving",
+    "workers",
+    "finetune.models",
+    "accounts",
+    "datasets_app",
+)
 
 
 def test_engine_sources_import_nothing_from_django_or_the_platform():
@@ -24,14 +34,23 @@ def test_engine_sources_import_nothing_from_django_or_the_platform():
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names = [node.module]
             for name in names:
-                assert not any(name == f or name.startswith(f + ".") for f in FORBIDDEN), f"{path.name} imports {name}"
+                assert not any(name == f or name.startswith(f + ".") for f in FORBIDDEN), (
+                    f"{path.name} imports {name}"
+                )
 
 
 def test_importing_the_engine_loads_no_django():
     code = "import sys, finetune.engine; print(sorted(m for m in sys.modules if m.split('.')[0] in ('django', 'rest_framework', 'celery')))"
     env = {**os.environ, "PYTHONPATH": str(tiny_models.REPO)}
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=str(tiny_models.REPO), timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(tiny_models.REPO),
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 

@@ -27,12 +27,17 @@ def test_it_refuses_an_unknown_base_model(make_spec, tmp_path):
 
 
 def test_it_refuses_chat_sft_on_an_encoder_only_model(make_spec, data_dir):
-    err = refusal(make_spec(task="chat_sft", train_file=str(data_dir / "chat_train.jsonl"), validation_file=None), "task")
+    err = refusal(
+        make_spec(task="chat_sft", train_file=str(data_dir / "chat_train.jsonl"), validation_file=None),
+        "task",
+    )
     assert "encoder" in err.message and err.code == "unsupported_task"
 
 
 def test_it_refuses_a_lora_target_that_is_not_in_the_model(make_spec):
-    err = refusal(make_spec(hyperparameters={"target_modules": ["query", "q_proj"]}), "hyperparameters.target_modules")
+    err = refusal(
+        make_spec(hyperparameters={"target_modules": ["query", "q_proj"]}), "hyperparameters.target_modules"
+    )
     assert "q_proj" in err.message and "query" in err.message  # names the bad one and suggests real ones
     assert err.code == "invalid_target_module"
 
@@ -113,10 +118,19 @@ def test_refusals_happen_before_any_model_is_built(make_spec, monkeypatch):
 
 
 def test_validate_spec_reports_the_resolved_plan_without_training(make_spec, tmp_path):
-    spec = make_spec(hyperparameters={"n_epochs": "auto", "batch_size": "auto", "learning_rate": "auto", "max_length": "auto"})
+    spec = make_spec(
+        hyperparameters={
+            "n_epochs": "auto",
+            "batch_size": "auto",
+            "learning_rate": "auto",
+            "max_length": "auto",
+        }
+    )
     info = validate_spec(spec)
     assert info["n_train"] == 240 and info["n_valid"] == 80
-    assert info["labels"] == sorted(["card_arrival", "exchange_rate", "lost_or_stolen_card", "Refund_not_showing_up"])
+    assert info["labels"] == sorted(
+        ["card_arrival", "exchange_rate", "lost_or_stolen_card", "Refund_not_showing_up"]
+    )
     assert info["total_steps"] == info["n_epochs"] * -(-240 // info["batch_size"])
     assert 16 <= info["max_length"] <= 128 and info["max_length"] % 8 == 0
     assert info["trained_tokens_estimate"] > 240 * info["n_epochs"]

@@ -11,7 +11,11 @@ from safetensors.torch import load_file
 
 from finetune.engine import RecordingReporter, SpecError, train
 
-WEIGHTS = {"lora": "adapter_model.safetensors", "full": "model.safetensors", "prompt_tuning": "adapter_model.safetensors"}
+WEIGHTS = {
+    "lora": "adapter_model.safetensors",
+    "full": "model.safetensors",
+    "prompt_tuning": "adapter_model.safetensors",
+}
 
 
 class PauseAt(RecordingReporter):
@@ -30,11 +34,19 @@ class PauseAt(RecordingReporter):
 
 def _hp() -> dict:
     # dropout, warmup and weight decay make the RNG, scheduler and optimizer state all matter
-    return {"n_epochs": 2, "eval_every_steps": 4, "lora_dropout": 0.1, "warmup_ratio": 0.2, "weight_decay": 0.01}
+    return {
+        "n_epochs": 2,
+        "eval_every_steps": 4,
+        "lora_dropout": 0.1,
+        "warmup_ratio": 0.2,
+        "weight_decay": 0.01,
+    }
 
 
 @pytest.mark.parametrize("method,pause_at", [("lora", 11), ("full", 15), ("prompt_tuning", 7)])
-def test_a_paused_and_resumed_run_ends_with_the_same_weights_and_metrics_as_an_uninterrupted_one(make_spec, tmp_path, method, pause_at):
+def test_a_paused_and_resumed_run_ends_with_the_same_weights_and_metrics_as_an_uninterrupted_one(
+    make_spec, tmp_path, method, pause_at
+):
     hp = _hp() | ({"learning_rate": 1e-3} if method == "full" else {})
     straight = train(make_spec(out="straight", method=method, hyperparameters=hp))
 
@@ -50,7 +62,9 @@ def test_a_paused_and_resumed_run_ends_with_the_same_weights_and_metrics_as_an_u
     shutil.rmtree(Path(paused.output_dir) / "checkpoints")
 
     rep2 = RecordingReporter()
-    resumed = train(make_spec(out="interrupted", method=method, hyperparameters=hp), rep2, resume_from=str(moved))
+    resumed = train(
+        make_spec(out="interrupted", method=method, hyperparameters=hp), rep2, resume_from=str(moved)
+    )
     assert resumed.status == "succeeded" and resumed.steps == straight.steps
     assert rep2.steps[0]["step"] == pause_at + 1  # no step is trained twice
     assert resumed.metrics["history"] == straight.metrics["history"]

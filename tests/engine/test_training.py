@@ -29,11 +29,23 @@ def test_a_classification_run_reports_steps_evals_progress_checkpoints_and_logs(
     # evaluation before training (baseline) and after each epoch
     assert [e["step"] for e in rep.evals] == [0, 15, 30, 45]
     final = rep.evals[-1]
-    for key in ("valid_loss", "valid_accuracy", "valid_f1_macro", "valid_f1_micro", "valid_per_class", "valid_confusion_matrix"):
+    for key in (
+        "valid_loss",
+        "valid_accuracy",
+        "valid_f1_macro",
+        "valid_f1_micro",
+        "valid_per_class",
+        "valid_confusion_matrix",
+    ):
         assert key in final
     assert final["valid_accuracy"] > rep.evals[0]["valid_accuracy"]
     assert sum(map(sum, final["valid_confusion_matrix"])) == 80
-    assert set(final["valid_per_class"]) == {"Refund_not_showing_up", "card_arrival", "exchange_rate", "lost_or_stolen_card"}
+    assert set(final["valid_per_class"]) == {
+        "Refund_not_showing_up",
+        "card_arrival",
+        "exchange_rate",
+        "lost_or_stolen_card",
+    }
     # progress: percent climbs to 100, with throughput figures
     assert all(isinstance(p, Progress) for p in rep.progress)
     assert rep.progress[-1].percent == 100.0 and rep.progress[-1].eta_seconds == 0.0
@@ -46,7 +58,9 @@ def test_a_classification_run_reports_steps_evals_progress_checkpoints_and_logs(
     metrics = json.loads((Path(res.output_dir) / "metrics.json").read_text())
     assert metrics["baseline"]["majority_class"]["accuracy"] == 0.25
     assert metrics["baseline"]["base_model"]["valid_loss"] == pytest.approx(math.log(4), abs=0.05)
-    assert metrics["gain_over_base_model"]["valid_accuracy"] == pytest.approx(final["valid_accuracy"] - rep.evals[0]["valid_accuracy"])
+    assert metrics["gain_over_base_model"]["valid_accuracy"] == pytest.approx(
+        final["valid_accuracy"] - rep.evals[0]["valid_accuracy"]
+    )
     assert res.trained_tokens == metrics["train"]["trained_tokens"] > 3 * 240
 
 
@@ -68,7 +82,9 @@ def test_checkpoints_every_n_steps_keep_only_the_last_k(make_spec):
     on_disk = sorted(p.name for p in (Path(res.output_dir) / "checkpoints").iterdir())
     assert on_disk == ["step-24", "step-28"]
     ckpt = Path(rep.checkpoints[-1]["path"])
-    assert {"trainable.safetensors", "optimizer.pt", "scheduler.pt", "rng.pt", "state.json"} <= {p.name for p in ckpt.iterdir()}
+    assert {"trainable.safetensors", "optimizer.pt", "scheduler.pt", "rng.pt", "state.json"} <= {
+        p.name for p in ckpt.iterdir()
+    }
     assert rep.checkpoints[-1]["metrics"]["step"] == 28
 
 
@@ -82,7 +98,14 @@ def test_early_stopping_stops_when_the_metric_stops_improving(make_spec):
     rep = RecordingReporter()
     # A learning rate this small cannot change the predictions, so accuracy never beats the baseline.
     res = train(
-        make_spec(hyperparameters={"learning_rate": 1e-9, "eval_every_steps": 3, "early_stopping_patience": 2, "early_stopping_metric": "eval_accuracy"}),
+        make_spec(
+            hyperparameters={
+                "learning_rate": 1e-9,
+                "eval_every_steps": 3,
+                "early_stopping_patience": 2,
+                "early_stopping_metric": "eval_accuracy",
+            }
+        ),
         rep,
     )
     assert res.status == "succeeded" and res.steps == 6
@@ -117,7 +140,12 @@ def test_multilabel_classification_reports_micro_and_macro_f1_and_per_label_matr
             task="multilabel_classification",
             train_file=str(data_dir / "multi_train.jsonl"),
             validation_file=str(data_dir / "multi_valid.jsonl"),
-            hyperparameters={"n_epochs": 3, "learning_rate": 2e-2, "class_weights": True, "label_smoothing": 0.05},
+            hyperparameters={
+                "n_epochs": 3,
+                "learning_rate": 2e-2,
+                "class_weights": True,
+                "label_smoothing": 0.05,
+            },
         ),
         rep,
     )
@@ -151,7 +179,9 @@ def test_class_weights_count_rare_classes_more():
 
 
 @pytest.mark.parametrize("method", ["full", "lora", "ia3", "prompt_tuning"])
-def test_chat_sft_trains_every_method_and_reports_perplexity_and_token_accuracy(method, make_spec, tiny_gpt2, data_dir):
+def test_chat_sft_trains_every_method_and_reports_perplexity_and_token_accuracy(
+    method, make_spec, tiny_gpt2, data_dir
+):
     rep = RecordingReporter()
     lr = {"full": 3e-3, "lora": 1e-2, "ia3": 5e-2, "prompt_tuning": 1e-1}[method]
     res = train(
@@ -175,7 +205,10 @@ def test_chat_sft_trains_every_method_and_reports_perplexity_and_token_accuracy(
 
 def test_classification_with_a_decoder_model(make_spec, tiny_gpt2):
     res = train(make_spec(base_model=tiny_gpt2, hyperparameters={"n_epochs": 2, "learning_rate": 2e-2}))
-    assert res.status == "succeeded" and res.metrics["final"]["valid_loss"] < res.metrics["baseline"]["base_model"]["valid_loss"]
+    assert (
+        res.status == "succeeded"
+        and res.metrics["final"]["valid_loss"] < res.metrics["baseline"]["base_model"]["valid_loss"]
+    )
 
 
 def test_gradient_checkpointing_recomputes_activations_and_trains_the_same_model(make_spec, monkeypatch):
@@ -190,7 +223,11 @@ def test_gradient_checkpointing_recomputes_activations_and_trains_the_same_model
 
     plain = train(make_spec(out="plain", max_steps=4, validation_file=None))
     monkeypatch.setattr(ckpt, "checkpoint", counting)
-    checkpointed = train(make_spec(out="gc", max_steps=4, validation_file=None, hyperparameters={"gradient_checkpointing": True}))
+    checkpointed = train(
+        make_spec(
+            out="gc", max_steps=4, validation_file=None, hyperparameters={"gradient_checkpointing": True}
+        )
+    )
     assert len(calls) >= 4 * 2  # every layer of every step
     a, b = weights(plain.output_dir), weights(checkpointed.output_dir)
     for k in a:

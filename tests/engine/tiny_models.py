@@ -56,7 +56,9 @@ def chat_rows() -> list[dict]:
 
 
 def _corpus() -> list[str]:
-    texts = [r["text"] for r in read_csv_rows(BANKING_TRAIN)] + [r["text"] for r in read_csv_rows(BANKING_TEST)]
+    texts = [r["text"] for r in read_csv_rows(BANKING_TRAIN)] + [
+        r["text"] for r in read_csv_rows(BANKING_TEST)
+    ]
     for q, a in CHAT_TOPICS:
         texts += [q, a]
     texts += ["<|system|> <|user|> <|assistant|> You are a helpful assistant."]
@@ -68,7 +70,9 @@ def build_tiny_bert(out_dir: Path) -> Path:
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.train_from_iterator(
         [t.lower() for t in _corpus()],
-        trainers.WordLevelTrainer(vocab_size=900, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]),
+        trainers.WordLevelTrainer(
+            vocab_size=900, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        ),
     )
     tok.normalizer = __import__("tokenizers").normalizers.Lowercase()
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
@@ -115,7 +119,9 @@ def build_tiny_gpt2(out_dir: Path) -> Path:
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         ),
     )
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>", model_max_length=256)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>", model_max_length=256
+    )
     torch.manual_seed(0)
     config = GPT2Config(
         vocab_size=tok.get_vocab_size(),
