@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell (sha256sum pyproject.toml 2>/dev/null || sha
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install dev test test-fast bench lint migrate
+.PHONY: install dev test test-fast bench lint migrate messages
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,3 +38,13 @@ bench: install
 
 lint: install
 	$(PY) -m ruff check .
+
+# Translations (locale/README.md): collect the UI strings of Python, templates and JS into the
+# zh_Hans catalogs, then compile them. New entries come out untranslated: translate them in the
+# .po files, run this again and commit the .po and .mo files (tests/i18n fails on a gap).
+I18N_IGNORE := --ignore=.venv --ignore=var --ignore=tests --ignore=bench --ignore=docs --ignore=scripts \
+	--ignore=samples --ignore=finetune/engine --ignore=build --ignore='*.egg-info'
+messages: install
+	$(PY) manage.py makemessages -l zh_Hans --add-location=file --no-obsolete $(I18N_IGNORE)
+	$(PY) manage.py makemessages -d djangojs -l zh_Hans --add-location=file --no-obsolete $(I18N_IGNORE)
+	$(PY) manage.py compilemessages -l zh_Hans $(I18N_IGNORE)
