@@ -64,8 +64,12 @@ def parse_po(path: Path) -> list[Entry]:
             if line.startswith("#,"):
                 current.flags.update(flag.strip() for flag in line[2:].split(","))
             continue
-        if current is None or (last is not None and last.startswith("msgstr") and line.startswith("msg")
-                               and not line.startswith("msgstr")):
+        if current is None or (
+            last is not None
+            and last.startswith("msgstr")
+            and line.startswith("msg")
+            and not line.startswith("msgstr")
+        ):
             finish()
             current = Entry(line=number)
         current.obsolete = current.obsolete or obsolete

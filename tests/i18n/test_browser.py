@@ -1,12 +1,12 @@
 """A real browser: the top bar's language selector turns the UI Chinese (and back), and the upload
 page's script takes its words from the JavaScript catalog."""
 
-import base64
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import CHROMIUM
+from tests.datasets.test_browser import drop
 from tests.factories import MembershipFactory, TeamFactory, UserFactory
 
 PASSWORD = "paper-crane-5820"
@@ -15,16 +15,6 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
 ]
-
-DROP = """([b64, name]) => {
-  const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
-  const transfer = new DataTransfer();
-  transfer.items.add(new File([bytes], name, {type: "text/csv"}));
-  const zone = document.getElementById("dropzone");
-  for (const type of ["dragenter", "dragover", "drop"]) {
-    zone.dispatchEvent(new DragEvent(type, {dataTransfer: transfer, bubbles: true, cancelable: true}));
-  }
-}"""
 
 
 def test_the_language_selector_switches_the_ui_to_chinese_and_back(live_server, browser):
@@ -54,7 +44,7 @@ def test_the_language_selector_switches_the_ui_to_chinese_and_back(live_server, 
     assert page.locator("html").get_attribute("lang") == "zh-hans"
 
     # The upload script's own words come from /jsi18n/; the API's message itself stays English.
-    page.evaluate(DROP, [base64.b64encode(b"text,label\ngood,a\nbad,b,extra\nfine,b\n").decode(), "ragged.csv"])
+    drop(page, "ragged.csv", b"text,label\ngood,a\nbad,b,extra\nfine,b\n")
     expect(page.locator("#file-name")).to_contain_text("字节")
     page.click("#upload-button")
     header = page.locator("table.report-errors thead")

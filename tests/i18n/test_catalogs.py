@@ -27,7 +27,11 @@ PLACEHOLDER = re.compile(r"%\((\w+)\)[-#0 +]*\d*(?:\.\d+)?[sdifrx]|\{(\w+)\}")
 
 
 def _label(entry: Entry) -> str:
-    return f"{entry.msgid!r}" + (f" (context {entry.msgctxt!r})" if entry.msgctxt else "") + f", line {entry.line}"
+    return (
+        f"{entry.msgid!r}"
+        + (f" (context {entry.msgctxt!r})" if entry.msgctxt else "")
+        + f", line {entry.line}"
+    )
 
 
 @pytest.mark.parametrize("domain", DOMAINS)
@@ -98,13 +102,18 @@ def test_django_reads_the_catalog_at_runtime():
     with translation.override("zh-hans"):
         assert translation.gettext("Datasets") == "数据集"
         assert translation.pgettext("current team", "active") == "当前"
-        assert translation.ngettext("%(n)s blocking error", "%(n)s blocking errors", 3) % {"n": 3} == "3 个阻断性错误"
+        assert (
+            translation.ngettext("%(n)s blocking error", "%(n)s blocking errors", 3) % {"n": 3}
+            == "3 个阻断性错误"
+        )
     with translation.override("en"):
         assert translation.gettext("Datasets") == "Datasets"
 
 
-@pytest.mark.skipif(shutil.which("xgettext") is None or shutil.which("msgmerge") is None,
-                    reason="needs GNU gettext's xgettext and msgmerge (apt-get install gettext)")
+@pytest.mark.skipif(
+    shutil.which("xgettext") is None or shutil.which("msgmerge") is None,
+    reason="needs GNU gettext's xgettext and msgmerge (apt-get install gettext)",
+)
 @pytest.mark.parametrize("domain", DOMAINS)
 def test_the_catalog_has_every_string_the_code_marks(domain, tmp_path):
     """makemessages over a copy of the sources (symlinked) finds no message that the committed
@@ -119,8 +128,16 @@ def test_the_catalog_has_every_string_the_code_marks(domain, tmp_path):
     os.chdir(tmp_path)
     try:
         with override_settings(LOCALE_PATHS=[tmp_path / "locale"]):
-            call_command("makemessages", locale=["zh_Hans"], domain=domain, symlinks=True, ignore_patterns=IGNORED,
-                         add_location="file", no_obsolete=True, verbosity=0)
+            call_command(
+                "makemessages",
+                locale=["zh_Hans"],
+                domain=domain,
+                symlinks=True,
+                ignore_patterns=IGNORED,
+                add_location="file",
+                no_obsolete=True,
+                verbosity=0,
+            )
     finally:
         os.chdir(before)
 
@@ -128,13 +145,19 @@ def test_the_catalog_has_every_string_the_code_marks(domain, tmp_path):
     committed = {e.key for e in messages(LC_MESSAGES / f"{domain}.po")}
     current = {e.key for e in messages(target / f"{domain}.po")}
     assert current, "makemessages found no string at all"
-    assert not current - committed, f"not in the catalog yet (run `make messages`, translate): {current - committed}"
+    assert not current - committed, (
+        f"not in the catalog yet (run `make messages`, translate): {current - committed}"
+    )
 
 
 @pytest.mark.skipif(shutil.which("msgfmt") is None, reason="needs GNU gettext's msgfmt")
 @pytest.mark.parametrize("domain", DOMAINS)
 def test_msgfmt_accepts_the_catalog(domain):
-    result = subprocess.run(["msgfmt", "--check", "--statistics", "-o", os.devnull, str(LC_MESSAGES / f"{domain}.po")],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        ["msgfmt", "--check", "--statistics", "-o", os.devnull, str(LC_MESSAGES / f"{domain}.po")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert "untranslated" not in result.stderr and "fuzzy" not in result.stderr, result.stderr
