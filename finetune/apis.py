@@ -278,43 +278,24 @@ class JobDetailApi(TeamApiView):
         return Response(job_body(selectors.job_get(team=self.ctx.team, job_id=job_id)))
 
 
-class _JobActionApi(TeamApiView):
-    action_service = None
+def _job_action_api(action: str, service, summary: str) -> type[TeamApiView]:
+    """`POST /jobs/{id}/<action>`: one view class per action (each with its own OpenAPI operation)."""
 
-    def post(self, request, job_id):
-        job = selectors.job_get(team=self.ctx.team, job_id=job_id)
-        job = type(self).action_service(job=job, actor=self.ctx.user)
-        return Response(job_body(selectors.job_get(team=self.ctx.team, job_id=job.id)))
+    class JobActionApi(TeamApiView):
+        @extend_schema(operation_id=f"jobs_{action}", request=None, summary=summary,
+                       responses={200: JobOutputSerializer, **ERRORS})
+        def post(self, request, job_id):
+            job = service(job=selectors.job_get(team=self.ctx.team, job_id=job_id), actor=self.ctx.user)
+            return Response(job_body(selectors.job_get(team=self.ctx.team, job_id=job.id)))
 
-
-class JobCancelApi(_JobActionApi):
-    action_service = staticmethod(services.job_cancel)
-
-    @extend_schema(operation_id="jobs_cancel", request=None,
-                   summary="Cancel: a queued or paused job at once; a running one within seconds",
-                   responses={200: JobOutputSerializer, **ERRORS})
-    def post(self, request, job_id):
-        return super().post(request, job_id)
+    JobActionApi.__name__ = JobActionApi.__qualname__ = f"Job{action.title()}Api"
+    return JobActionApi
 
 
-class JobPauseApi(_JobActionApi):
-    action_service = staticmethod(services.job_pause)
-
-    @extend_schema(operation_id="jobs_pause", request=None,
-                   summary="Pause: a running job checkpoints and frees its worker",
-                   responses={200: JobOutputSerializer, **ERRORS})
-    def post(self, request, job_id):
-        return super().post(request, job_id)
-
-
-class JobResumeApi(_JobActionApi):
-    action_service = staticmethod(services.job_resume)
-
-    @extend_schema(operation_id="jobs_resume", request=None,
-                   summary="Resume a paused job from its last checkpoint",
-                   responses={200: JobOutputSerializer, **ERRORS})
-    def post(self, request, job_id):
-        return super().post(request, job_id)
+JobCancelApi = _job_action_api("cancel", services.job_cancel,
+                               "Cancel: a queued or paused job at once; a running one within seconds")
+JobPauseApi = _job_action_api("pause", services.job_pause, "Pause: a running job checkpoints and frees its worker")
+JobResumeApi = _job_action_api("resume", services.job_resume, "Resume a paused job from its last checkpoint")
 
 
 class JobEventListApi(TeamApiView):

@@ -359,6 +359,14 @@ def _locked(job: FineTuneJob) -> FineTuneJob:
     return FineTuneJob.objects.select_for_update().get(pk=job.pk)
 
 
+def _request_action(job: FineTuneJob, action: str, *, message: str) -> None:
+    """Flag a running job for its worker's reporter (read within TUNEFORGE_JOB_CONTROL_POLL_SECONDS);
+    asking twice records nothing new."""
+    if job.requested_action != action:
+        FineTuneJob.objects.filter(pk=job.pk).update(requested_action=action)
+        job_event_record(job_id=job.id, message=message)
+
+
 @transaction.atomic
 def job_cancel(*, job: FineTuneJob, actor) -> FineTuneJob:
     """Cancel a job. A waiting job (queued, paused) is cancelled at once and leaves the queue; a
@@ -370,9 +378,8 @@ def job_cancel(*, job: FineTuneJob, actor) -> FineTuneJob:
         _transition(job.id, to=JobStatus.CANCELLED, from_=(job.status,), message=f"Cancelled by {who}.",
                     requested_action="")
     elif job.status == JobStatus.RUNNING:
-        if job.requested_action != FineTuneJob.RequestedAction.CANCEL:
-            FineTuneJob.objects.filter(pk=job.pk).update(requested_action=FineTuneJob.RequestedAction.CANCEL)
-            job_event_record(job_id=job.id, message=f"Cancellation requested by {who}; stopping at the next step.")
+        _request_action(job, FineTuneJob.RequestedAction.CANCEL,
+                        message=f"Cancellation requested by {who}; stopping at the next step.")
     else:
         raise Conflict(f"Job {job.id} has already {job.status}; there is nothing to cancel.",
                        code="job_not_cancellable", field="status")
@@ -392,9 +399,8 @@ def job_pause(*, job: FineTuneJob, actor) -> FineTuneJob:
         if job.requested_action == FineTuneJob.RequestedAction.CANCEL:
             raise Conflict(f"Job {job.id} is being cancelled; it cannot be paused.", code="job_not_pausable",
                            field="status")
-        if job.requested_action != FineTuneJob.RequestedAction.PAUSE:
-            FineTuneJob.objects.filter(pk=job.pk).update(requested_action=FineTuneJob.RequestedAction.PAUSE)
-            job_event_record(job_id=job.id, message=f"Pause requested by {who}; checkpointing at the next step.")
+        _request_action(job, FineTuneJob.RequestedAction.PAUSE,
+                        message=f"Pause requested by {who}; checkpointing at the next step.")
     else:
         raise Conflict(f"Job {job.id} is {job.status}; only queued or running jobs can be paused.",
                        code="job_not_pausable", field="status")
