@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import tiny_models
 
 from finetune.engine import cli
+from tests.engine import tiny_models
 
 REPO = tiny_models.REPO
 

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-import tiny_models
 
 from finetune.engine import RecordingReporter, SpecError, train
+from tests.engine import tiny_models
 
 OLD = {"card_arrival", "exchange_rate"}
 

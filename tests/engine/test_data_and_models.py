@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-import tiny_models
 
 from finetune.engine import RecordingReporter, SpecError, models, resolve_base_model, validate_spec
 from finetune.engine import data as engine_data
 from finetune.engine.planning import prepare
+from tests.engine import tiny_models
 
 
 def test_minilm_and_its_alias_resolve_to_the_offline_package():

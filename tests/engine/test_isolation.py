@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import tiny_models
+from tests.engine import tiny_models
 
 ENGINE = tiny_models.REPO / "finetune" / "engine"
 FORBIDDEN = (

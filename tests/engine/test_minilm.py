@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
-import tiny_models
-from test_artifacts import load_in_fresh_process
 
 from finetune.engine import JobSpec, RecordingReporter, train
+from tests.engine import tiny_models
+from tests.engine.test_artifacts import load_in_fresh_process
 
 pytestmark = pytest.mark.slow
 
