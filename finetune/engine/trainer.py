@@ -199,6 +199,8 @@ class Run:
         ):
             resolved.pop(k, None)
         resolved["base_model"] = self.plan.base_name
+        # "auto" precision legitimately resolves differently on another machine; an explicit one must match.
+        resolved["hyperparameters"]["precision"] = self.spec.hyperparameters.precision
         return {**resolved, "data": self.plan.fingerprints, "labels": self.plan.labels}
 
     def build(self) -> None:
