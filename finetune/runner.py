@@ -72,8 +72,9 @@ def _failure_for(exc: BaseException, job: FineTuneJob) -> tuple[str, str, str]:
 
 
 def _time_limit_message() -> str:
-    hours = settings.TUNEFORGE_JOB_TIME_LIMIT / 3600
-    return f"The job ran longer than the {hours:g} h limit (TUNEFORGE_JOB_TIME_LIMIT) and was stopped."
+    limit = settings.TUNEFORGE_JOB_TIME_LIMIT
+    shown = f"{limit / 3600:g} h" if limit >= 3600 else f"{limit:g} s"
+    return f"The job ran longer than the {shown} limit (TUNEFORGE_JOB_TIME_LIMIT) and was stopped."
 
 
 def run_claimed_job(job: FineTuneJob) -> None:
