@@ -39,6 +39,9 @@ _IGNORED_LOGGERS = ("celery", "kombu", "amqp", "django.db", "finetune.job_report
                     "boto3", "s3transfer", "filelock", "fsspec")
 
 
+_LIBRARY_LOGGERS = ("transformers", "peft", "accelerate", "torch", "tokenizers", "bitsandbytes")
+
+
 class StopReason:
     USER = "user"  # the job's cancel/pause flag
     WORKER_PAUSED = "worker_paused"  # an admin paused the worker: requeue the job
@@ -105,13 +108,20 @@ class JobReporter:
 
     # --- lifecycle (called by the runner) -----------------------------------------------------------
 
+    def _capturing_loggers(self) -> list[logging.Logger]:
+        # Libraries such as transformers log through their own non-propagating root logger.
+        library = [logging.getLogger(name) for name in _LIBRARY_LOGGERS]
+        return [logging.getLogger()] + [lg for lg in library if not lg.propagate]
+
     def start(self) -> None:
-        logging.getLogger().addHandler(self._handler)
+        for target in self._capturing_loggers():
+            target.addHandler(self._handler)
         self._thread.start()
 
     def stop(self) -> None:
         """Stop the pump and write everything still buffered."""
-        logging.getLogger().removeHandler(self._handler)
+        for target in self._capturing_loggers():
+            target.removeHandler(self._handler)
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=60)

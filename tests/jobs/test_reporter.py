@@ -1,0 +1,103 @@
+"""The worker-side reporter on its own: batched metric points that a resumed run continues without
+duplicates, captured Python logging, bounded logs, and a worker that lost its job."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from finetune.job_reporter import CANCEL, JobReporter, StopReason
+from finetune.models import FineTuneJob, JobEvent, MetricPoint
+from finetune.services import job_claim
+from tests.jobs.conftest import submit
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the reporter's pump thread has its own connection
+
+
+@pytest.fixture
+def running_job(alice_client, dataset_version):
+    job_id = submit(alice_client, dataset_version)["id"]
+    job = job_claim(queue="cpu", worker="tester@host")
+    assert job is not None and job.id == job_id
+    return job
+
+
+def _steps(job, kind="train"):
+    return list(MetricPoint.objects.filter(job=job, kind=kind).order_by("step").values_list("step", flat=True))
+
+
+def test_points_are_written_in_batches_and_a_resumed_series_overwrites_instead_of_duplicating(running_job):
+    reporter = JobReporter(running_job)
+    for step in range(1, 11):
+        reporter.on_step({"step": step, "epoch": step / 10, "train_loss": 1.0 / step, "learning_rate": 1e-4})
+    assert _steps(running_job) == []  # buffered, nothing written per step
+    reporter.flush()
+    assert _steps(running_job) == list(range(1, 11))
+
+    resumed = JobReporter(running_job)  # a run resumed from the checkpoint at step 5 repeats 6..10
+    for step in range(6, 16):
+        resumed.on_step({"step": step, "epoch": step / 10, "train_loss": 0.5, "learning_rate": 1e-4})
+    resumed.flush()
+
+    assert _steps(running_job) == list(range(1, 16))
+    assert MetricPoint.objects.get(job=running_job, kind="train", step=8).values["train_loss"] == 0.5
+    job = FineTuneJob.objects.get(pk=running_job.pk)
+    assert job.latest_metrics["step"] == 15 and job.heartbeat_at > running_job.heartbeat_at
+
+
+def test_python_logging_of_the_training_process_becomes_job_log_lines(running_job, alice_client):
+    reporter = JobReporter(running_job)
+    reporter.start()
+    try:
+        logging.getLogger("transformers.modeling_utils").warning("Some weights were newly initialized")
+        logging.getLogger("celery.worker").warning("worker plumbing, not the job's story")
+        reporter.on_log("info", "plan: 80 training rows")
+    finally:
+        reporter.stop()
+    logs = alice_client.get(f"/api/v1/jobs/{running_job.id}/logs").content.decode()
+    assert "WARN  transformers.modeling_utils: Some weights were newly initialized" in logs
+    assert "INFO  plan: 80 training rows" in logs
+    assert "worker plumbing" not in logs
+
+
+def test_only_the_newest_log_lines_are_kept_and_the_dropped_ones_are_counted(running_job, alice_client, settings):
+    settings.TUNEFORGE_JOB_LOG_MAX_LINES = 50
+    reporter = JobReporter(running_job)
+    for n in range(70):  # a flood between two flushes
+        reporter.on_log("info", f"line {n}")
+    reporter.flush()
+    for n in range(70, 100):
+        reporter.on_log("info", f"line {n}")
+    reporter.flush()
+
+    kept = list(JobEvent.objects.filter(job=running_job, source="log").order_by("id").values_list("message", flat=True))
+    assert kept == [f"line {n}" for n in range(50, 100)]
+    job = FineTuneJob.objects.get(pk=running_job.pk)
+    assert (job.log_lines, job.log_lines_dropped) == (50, 50)
+    text = alice_client.get(f"/api/v1/jobs/{running_job.id}/logs").content.decode()
+    assert text.startswith("# 50 earlier log lines were dropped")
+
+
+def test_a_worker_that_lost_its_job_stops_and_writes_nothing_more(running_job):
+    reporter = JobReporter(running_job)
+    FineTuneJob.objects.filter(pk=running_job.pk).update(status="queued", worker="")  # the reconciler took it
+    reporter.on_step({"step": 1, "epoch": 0.1, "train_loss": 1.0, "learning_rate": 1e-4})
+    reporter.flush()
+    assert reporter.control() == CANCEL and reporter.stop_reason == StopReason.LOST_OWNERSHIP
+    assert _steps(running_job) == []
+
+
+def test_cancel_and_pause_flags_reach_the_engine_through_control(running_job, alice_client, settings):
+    settings.TUNEFORGE_JOB_CONTROL_POLL_SECONDS = 0.1
+    reporter = JobReporter(running_job)
+    reporter.start()
+    try:
+        assert reporter.control() == "continue"
+        alice_client.post(f"/api/v1/jobs/{running_job.id}/pause")
+        from tests.celery_harness import wait_until
+
+        wait_until(lambda: reporter.control() == "pause", timeout=3, message="the pause flag")
+        assert reporter.stop_reason == StopReason.USER
+    finally:
+        reporter.stop()
