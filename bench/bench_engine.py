@@ -8,7 +8,11 @@ best bare wall time: both workloads are deterministic (same math, same final los
 interference from other processes, and the minimum is the estimate least polluted by it (the same
 reasoning as `timeit`). Medians, pairwise ratios and CPU times are printed too, to judge the noise.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_engine.py [--epochs 2] [--repeats 7]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_engine.py [--epochs 2] [--repeats 7] [--threads 1]
+
+One torch thread by default: with all cores, a run on a shared machine stalls at every thread barrier
+whenever another process takes a core, and single runs of identical work varied from 5 s to 90 s;
+with one thread they agree within a few percent. --threads 0 uses torch's default for throughput.
 
 Last line (collected by `make bench`):
     BENCH engine_vs_bare_loop ratio=<x> target<=1.05 engine_samples_per_s=<y>
@@ -161,7 +165,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
     args = ap.parse_args()
+    if args.threads:
+        # One thread per run is far less sensitive to other processes on a shared box (no thread barriers).
+        torch.set_num_threads(args.threads)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, MiniLM + LoRA, {args.epochs} epochs x 15 steps, batch {BATCH}"
     )
