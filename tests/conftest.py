@@ -2,9 +2,20 @@
 with a team of his own, vera is a viewer in alice's team."""
 
 import pytest
-from rest_framework.test import APIClient
 
-from tests.factories import MembershipFactory, TeamFactory, UserFactory
+# The engine's tests run without Django (`-p no:django`): Django-bound imports happen only once
+# Django is configured, so this file stays importable there.
+try:
+    from django.conf import settings
+
+    _DJANGO_READY = settings.configured
+except ImportError:  # pragma: no cover
+    _DJANGO_READY = False
+
+if _DJANGO_READY:
+    from rest_framework.test import APIClient
+
+    from tests.factories import MembershipFactory, TeamFactory, UserFactory
 
 
 @pytest.fixture
@@ -45,7 +56,7 @@ def charlie(charlie_team):
     return user
 
 
-def _client_for(user) -> APIClient:
+def _client_for(user):
     client = APIClient()
     client.force_login(user)
     return client
