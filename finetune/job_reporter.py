@@ -95,6 +95,7 @@ class JobReporter:
         self._latest_train: dict | None = None
         self._trained_tokens: int | None = None
         self._control = CONTINUE
+        self._worker_polled_at = self._attempt_seen_at = float("-inf")
         self.stop_reason: str | None = None
         self.first_step_at = None
         self.train_called_at: float | None = None
@@ -246,8 +247,11 @@ class JobReporter:
             self.stop_reason, self._control = StopReason.USER, CANCEL
         elif row["requested_action"] == FineTuneJob.RequestedAction.PAUSE:
             self.stop_reason, self._control = StopReason.USER, PAUSE
-        elif self._control == CONTINUE and worker_admin_state(name=current_worker_name()) == "paused":
-            self.stop_reason, self._control = StopReason.WORKER_PAUSED, PAUSE
+        elif self._control == CONTINUE and time.monotonic() - self._worker_polled_at >= self.heartbeat_seconds:
+            # An admin pausing the worker is not urgent to the second: read it at heartbeat pace.
+            self._worker_polled_at = time.monotonic()
+            if worker_admin_state(name=current_worker_name()) == "paused":
+                self.stop_reason, self._control = StopReason.WORKER_PAUSED, PAUSE
 
     def flush(self) -> None:
         """Write buffered points, events and progress in one transaction, and heartbeat the job."""
@@ -300,7 +304,9 @@ class JobReporter:
                 # The reconciler handed the job to another worker: write nothing more for it.
                 self.stop_reason, self._control = StopReason.LOST_OWNERSHIP, CANCEL
                 return
-            JobAttempt.objects.filter(job_id=self.job_id, number=self.attempt).update(last_seen_at=now)
+            if time.monotonic() - self._attempt_seen_at >= self.heartbeat_seconds:
+                self._attempt_seen_at = time.monotonic()
+                JobAttempt.objects.filter(job_id=self.job_id, number=self.attempt).update(last_seen_at=now)
             if points:
                 MetricPoint.objects.bulk_create(
                     [self._metric_point(step, kind, *entry) for (step, kind), entry in points.items()],
