@@ -139,3 +139,18 @@ def test_viewers_are_sent_back_from_the_new_job_form(vera, dataset_version):
     assert _web(vera).post("/jobs/new/", _form(dataset_version, action="launch")).status_code == 302
     assert not FineTuneJob.objects.exists()
 
+
+
+def test_admins_manage_base_models_and_read_jobs_and_model_versions(team, alice_client, dataset_version):
+    from tests.factories import UserFactory
+
+    staff = _web(UserFactory(email="root@example.com", is_staff=True, is_superuser=True))
+    job = submit(alice_client, dataset_version)
+    version = _model_version(submit(alice_client, dataset_version)["id"], team)
+    assert staff.get("/admin/finetune/basemodel/add/").status_code == 200
+    assert staff.get("/admin/finetune/finetunejob/add/").status_code == 403
+    page = staff.get(f"/admin/finetune/finetunejob/{job['id']}/change/")
+    assert page.status_code == 200 and 'name="priority"' in page.content.decode()
+    assert 'name="status"' not in page.content.decode()  # state changes only through the services
+    assert staff.get(f"/admin/finetune/modelversion/{version.id}/change/").status_code == 200
+    assert staff.get(f"/admin/finetune/modelversion/{version.id}/delete/").status_code == 403
