@@ -23,12 +23,7 @@ class Page:
 
 
 def parse_limit(raw: str | None, *, default: int = DEFAULT_LIMIT) -> int:
-    if raw in (None, ""):
-        return default
-    try:
-        limit = int(raw)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"limit must be an integer between 1 and {MAX_LIMIT}, got {raw!r}.", field="limit")
+    limit = parse_int(raw, name="limit", default=default)
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}, got {limit}.", field="limit")
     return limit
