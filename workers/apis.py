@@ -45,6 +45,7 @@ class WorkerOutputSerializer(serializers.Serializer):
     device_memory_mb = serializers.IntegerField(allow_null=True)
     cuda_version = serializers.CharField()
     torch_version = serializers.CharField()
+    os_platform = serializers.CharField()
     current_job_id = serializers.CharField(allow_null=True)
     utilisation = serializers.DictField(
         help_text="gpu_percent, memory_used_mb, memory_total_mb (NVML) or cpu_percent, rss_mb, memory_total_mb."

@@ -32,6 +32,7 @@ class WorkerNode(TimeStampedModel):
     device_class = models.CharField(max_length=40, blank=True)
     cuda_version = models.CharField(max_length=40, blank=True)
     torch_version = models.CharField(max_length=40, blank=True)
+    os_platform = models.CharField(max_length=255, blank=True, help_text="Operating system, as platform.platform() says.")
     admin_state = models.CharField(max_length=10, choices=AdminState.choices, default=AdminState.ACTIVE)
     admin_state_changed_at = models.DateTimeField(null=True, blank=True)
     admin_state_changed_by = models.ForeignKey(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import socket
 import threading
 
@@ -118,6 +119,7 @@ def _describe(consumer) -> dict:
         "device_class": device.device_class,
         "cuda_version": cuda_version,
         "torch_version": torch_version,
+        "os_platform": platform.platform(),
     }
 
 

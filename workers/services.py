@@ -39,6 +39,7 @@ def worker_register(
     device_class: str,
     cuda_version: str,
     torch_version: str,
+    os_platform: str = "",
 ) -> WorkerNode:
     """Record a worker that has just started (or re-registers after its row vanished). A restarted
     worker keeps its row, and so its admin state: a drained slot stays drained across restarts."""
@@ -55,6 +56,7 @@ def worker_register(
             "device_class": device_class,
             "cuda_version": cuda_version,
             "torch_version": torch_version,
+            "os_platform": os_platform,
             "started_at": now,
             "last_heartbeat_at": now,
             "offline_since": None,
