@@ -239,3 +239,29 @@ def test_null_reporter_never_stops_a_run():
     assert r.control() == "continue"
     r.on_log("info", "x")
     r.on_checkpoint(step=1, path="/x", metrics={})
+
+
+def test_lora_target_modules_can_be_overridden_and_land_in_the_adapter(make_spec):
+    res = train(make_spec(max_steps=2, validation_file=None, hyperparameters={"target_modules": ["key", "dense"]}))
+    config = json.loads((Path(res.output_dir) / "adapter_config.json").read_text())
+    assert sorted(config["target_modules"]) == ["dense", "key"]
+    trained = set(weights(res.output_dir))
+    assert any(".key.lora_A" in k for k in trained) and not any(".query.lora_A" in k for k in trained)
+
+
+def test_warmup_ramps_the_learning_rate_up_then_it_decays_to_zero(make_spec):
+    rep = RecordingReporter()
+    train(make_spec(max_steps=10, validation_file=None, hyperparameters={"warmup_ratio": 0.3}), rep)
+    lrs = [s["learning_rate"] for s in rep.steps]
+    peak = max(lrs)
+    assert lrs.index(peak) in (2, 3) and lrs[0] < peak / 2  # 3 warmup steps of 10
+    assert lrs[-1] < lrs[-2] < peak and peak == pytest.approx(5e-3, rel=0.35)
+
+
+def test_label_smoothing_changes_the_training_loss_of_the_same_run(make_spec):
+    plain, smoothed = RecordingReporter(), RecordingReporter()
+    train(make_spec(out="plain", max_steps=3, validation_file=None), plain)
+    train(make_spec(out="smooth", max_steps=3, validation_file=None, hyperparameters={"label_smoothing": 0.3}),
+          smoothed)
+    # Same seed, same first batch: only the target distribution differs.
+    assert smoothed.steps[0]["train_loss"] != pytest.approx(plain.steps[0]["train_loss"], abs=1e-6)
