@@ -76,6 +76,12 @@ def test_a_gpu_estimate_is_faster_than_a_cpu_one_and_counts_gpu_hours(alice_clie
         ({"suffix": "has:colon"}, "suffix", "suffix may hold"),
         ({"task": "chat_sft"}, "task", "holds classification data"),
         ({"epochs": 3}, "epochs", "Unknown field"),
+        ({"hyperparameters": {"learning_rate": 0}}, "hyperparameters.learning_rate", "must be positive"),
+        ({"hyperparameters": {"learning_rate": -1e-4}}, "hyperparameters.learning_rate", "must be positive"),
+        ({"hyperparameters": {"max_length": 0}}, "hyperparameters.max_length", "at least"),
+        ({"method": "lora", "hyperparameters": {"target_modules": ["q_proj"]}}, "hyperparameters.target_modules",
+         "q_proj"),
+        ({"method": "qlora"}, "method", "CUDA"),
     ],
 )
 def test_a_bad_spec_is_refused_naming_its_field_and_nothing_is_created(alice_client, dataset_version, overrides,
