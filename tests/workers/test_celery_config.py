@@ -37,6 +37,9 @@ def test_beat_marks_silent_workers_offline_every_ten_seconds():
     entries = {entry["task"]: entry for entry in app.conf.beat_schedule.values()}
     assert "workers.mark_offline" in entries
     assert entries["workers.mark_offline"]["schedule"] == 10.0
+    # A silent worker is marked offline within 60 s with the default settings: stale after the
+    # threshold, noticed by the next sweep at the latest.
+    assert settings.TUNEFORGE_WORKER_OFFLINE_AFTER_SECONDS + entries["workers.mark_offline"]["schedule"] <= 60
     # The entry names a task the workers know, or beat would send messages nobody can run.
     import workers.tasks  # noqa: F401
 
