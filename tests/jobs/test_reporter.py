@@ -101,3 +101,20 @@ def test_cancel_and_pause_flags_reach_the_engine_through_control(running_job, al
         assert reporter.stop_reason == StopReason.USER
     finally:
         reporter.stop()
+
+
+def test_progress_of_a_running_job_shows_in_the_api_with_eta_and_throughput(running_job, alice_client):
+    from finetune.engine import Progress
+
+    reporter = JobReporter(running_job)
+    reporter.on_step({"step": 12, "epoch": 1.2, "train_loss": 0.7, "learning_rate": 1e-4})
+    reporter.on_progress(Progress(step=12, total_steps=40, epoch=1.2, percent=30.0, eta_seconds=21.5,
+                                  samples_per_second=48.0, tokens_per_second=1536.0))
+    reporter.flush()
+
+    body = alice_client.get(f"/api/v1/jobs/{running_job.id}").json()
+    assert body["status"] == "running"
+    assert body["progress"] == {"step": 12, "total_steps": 40, "epoch": 1.2, "percent": 30.0, "eta_seconds": 21.5,
+                                "samples_per_second": 48.0, "tokens_per_second": 1536.0}
+    points = alice_client.get(f"/api/v1/jobs/{running_job.id}/metrics?kind=train").json()["data"]
+    assert [p["step"] for p in points] == [12] and points[0]["values"]["train_loss"] == 0.7
