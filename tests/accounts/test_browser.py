@@ -105,6 +105,8 @@ def test_sign_up_team_invite_accept_and_use_an_api_key(live_server, browser):
     raw = page.inner_text("#new-key-secret").strip()
     assert re.fullmatch(r"tf_[A-Za-z0-9]{8}\.[A-Za-z0-9]{32}", raw)
     page.click("#new-key button:has-text('Copy')")
+    # writeText is asynchronous: read the clipboard only once the button confirms the copy.
+    page.wait_for_selector("#new-key button:has-text('Copied')")
     assert page.evaluate("navigator.clipboard.readText()") == raw
     shot(page, "04-api-key-created")
 
