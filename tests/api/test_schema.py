@@ -46,3 +46,10 @@ def test_the_schema_endpoint_lists_these_routes_and_api_key_auth(alice_client):
     assert set(OUR_PATHS) <= set(schema["paths"])
     assert schema["components"]["securitySchemes"]["apiKeyAuth"]["scheme"] == "bearer"
     assert schema["paths"]["/v1/models"]["get"]["security"] == [{"apiKeyAuth": []}]
+
+
+def test_the_swagger_ui_page_loads_the_schema(alice_client):
+    response = alice_client.get("/api/docs/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "swagger-ui" in page and "/api/schema/" in page

@@ -173,6 +173,17 @@ def test_invalid_json_is_reported_with_its_line(tmp_path):
     assert "line 57" in exc.message and "invalid JSON" in exc.message
 
 
+def test_a_row_missing_its_text_or_label_is_an_error_naming_line_and_field(tmp_path):
+    exc = failure(tmp_path, b"text,label\nhello,a\n,b\nthere,\nok,b\nfine,a\n")
+    assert [(e["line"], e["row"], e["field"], e["code"]) for e in exc.report["errors"]] == [
+        (3, 2, "text", "missing_text"), (4, 3, "label", "missing_label")]
+    assert "line 3, field 'text': the text is empty." in exc.message
+    data = b'{"text": "a", "label": "x"}\n{"text": "b"}\n{"label": "y"}\n{"text": "c", "label": "y"}\n'
+    exc = failure(tmp_path, data, "data.jsonl")
+    assert [(e["line"], e["field"], e["code"]) for e in exc.report["errors"]] == [
+        (2, "label", "missing_label"), (3, "text", "missing_text")]
+
+
 def test_an_unknown_chat_role_names_the_message(tmp_path):
     data = (b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
             b'{"messages": [{"role": "user", "content": "hi"}, {"role": "robot", "content": "beep"}]}\n')
