@@ -1,4 +1,4 @@
-"""Before the test suite: are PostgreSQL and Redis reachable? One clear line each if not."""
+"""Before the test suite: are PostgreSQL, Redis and the Celery broker reachable? One clear line each if not."""
 
 import os
 import socket
@@ -8,6 +8,8 @@ from urllib.parse import urlparse
 DEFAULTS = {
     "DATABASE_URL": ("postgres://postgres@127.0.0.1:5432/tuneforge", "PostgreSQL", 5432),
     "REDIS_URL": ("redis://127.0.0.1:6379/15", "Redis", 6379),
+    # The suite's broker may be a different Redis than REDIS_URL (config/settings/test.py defaults).
+    "CELERY_BROKER_URL": ("redis://127.0.0.1:6379/14", "The Celery broker (Redis)", 6379),
 }
 
 
