@@ -83,8 +83,15 @@ def test_a_bad_file_shows_the_reports_errors_with_their_lines(live_server, brows
     page = signed_in_page(browser, live_server)
     page.goto("/datasets/new/")
     drop(page, "ragged.csv", b"text,label\ngood,a\nbad,b,extra\nfine,b\n")
+    # Every state the progress bar goes through, recorded as it happens.
+    page.evaluate("""() => { window.progressSeen = [];
+      new MutationObserver(() => window.progressSeen.push(document.getElementById("progress-bar")
+        .getAttribute("aria-valuenow"))).observe(document.getElementById("progress-bar"), {attributes: true}); }""")
     page.click("#upload-button")
     expect(page.locator("#upload-result .msg-error")).to_contain_text("ragged.csv: line 3")
+    seen = page.evaluate("window.progressSeen")
+    assert seen[0] == "0" and seen[-1] == "100", seen
+    expect(page.locator(".progress")).to_be_hidden()
     expect(page.locator("table.report-errors tbody tr")).to_have_count(1)
     expect(page.locator("table.report-errors")).to_contain_text("expected 2 fields (text, label), found 3")
     assert page.url.endswith("/datasets/new/")
