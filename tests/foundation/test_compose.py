@@ -61,3 +61,16 @@ def test_database_and_media_live_on_named_volumes():
     assert {"pgdata", "media"} <= set(COMPOSE["volumes"])
     assert any(v.startswith("pgdata:") for v in COMPOSE["services"]["postgres"]["volumes"])
     assert any(v.startswith("media:") for v in COMPOSE["services"]["web"]["volumes"])
+
+
+# Programs a slim Python image lacks, by the Debian package that brings them.
+DEBIAN_PACKAGE_OF = {"curl": "curl", "pgrep": "procps", "pkill": "procps", "ps": "procps", "wget": "wget"}
+FROM_PIP = {"python", "celery", "gunicorn"}
+
+
+def test_every_app_health_check_runs_a_program_the_image_has():
+    apt_line = next(line for line in (ROOT / "Dockerfile").read_text().splitlines() if "apt-get install" in line)
+    for name in APP_SERVICES:
+        test = COMPOSE["services"][name]["healthcheck"]["test"]
+        program = (test[1] if test[0] == "CMD" else test[1].split()[0])
+        assert program in FROM_PIP or DEBIAN_PACKAGE_OF.get(program, "?") in apt_line.split(), (name, program)
