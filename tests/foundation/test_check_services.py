@@ -12,8 +12,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _check(**env_vars) -> subprocess.CompletedProcess:
     env = {**os.environ, **env_vars}
-    return subprocess.run([sys.executable, "scripts/check_services.py"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [sys.executable, "scripts/check_services.py"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def test_reachable_servers_pass_silently():
@@ -21,11 +27,14 @@ def test_reachable_servers_pass_silently():
     assert (result.returncode, result.stderr) == (0, "")
 
 
-@pytest.mark.parametrize(("variable", "url", "name"), [
-    ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/tuneforge", "PostgreSQL"),
-    ("REDIS_URL", "redis://127.0.0.1:1/0", "Redis"),
-    ("CELERY_BROKER_URL", "redis://127.0.0.1:1/0", "Celery broker"),
-])
+@pytest.mark.parametrize(
+    ("variable", "url", "name"),
+    [
+        ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/tuneforge", "PostgreSQL"),
+        ("REDIS_URL", "redis://127.0.0.1:1/0", "Redis"),
+        ("CELERY_BROKER_URL", "redis://127.0.0.1:1/0", "Celery broker"),
+    ],
+)
 def test_an_unreachable_server_is_named_in_one_line_with_the_variable_to_set(variable, url, name):
     result = _check(**{variable: url})
     assert result.returncode == 1

@@ -69,8 +69,10 @@ FROM_PIP = {"python", "celery", "gunicorn"}
 
 
 def test_every_app_health_check_runs_a_program_the_image_has():
-    apt_line = next(line for line in (ROOT / "Dockerfile").read_text().splitlines() if "apt-get install" in line)
+    apt_line = next(
+        line for line in (ROOT / "Dockerfile").read_text().splitlines() if "apt-get install" in line
+    )
     for name in APP_SERVICES:
         test = COMPOSE["services"][name]["healthcheck"]["test"]
-        program = (test[1] if test[0] == "CMD" else test[1].split()[0])
+        program = test[1] if test[0] == "CMD" else test[1].split()[0]
         assert program in FROM_PIP or DEBIAN_PACKAGE_OF.get(program, "?") in apt_line.split(), (name, program)
