@@ -53,3 +53,6 @@ def test_the_swagger_ui_page_loads_the_schema(alice_client):
     assert response.status_code == 200
     page = response.content.decode()
     assert "swagger-ui" in page and "/api/schema/" in page
+    # Its scripts come from this server (drf-spectacular-sidecar), not a CDN a user may not reach.
+    assert "/static/drf_spectacular_sidecar/" in page
+    assert "cdn.jsdelivr.net" not in page
