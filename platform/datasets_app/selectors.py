@@ -43,6 +43,11 @@ def dataset_version_list(*, dataset: Dataset) -> QuerySet[DatasetVersion]:
     return DatasetVersion.objects.filter(team_id=dataset.team_id, dataset=dataset)
 
 
+def team_version_list(*, team) -> QuerySet[DatasetVersion]:
+    """Every version of every dataset of the team, newest first (the OpenAI face lists them as files)."""
+    return DatasetVersion.objects.select_related("dataset").filter(team=team).order_by("-created_at", "-pk")
+
+
 def dataset_version_get(*, team, version_id: str) -> DatasetVersion:
     version = DatasetVersion.objects.select_related("dataset").filter(team=team, pk=version_id).first()
     if version is None:
