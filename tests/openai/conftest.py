@@ -1,0 +1,56 @@
+"""The official `openai` client against a live server, with keys made by the API-key service."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from tests.jobs.conftest import base_model, tiny_bert_dir  # noqa: F401 - fixtures reused here
+from tests.jobs.tiny import banking_rows
+
+
+def classification_jsonl(n: int = 40) -> bytes:
+    return "".join(json.dumps(row) + "\n" for row in banking_rows()[:n]).encode()
+
+
+def jsonl_file(content: bytes, name: str = "train.jsonl") -> tuple[str, io.BytesIO]:
+    return (name, io.BytesIO(content))
+
+
+def client_for(live_server, raw_key: str):
+    import openai
+
+    return openai.OpenAI(api_key=raw_key, base_url=f"{live_server.url}/v1", max_retries=0, timeout=120)
+
+
+def _key(team, scopes):
+    from serving.apikeys import apikey_create
+
+    return apikey_create(team=team, name="openai client", scopes=scopes)
+
+
+@pytest.fixture
+def alice_key(team, alice):
+    return _key(team, ["read", "write"])
+
+
+@pytest.fixture
+def alice_openai(live_server, alice_key):
+    return client_for(live_server, alice_key[1])
+
+
+@pytest.fixture
+def reader_openai(live_server, team):
+    return client_for(live_server, _key(team, ["read"])[1])
+
+
+@pytest.fixture
+def charlie_openai(live_server, charlie_team, charlie):
+    return client_for(live_server, _key(charlie_team, ["read", "write"])[1])
+
+
+@pytest.fixture
+def uploaded(alice_openai):
+    return alice_openai.files.create(file=jsonl_file(classification_jsonl()), purpose="fine-tune")
