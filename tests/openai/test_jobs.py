@@ -1,0 +1,143 @@
+"""/v1/fine_tuning/jobs through the official openai client (no worker: jobs stay queued)."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from finetune.models import Checkpoint, FineTuneJob
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SUPERVISED = {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 1, "batch_size": 8}}}
+
+
+def create(client, file_id, **extra):
+    return client.fine_tuning.jobs.create(model="tiny-bert", training_file=file_id, **extra)
+
+
+def test_a_job_is_created_listed_paused_resumed_cancelled_with_openais_shape(
+    alice_openai, team, uploaded, base_model
+):
+    job = create(alice_openai, uploaded.id, method=SUPERVISED, suffix="ops", seed=7)
+
+    assert job.object == "fine_tuning.job" and job.id.startswith("ftjob-")
+    assert job.status == "queued" and job.model == "tiny-bert" and job.training_file == uploaded.id
+    assert (
+        job.organization_id == team.id
+        and job.seed == 7
+        and job.fine_tuned_model is None
+        and job.error is None
+    )
+    assert (job.hyperparameters.n_epochs, job.hyperparameters.batch_size) == (1, 8)
+    assert job.hyperparameters.learning_rate_multiplier == 1.0
+    assert job.method.type == "supervised" and job.method.supervised.hyperparameters.n_epochs == 1
+    assert job.result_files == [] and job.integrations == [] and job.validation_file is None
+    assert FineTuneJob.objects.get(pk=job.id).suffix == "ops"
+
+    assert [j.id for j in alice_openai.fine_tuning.jobs.list()] == [job.id]
+    assert alice_openai.fine_tuning.jobs.retrieve(job.id).created_at == job.created_at
+
+    assert alice_openai.fine_tuning.jobs.pause(job.id).status == "queued"  # paused reads as queued on /v1/
+    assert FineTuneJob.objects.get(pk=job.id).status == "paused"
+    assert alice_openai.fine_tuning.jobs.resume(job.id).status == "queued"
+    cancelled = alice_openai.fine_tuning.jobs.cancel(job.id)
+    assert cancelled.status == "cancelled" and cancelled.finished_at is not None
+    with pytest.raises(openai.ConflictError):
+        alice_openai.fine_tuning.jobs.cancel(job.id)
+
+    events = list(alice_openai.fine_tuning.jobs.list_events(job.id, limit=3))
+    assert events[0].object == "fine_tuning.job.event" and "Cancelled" in events[0].message
+    assert len(events) > 3  # the client follows `after` through every page
+    assert any("Files validated" in e.message for e in events)
+
+
+def test_a_learning_rate_multiplier_scales_the_engines_automatic_rate(alice_openai, uploaded, base_model):
+    job = create(alice_openai, uploaded.id, hyperparameters={"n_epochs": 1, "learning_rate_multiplier": 2})
+
+    stored = FineTuneJob.objects.get(pk=job.id)
+    assert stored.hyperparameters["learning_rate"] == pytest.approx(
+        2 * stored.validation["auto_learning_rate"]
+    )
+    assert job.hyperparameters.learning_rate_multiplier == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(
+    "extra, param",
+    [
+        ({"method": {"type": "dpo", "dpo": {}}}, "method.type"),
+        ({"method": {"type": "reinforcement"}}, "method.type"),
+        ({"integrations": [{"type": "wandb", "wandb": {"project": "p"}}]}, "integrations"),
+        ({"metadata": {"team": "red"}}, "metadata"),
+        ({"validation_file": "dsv-whatever"}, "validation_file"),
+        ({"hyperparameters": {"n_epochs": 0}}, "hyperparameters.n_epochs"),
+        (
+            {
+                "method": {
+                    "type": "supervised",
+                    "supervised": {"hyperparameters": {"learning_rate_multiplier": -1}},
+                }
+            },
+            "method.supervised.hyperparameters.learning_rate_multiplier",
+        ),
+        ({"suffix": "no spaces allowed"}, "suffix"),
+    ],
+)
+def test_what_the_face_cannot_do_is_a_400_naming_the_parameter(
+    alice_openai, uploaded, base_model, extra, param
+):
+    with pytest.raises(openai.BadRequestError) as excinfo:
+        create(alice_openai, uploaded.id, **extra)
+    assert excinfo.value.body["param"] == param, excinfo.value.body
+    assert not FineTuneJob.objects.exists()
+
+
+def test_an_unknown_model_or_training_file_names_the_parameter(alice_openai, uploaded, base_model):
+    with pytest.raises(openai.BadRequestError) as excinfo:
+        alice_openai.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=uploaded.id)
+    assert excinfo.value.body["param"] == "model" and "tiny-bert" in excinfo.value.body["message"]
+    with pytest.raises(openai.NotFoundError) as excinfo:
+        create(alice_openai, "dsv-nope")
+    assert excinfo.value.body["param"] == "training_file"
+
+
+def test_a_file_in_use_by_a_job_cannot_be_deleted(alice_openai, uploaded, base_model):
+    create(alice_openai, uploaded.id, method=SUPERVISED)
+    with pytest.raises(openai.ConflictError):
+        alice_openai.files.delete(uploaded.id)
+
+
+def test_checkpoints_are_listed_in_openais_shape(alice_openai, team, uploaded, base_model):
+    job = create(alice_openai, uploaded.id, method=SUPERVISED, suffix="ck")
+    Checkpoint.objects.create(
+        job_id=job.id, step=20, storage_prefix="x", files=[], metrics={"train_loss": 0.9, "valid_loss": 1.1}
+    )
+
+    [checkpoint] = alice_openai.fine_tuning.jobs.checkpoints.list(job.id)
+
+    assert checkpoint.object == "fine_tuning.job.checkpoint" and checkpoint.fine_tuning_job_id == job.id
+    assert checkpoint.step_number == 20
+    assert checkpoint.fine_tuned_model_checkpoint == f"ft:tiny-bert:{team.slug}:ck:{job.id}:ckpt-step-20"
+    assert (checkpoint.metrics.step, checkpoint.metrics.train_loss, checkpoint.metrics.valid_loss) == (
+        20,
+        0.9,
+        1.1,
+    )
+
+
+def test_another_teams_job_is_a_404_and_a_read_only_key_cannot_change_jobs(
+    alice_openai, charlie_openai, reader_openai, uploaded, base_model
+):
+    job = create(alice_openai, uploaded.id, method=SUPERVISED)
+    jobs = charlie_openai.fine_tuning.jobs
+    for call in (jobs.retrieve, jobs.cancel, jobs.pause, jobs.list_events, jobs.checkpoints.list):
+        with pytest.raises(openai.NotFoundError):
+            list(call(job.id)) if call in (jobs.list_events, jobs.checkpoints.list) else call(job.id)
+    assert list(jobs.list()) == []
+
+    assert reader_openai.fine_tuning.jobs.retrieve(job.id).id == job.id
+    with pytest.raises(openai.PermissionDeniedError):
+        reader_openai.fine_tuning.jobs.cancel(job.id)
+    with pytest.raises(openai.PermissionDeniedError):
+        create(reader_openai, uploaded.id)
+    assert FineTuneJob.objects.get(pk=job.id).status == "queued"
