@@ -20,6 +20,16 @@ OUR_PATHS = [
     "/api/v1/api-keys/{key_id}",
     "/v1/models",
     "/v1/models/{model_id}",
+    "/v1/files",
+    "/v1/files/{file_id}",
+    "/v1/files/{file_id}/content",
+    "/v1/fine_tuning/jobs",
+    "/v1/fine_tuning/jobs/{job_id}",
+    "/v1/fine_tuning/jobs/{job_id}/cancel",
+    "/v1/fine_tuning/jobs/{job_id}/pause",
+    "/v1/fine_tuning/jobs/{job_id}/resume",
+    "/v1/fine_tuning/jobs/{job_id}/events",
+    "/v1/fine_tuning/jobs/{job_id}/checkpoints",
 ]
 
 
