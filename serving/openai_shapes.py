@@ -13,6 +13,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from datasets_app.models import DatasetVersion
+from finetune.apis import JobErrorSerializer  # the same {code, message, param} as the native job error
 from finetune.models import Checkpoint, FineTuneJob, JobStatus
 
 FILE_PURPOSE = "fine-tune"
@@ -81,15 +82,6 @@ class JobHyperparametersSerializer(serializers.Serializer):
 
     class Meta:
         ref_name = "OpenAIJobHyperparameters"
-
-
-class JobErrorSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    param = serializers.CharField(allow_null=True)
-
-    class Meta:
-        ref_name = "OpenAIJobError"
 
 
 def learning_rate_multiplier(job: FineTuneJob) -> float | None:
