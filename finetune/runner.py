@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 def engine_spec_for(job: FineTuneJob, *, train_file: Path, validation_file: Path | None, output_dir: Path) -> dict:
     return {
         "base_model": job.base_model.source,
+        "base_model_name": job.base_model.name,
         "task": job.task,
         "method": job.method,
         "train_file": str(train_file),

@@ -78,6 +78,9 @@ class JobSpec:
     previous_validation_file: str | None = None  # forgetting measured here
     dataset_hash: str | None = None
     max_steps: int | None = None
+    # The name artifacts record for the base model. A platform runs from a local copy
+    # (`base_model` = a path on this machine) but the artifacts must name something portable.
+    base_model_name: str | None = None
     cache_dir: str | None = None
 
     @classmethod

@@ -152,3 +152,21 @@ def test_metrics_json_has_the_final_baseline_and_history(trained):
 def test_the_adapter_config_names_the_base_model_as_the_user_chose_it(trained, tiny_bert):
     cfg = json.loads((Path(trained["lora"].output_dir) / "adapter_config.json").read_text())
     assert cfg["base_model_name_or_path"] == tiny_bert
+
+
+def test_a_platform_given_base_model_name_replaces_the_local_path_in_every_artifact(
+        tmp_path, tiny_bert, data_dir, cache_dir):
+    # A platform trains from a local copy but names the model as its registry does.
+    spec = JobSpec.from_dict({
+        "base_model": tiny_bert, "base_model_name": "acme/tiny-bert", "task": "classification", "method": "lora",
+        "train_file": str(data_dir / "train.jsonl"), "validation_file": str(data_dir / "valid.jsonl"),
+        "output_dir": str(tmp_path / "out"), "cache_dir": cache_dir, "max_steps": 2,
+        "hyperparameters": {"n_epochs": 1, "batch_size": 16, "learning_rate": 1e-2},
+    })
+    out = Path(train(spec).output_dir)
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == "acme/tiny-bert"
+    for name in ("README.md", "adapter_config.json", "engine.json"):
+        assert tiny_bert not in (out / name).read_text(), name
+    # spec.json records the run as it was (it reproduces it on this machine), with the portable name.
+    assert json.loads((out / "spec.json").read_text())["base_model_name"] == "acme/tiny-bert"

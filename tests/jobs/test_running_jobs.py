@@ -9,7 +9,7 @@ import time
 import pytest
 from django.core.files.storage import default_storage
 
-from finetune.models import FineTuneJob, MetricPoint, ModelVersion
+from finetune.models import BaseModel, FineTuneJob, MetricPoint, ModelVersion
 from tests.jobs.conftest import FAST_WORKER_ENV, submit, wait_for_job, wait_for_status
 
 pytestmark = pytest.mark.slow
@@ -74,6 +74,11 @@ def test_a_submitted_job_trains_on_a_worker_and_produces_a_model_version_with_ar
     download = alice_client.get(f"/api/v1/models/{version.id}/files/label_map.json")
     assert download.status_code == 200
     assert json.loads(b"".join(download.streaming_content))["labels"] == sorted(dataset_version.labels)
+    # The artifacts name the base model as the registry does, never the worker's local path to it.
+    spec = json.loads(b"".join(alice_client.get(f"/api/v1/models/{version.id}/files/spec.json").streaming_content))
+    card = b"".join(alice_client.get(f"/api/v1/models/{version.id}/files/README.md").streaming_content).decode()
+    assert spec["base_model_name"] == "tiny-bert" and "`tiny-bert`" in card
+    assert BaseModel.objects.get(name="tiny-bert").source not in card
 
 
 def test_cancel_stops_a_running_job_within_ten_seconds_and_removes_a_queued_one(
