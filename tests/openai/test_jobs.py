@@ -141,3 +141,26 @@ def test_another_teams_job_is_a_404_and_a_read_only_key_cannot_change_jobs(
     with pytest.raises(openai.PermissionDeniedError):
         create(reader_openai, uploaded.id)
     assert FineTuneJob.objects.get(pk=job.id).status == "queued"
+
+
+@pytest.mark.slow
+def test_a_job_submitted_through_the_client_trains_and_its_model_is_retrievable(
+    alice_openai, uploaded, base_model, start_worker
+):
+    import time
+
+    start_worker(queues="default,cpu", name="openai-e2e")
+    job = create(alice_openai, uploaded.id, method=SUPERVISED, suffix="e2e")
+    deadline = time.monotonic() + 120
+    while job.status not in ("succeeded", "failed", "cancelled") and time.monotonic() < deadline:
+        time.sleep(0.5)
+        job = alice_openai.fine_tuning.jobs.retrieve(job.id)
+
+    assert job.status == "succeeded", job.error
+    assert job.fine_tuned_model.startswith("ft:tiny-bert:") and job.fine_tuned_model.endswith(f":e2e:{job.id}")
+    assert job.trained_tokens > 0 and job.finished_at >= job.created_at
+    model = alice_openai.models.retrieve(job.fine_tuned_model)
+    assert model.id == job.fine_tuned_model and model.object == "model"
+    assert job.fine_tuned_model in [m.id for m in alice_openai.models.list()]
+    metrics = [e for e in alice_openai.fine_tuning.jobs.list_events(job.id, limit=100) if e.type == "metrics"]
+    assert any("train_loss" in e.data for e in metrics) and any("valid_loss" in e.data for e in metrics)
