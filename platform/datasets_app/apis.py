@@ -200,7 +200,8 @@ class DatasetCollectionApi(UploadApiMixin, TeamApiView):
     def get(self, request):
         page = paginate_after(selectors.dataset_list(team=self.ctx.team), after=request.query_params.get("after"),
                               limit=parse_limit(request.query_params.get("limit")))
-        return Response(list_response_body(page, DatasetOutputSerializer(page.items, many=True).data))
+        datasets = selectors.with_latest_versions(page.items)
+        return Response(list_response_body(page, DatasetOutputSerializer(datasets, many=True).data))
 
     @extend_schema(operation_id="datasets_upload", summary="Upload a file as a new dataset (or a new version of "
                    "the team's dataset with that name)", request={"multipart/form-data": DatasetUploadInputSerializer},

@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 from django.core.cache import cache
 from django.db import router
-from django.db.models import Count, Max, QuerySet, Sum
+from django.db.models import Count, Max, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.deletion import Collector, ProtectedError, RestrictedError
 
 from common.errors import InvalidInput, NotFound
@@ -18,14 +18,24 @@ from datasets_app.models import Dataset, DatasetVersion
 
 
 def dataset_list(*, team) -> QuerySet[Dataset]:
+    newest = DatasetVersion.objects.filter(dataset=OuterRef("pk")).order_by("-number").values("pk")[:1]
     return (
         Dataset.objects.filter(team=team)
         .annotate(
             version_count=Count("versions", distinct=True),
             last_version_at=Max("versions__created_at"),
+            latest_version_id=Subquery(newest),
         )
         .order_by("-created_at", "-pk")
     )
+
+
+def with_latest_versions(datasets: list[Dataset]) -> list[Dataset]:
+    """Attach each listed dataset's newest version with one query for the whole page, not one each."""
+    by_id = DatasetVersion.objects.in_bulk([d.latest_version_id for d in datasets if d.latest_version_id])
+    for dataset in datasets:
+        dataset.latest_version = by_id.get(dataset.latest_version_id)
+    return datasets
 
 
 def dataset_get(*, team, dataset_id: str) -> Dataset:
@@ -36,6 +46,8 @@ def dataset_get(*, team, dataset_id: str) -> Dataset:
 
 
 def dataset_latest_version(*, dataset: Dataset) -> DatasetVersion | None:
+    if hasattr(dataset, "latest_version"):  # attached by with_latest_versions()
+        return dataset.latest_version
     return dataset.versions.order_by("-number").first()
 
 

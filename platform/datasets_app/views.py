@@ -58,7 +58,7 @@ def _upload_context(membership, *, dataset=None) -> dict:
 @login_required
 def dataset_list(request):
     membership = membership_or_404(request)
-    datasets = list(selectors.dataset_list(team=membership.team)[:200])
+    datasets = selectors.with_latest_versions(list(selectors.dataset_list(team=membership.team)[:200]))
     rows = [{"dataset": d, "latest": selectors.dataset_latest_version(dataset=d)} for d in datasets]
     return render(request, "datasets/list.html", {"rows": rows, "can_write": can_write(membership)})
 

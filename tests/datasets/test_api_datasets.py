@@ -264,3 +264,23 @@ def test_patching_only_the_description_keeps_pii_masking(alice_client):
                                  format="multipart")
     assert patched.status_code == 200
     assert patched.json()["description"] == "masked data" and patched.json()["pii_masking"] is True
+
+
+def test_the_list_shows_each_datasets_newest_version_with_a_constant_number_of_queries(
+        alice_client, team):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.factories import DatasetVersionFactory
+
+    first = DatasetVersionFactory(team=team, name="One")
+    DatasetVersionFactory(team=team, name="One", dataset=first.dataset, seed=1)  # version 2 of "One"
+    with CaptureQueriesContext(connection) as one_dataset:
+        alice_client.get("/api/v1/datasets")
+    DatasetVersionFactory(team=team, name="Two")
+    DatasetVersionFactory(team=team, name="Three")
+    with CaptureQueriesContext(connection) as three_datasets:
+        listing = alice_client.get("/api/v1/datasets").json()
+    assert len(three_datasets) == len(one_dataset)  # no query per listed dataset
+    newest = {d["name"]: d["latest_version"]["number"] for d in listing["data"]}
+    assert newest == {"One": 2, "Two": 1, "Three": 1}
