@@ -65,7 +65,7 @@ def _corpus() -> list[str]:
     return texts
 
 
-def build_tiny_bert(out_dir: Path) -> Path:
+def build_tiny_bert(out_dir: Path, *, hidden_size: int = 64, layers: int = 2) -> Path:
     tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.train_from_iterator(
@@ -93,10 +93,10 @@ def build_tiny_bert(out_dir: Path) -> Path:
     torch.manual_seed(0)
     config = BertConfig(
         vocab_size=tok.get_vocab_size(),
-        hidden_size=64,
-        num_hidden_layers=2,
+        hidden_size=hidden_size,
+        num_hidden_layers=layers,
         num_attention_heads=2,
-        intermediate_size=128,
+        intermediate_size=2 * hidden_size,
         max_position_embeddings=128,
         pad_token_id=0,
     )

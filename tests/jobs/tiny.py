@@ -1,48 +1,14 @@
-"""A tiny random BERT with a WordPiece vocabulary built from the sample texts: real transformers
-files, trained for real by the engine in a few seconds on a CPU, no downloads."""
+"""Tiny training inputs for job tests: the engine tests' tiny random BERT (real transformers files,
+trained for real in seconds on a CPU, no downloads) and dataset versions made by the real upload service."""
 
 from __future__ import annotations
 
 import csv
 import io
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-BANKING_TRAIN = REPO / "samples" / "banking77" / "train_4intents.csv"
-BANKING_TEST = REPO / "samples" / "banking77" / "test_4intents.csv"
+from tests.engine.tiny_models import BANKING_TEST, BANKING_TRAIN, banking_rows, build_tiny_bert
 
-
-def banking_rows(path: Path = BANKING_TRAIN) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        return [{"text": row["text"], "label": row["category"]} for row in csv.DictReader(fh)]
-
-
-def build_tiny_bert(out_dir: Path, *, hidden_size: int = 64, layers: int = 2) -> Path:
-    import torch
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    texts = [r["text"] for r in banking_rows(BANKING_TRAIN) + banking_rows(BANKING_TEST)]
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.decoder = decoders.WordPiece()
-    tokenizer.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=600, special_tokens=specials))
-    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
-    )
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
-                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]", model_max_length=64)
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=hidden_size, num_hidden_layers=layers,
-                        num_attention_heads=2, intermediate_size=2 * hidden_size, max_position_embeddings=64, pad_token_id=0)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    BertModel(config).save_pretrained(out_dir)  # the engine adds a head sized to the labels
-    fast.save_pretrained(out_dir)
-    return out_dir
+__all__ = ["BANKING_TEST", "BANKING_TRAIN", "banking_rows", "build_tiny_bert"]
 
 
 def _csv(rows: list[dict]) -> bytes:
