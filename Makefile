@@ -38,6 +38,8 @@ bench: install
 
 lint: install
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	PYTHONPATH=.:platform $(VENV)/bin/lint-imports
 
 # Translations (locale/README.md): collect the UI strings of Python, templates and JS into the
 # zh_Hans catalogs, then compile them. New entries come out untranslated: translate them in the

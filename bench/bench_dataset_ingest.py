@@ -36,9 +36,11 @@ TARGET_RATIO = 8.0
 TARGET_ROWS_PER_S = 100_000
 TARGET_PEAK_MB = 300
 
-WORDS = ("account balance transfer card payment refund exchange rate top up cash withdrawal pending declined "
-         "fee charged app virtual physical lost stolen pin verify identity limit country currency transaction "
-         "statement merchant contactless abroad salary direct debit cheque deposit").split()
+WORDS = (
+    "account balance transfer card payment refund exchange rate top up cash withdrawal pending declined "
+    "fee charged app virtual physical lost stolen pin verify identity limit country currency transaction "
+    "statement merchant contactless abroad salary direct debit cheque deposit"
+).split()
 
 
 def generate(path: Path, rows: int) -> None:
@@ -87,18 +89,35 @@ def child_ours(path: str) -> dict:
     start = time.perf_counter()
     with open(path, "rb") as fh:
         outcome = services.dataset_create_from_upload(
-            team=team, user=user, file=File(fh, name="bench.csv"), filename="bench.csv", name="bench",
-            options=services.UploadOptions())
+            team=team,
+            user=user,
+            file=File(fh, name="bench.csv"),
+            filename="bench.csv",
+            name="bench",
+            options=services.UploadOptions(),
+        )
     seconds = time.perf_counter() - start
     version = outcome.version
-    return {"seconds": seconds, "rows": version.row_count + version.validation_row_count + version.report["stats"][
-        "duplicates_removed"], "peak_rss_mb": peak_rss_mb(), "rss_before_mb": before,
-        "warnings": [w["code"] for w in version.report["warnings"]], "too_long": version.report["stats"]["tokens"]}
+    return {
+        "seconds": seconds,
+        "rows": version.row_count
+        + version.validation_row_count
+        + version.report["stats"]["duplicates_removed"],
+        "peak_rss_mb": peak_rss_mb(),
+        "rss_before_mb": before,
+        "warnings": [w["code"] for w in version.report["warnings"]],
+        "too_long": version.report["stats"]["tokens"],
+    }
 
 
 def run_child(kind: str, path: Path, env: dict) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", kind, str(path)], env=env, cwd=ROOT,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", kind, str(path)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-4000:])
         raise SystemExit(f"{kind} run failed")
@@ -111,24 +130,37 @@ def main() -> int:
         data = tmp_path / "bench.csv"
         generate(data, ROWS)
         size_mb = data.stat().st_size / 1e6
-        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")}
-        env.update(DJANGO_SETTINGS_MODULE="config.settings.local", TUNEFORGE_VAR_DIR=str(tmp_path / "var"),
-                   HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", DEBUG="false")
+        env = {
+            k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")
+        }
+        env.update(
+            DJANGO_SETTINGS_MODULE="config.settings.local",
+            TUNEFORGE_VAR_DIR=str(tmp_path / "var"),
+            HF_HUB_OFFLINE="1",
+            TOKENIZERS_PARALLELISM="false",
+            DEBUG="false",
+        )
         subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], env=env, cwd=ROOT, check=True)
         bare = run_child("bare", data, env)
         ours = run_child("ours", data, env)
     ratio = ours["seconds"] / bare["seconds"]
     rows_per_s = ROWS / ours["seconds"]
     print(f"file: {ROWS:,} rows, {size_mb:.0f} MB")
-    print(f"bare csv.reader: {bare['seconds']:.2f} s, {ROWS / bare['seconds']:,.0f} rows/s, "
-          f"peak RSS {bare['peak_rss_mb']:.0f} MB")
-    print(f"upload path:     {ours['seconds']:.2f} s, {rows_per_s:,.0f} rows/s, peak RSS {ours['peak_rss_mb']:.0f} MB "
-          f"(process before the upload: {ours['rss_before_mb']:.0f} MB); warnings: {', '.join(ours['warnings'])}; "
-          f"tokens: {ours['too_long']}")
+    print(
+        f"bare csv.reader: {bare['seconds']:.2f} s, {ROWS / bare['seconds']:,.0f} rows/s, "
+        f"peak RSS {bare['peak_rss_mb']:.0f} MB"
+    )
+    print(
+        f"upload path:     {ours['seconds']:.2f} s, {rows_per_s:,.0f} rows/s, peak RSS {ours['peak_rss_mb']:.0f} MB "
+        f"(process before the upload: {ours['rss_before_mb']:.0f} MB); warnings: {', '.join(ours['warnings'])}; "
+        f"tokens: {ours['too_long']}"
+    )
     ok = ratio <= TARGET_RATIO and rows_per_s >= TARGET_ROWS_PER_S and ours["peak_rss_mb"] <= TARGET_PEAK_MB
-    print(f"BENCH dataset_ingest ratio={ratio:.2f} target<={TARGET_RATIO:g} rows_per_s={rows_per_s:.0f} "
-          f"peak_rss_mb={ours['peak_rss_mb']:.0f} bare_rows_per_s={ROWS / bare['seconds']:.0f} "
-          f"targets_met={'yes' if ok else 'no'}")
+    print(
+        f"BENCH dataset_ingest ratio={ratio:.2f} target<={TARGET_RATIO:g} rows_per_s={rows_per_s:.0f} "
+        f"peak_rss_mb={ours['peak_rss_mb']:.0f} bare_rows_per_s={ROWS / bare['seconds']:.0f} "
+        f"targets_met={'yes' if ok else 'no'}"
+    )
     return 0
 
 

@@ -43,17 +43,27 @@ def main() -> int:
     from finetune.models import FineTuneJob, MetricPoint
     from finetune.services import job_claim
 
-    team, user, base_model, version = team_with_model_and_data(scratch, hidden_size=256, layers=4, n_train=240,
-                                                               n_valid=0, repeat=10)
+    team, user, base_model, version = team_with_model_and_data(
+        scratch, hidden_size=256, layers=4, n_train=240, n_valid=0, repeat=10
+    )
     train_file, _ = dataset_local_files(version)
     hyperparameters = {"batch_size": 8, "max_length": 48, "n_epochs": 1, "learning_rate": 5e-5}
 
     def spec(output: str) -> JobSpec:
-        return JobSpec.from_dict({
-            "base_model": base_model.source, "task": "classification", "method": "full",
-            "train_file": str(train_file), "output_dir": str(scratch / output), "hyperparameters": hyperparameters,
-            "seed": 7, "device": "cpu", "max_steps": STEPS, "cache_dir": str(scratch / "engine-cache"),
-        })
+        return JobSpec.from_dict(
+            {
+                "base_model": base_model.source,
+                "task": "classification",
+                "method": "full",
+                "train_file": str(train_file),
+                "output_dir": str(scratch / output),
+                "hyperparameters": hyperparameters,
+                "seed": 7,
+                "device": "cpu",
+                "max_steps": STEPS,
+                "cache_dir": str(scratch / "engine-cache"),
+            }
+        )
 
     class Clock:
         """Process CPU time and wall time from the first to the last step (both threads count)."""
@@ -87,8 +97,16 @@ def main() -> int:
 
     def ours(n: int) -> float:
         job = FineTuneJob.objects.create(
-            team=team, created_by=user, base_model=base_model, dataset_version=version, task="classification",
-            method="full", hyperparameters=hyperparameters, device_class="cpu", queue="bench", status="queued",
+            team=team,
+            created_by=user,
+            base_model=base_model,
+            dataset_version=version,
+            task="classification",
+            method="full",
+            hyperparameters=hyperparameters,
+            device_class="cpu",
+            queue="bench",
+            status="queued",
         )
         claimed = job_claim(queue="bench", worker="bench-process")
         assert claimed is not None and claimed.id == job.id
@@ -113,11 +131,16 @@ def main() -> int:
         cpu_ratios.append(o.cpu / a.cpu)
         wall_ratios.append(o.wall / a.wall)
         alone_cpu.append(a.cpu)
-        print(f"round {n + 1}: cpu alone {a.cpu:.3f} s ours {o.cpu:.3f} s (x{o.cpu / a.cpu:.4f}); "
-              f"wall alone {a.wall:.3f} s ours {o.wall:.3f} s (x{o.wall / a.wall:.4f})", flush=True)
-    print(f"BENCH reporting_overhead ratio={statistics.median(cpu_ratios):.4f} target<={TARGET} "
-          f"wall_ratio={statistics.median(wall_ratios):.4f} steps_per_cpu_s={(STEPS - 1) / statistics.median(alone_cpu):.1f} "
-          f"steps={STEPS} rounds={REPEATS}")
+        print(
+            f"round {n + 1}: cpu alone {a.cpu:.3f} s ours {o.cpu:.3f} s (x{o.cpu / a.cpu:.4f}); "
+            f"wall alone {a.wall:.3f} s ours {o.wall:.3f} s (x{o.wall / a.wall:.4f})",
+            flush=True,
+        )
+    print(
+        f"BENCH reporting_overhead ratio={statistics.median(cpu_ratios):.4f} target<={TARGET} "
+        f"wall_ratio={statistics.median(wall_ratios):.4f} steps_per_cpu_s={(STEPS - 1) / statistics.median(alone_cpu):.1f} "
+        f"steps={STEPS} rounds={REPEATS}"
+    )
     return 0
 
 

@@ -29,15 +29,17 @@ def setup_django() -> Path:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     scratch = Path(tempfile.mkdtemp(prefix="tuneforge-bench-"))
-    os.environ.update({
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": f"{server}/{name}",
-        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"),
-        "CELERY_BROKER_URL": os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/13"),
-        "TUNEFORGE_TEST_DIR": str(scratch),
-        "HF_HUB_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    })
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "DATABASE_URL": f"{server}/{name}",
+            "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"),
+            "CELERY_BROKER_URL": os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/13"),
+            "TUNEFORGE_TEST_DIR": str(scratch),
+            "HF_HUB_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+    )
     import django
 
     django.setup()
@@ -47,8 +49,15 @@ def setup_django() -> Path:
     return scratch
 
 
-def team_with_model_and_data(scratch: Path, *, hidden_size: int = 64, layers: int = 2, n_train: int = 80,
-                             n_valid: int = 16, repeat: int = 1):
+def team_with_model_and_data(
+    scratch: Path,
+    *,
+    hidden_size: int = 64,
+    layers: int = 2,
+    n_train: int = 80,
+    n_valid: int = 16,
+    repeat: int = 1,
+):
     """(team, owner, base model, dataset version), all real rows; the model is built in `scratch`."""
     from accounts.models import Membership, Team, User
     from finetune.models import BaseModel
@@ -58,9 +67,15 @@ def team_with_model_and_data(scratch: Path, *, hidden_size: int = 64, layers: in
     team = Team.objects.create(name="Bench", slug="bench", max_concurrent_jobs=1000, monthly_gpu_hours=1000)
     Membership.objects.create(team=team, user=user, role="owner")
     model_dir = build_tiny_bert(scratch / "model", hidden_size=hidden_size, layers=layers)
-    base_model = BaseModel.objects.create(name="bench-bert", display_name="Bench BERT", source=str(model_dir),
-                                          kind="encoder", tasks=["classification"], is_default=True,
-                                          parameters_millions=None)
+    base_model = BaseModel.objects.create(
+        name="bench-bert",
+        display_name="Bench BERT",
+        source=str(model_dir),
+        kind="encoder",
+        tasks=["classification"],
+        is_default=True,
+        parameters_millions=None,
+    )
     version = make_dataset_version(team, n_train=n_train, n_valid=n_valid, repeat=repeat)
     return team, user, base_model, version
 

@@ -28,8 +28,19 @@ class JobEventInline(admin.TabularInline):
 
 @admin.register(FineTuneJob)
 class FineTuneJobAdmin(admin.ModelAdmin):
-    list_display = ("id", "team", "status", "base_model", "method", "device_class", "priority", "percent",
-                    "attempts", "worker", "created_at")
+    list_display = (
+        "id",
+        "team",
+        "status",
+        "base_model",
+        "method",
+        "device_class",
+        "priority",
+        "percent",
+        "attempts",
+        "worker",
+        "created_at",
+    )
     list_filter = ("status", "device_class", "method", "priority")
     search_fields = ("id", "team__name", "worker")
     inlines = [JobEventInline]

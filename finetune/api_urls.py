@@ -16,5 +16,7 @@ urlpatterns = [
     path("base-models", apis.BaseModelListApi.as_view(), name="api-base-models"),
     path("models", apis.ModelVersionListApi.as_view(), name="api-models"),
     path("models/<str:version_id>", apis.ModelVersionDetailApi.as_view(), name="api-model"),
-    path("models/<str:version_id>/files/<path:path>", apis.ModelVersionFileApi.as_view(), name="api-model-file"),
+    path(
+        "models/<str:version_id>/files/<path:path>", apis.ModelVersionFileApi.as_view(), name="api-model-file"
+    ),
 ]

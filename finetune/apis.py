@@ -54,15 +54,21 @@ class JobErrorSerializer(serializers.Serializer):
 class JobOutputSerializer(serializers.Serializer):
     id = serializers.CharField()
     object = serializers.SerializerMethodField()
-    status = serializers.CharField(help_text="validating_files, queued, running, paused, succeeded, failed or cancelled.")
-    requested_action = serializers.CharField(help_text="`cancel` or `pause` while a running job is asked to stop.")
+    status = serializers.CharField(
+        help_text="validating_files, queued, running, paused, succeeded, failed or cancelled."
+    )
+    requested_action = serializers.CharField(
+        help_text="`cancel` or `pause` while a running job is asked to stop."
+    )
     model = serializers.CharField(source="base_model.name", help_text="The base model.")
     fine_tuned_model = serializers.CharField(allow_null=True)
     result_model_version = serializers.SerializerMethodField()
     dataset_version = serializers.CharField(source="dataset_version_id")
     task = serializers.CharField()
     method = serializers.CharField()
-    hyperparameters = serializers.SerializerMethodField(help_text="Resolved values once known, else as submitted.")
+    hyperparameters = serializers.SerializerMethodField(
+        help_text="Resolved values once known, else as submitted."
+    )
     seed = serializers.IntegerField()
     max_steps = serializers.IntegerField(allow_null=True)
     suffix = serializers.CharField()
@@ -99,8 +105,12 @@ class JobOutputSerializer(serializers.Serializer):
     @extend_schema_field(ProgressSerializer)
     def get_progress(self, job) -> dict:
         return {
-            "step": job.step, "total_steps": job.total_steps, "epoch": job.epoch, "percent": job.percent,
-            "eta_seconds": job.eta_seconds, "samples_per_second": job.samples_per_second,
+            "step": job.step,
+            "total_steps": job.total_steps,
+            "epoch": job.epoch,
+            "percent": job.percent,
+            "eta_seconds": job.eta_seconds,
+            "samples_per_second": job.samples_per_second,
             "tokens_per_second": job.tokens_per_second,
         }
 
@@ -187,12 +197,21 @@ class ModelVersionOutputSerializer(serializers.Serializer):
 
 class JobInputSerializer(serializers.Serializer):
     dataset_version = serializers.CharField(help_text="A ready dataset version of your team (`dsv-...`).")
-    model = serializers.CharField(required=False, allow_blank=True, help_text="A base model name; default if empty.")
-    task = serializers.ChoiceField(choices=TASKS, required=False, help_text="Defaults to the dataset version's task.")
+    model = serializers.CharField(
+        required=False, allow_blank=True, help_text="A base model name; default if empty."
+    )
+    task = serializers.ChoiceField(
+        choices=TASKS, required=False, help_text="Defaults to the dataset version's task."
+    )
     method = serializers.ChoiceField(choices=METHODS, default="lora")
-    hyperparameters = serializers.DictField(required=False, default=dict,
-                                            help_text='n_epochs, batch_size, learning_rate, max_length ("auto" or a value), ...')
-    device_class = serializers.CharField(required=False, help_text="cpu, gpu (any GPU), h100, h200, a100, l4, ...")
+    hyperparameters = serializers.DictField(
+        required=False,
+        default=dict,
+        help_text='n_epochs, batch_size, learning_rate, max_length ("auto" or a value), ...',
+    )
+    device_class = serializers.CharField(
+        required=False, help_text="cpu, gpu (any GPU), h100, h200, a100, l4, ..."
+    )
     priority = serializers.ChoiceField(choices=Priority.labels, default="normal")
     suffix = serializers.CharField(required=False, allow_blank=True, max_length=64, default="")
     seed = serializers.IntegerField(required=False, default=42, min_value=0)
@@ -205,7 +224,8 @@ class JobInputSerializer(serializers.Serializer):
         unknown = sorted(set(self.initial_data) - set(self.fields))
         if unknown:
             raise serializers.ValidationError(
-                {unknown[0]: f"Unknown field; known fields are {', '.join(sorted(self.fields))}."})
+                {unknown[0]: f"Unknown field; known fields are {', '.join(sorted(self.fields))}."}
+            )
         return attrs
 
     def job_request(self) -> services.JobRequest:
@@ -228,7 +248,9 @@ class EstimateOutputSerializer(serializers.Serializer):
     estimated_seconds = serializers.FloatField()
     gpu_hours = serializers.FloatField()
     quota = serializers.JSONField()
-    quota_refusal = serializers.CharField(allow_null=True, help_text="Why a launch now would be refused, if it would.")
+    quota_refusal = serializers.CharField(
+        allow_null=True, help_text="Why a launch now would be refused, if it would."
+    )
 
 
 def _input(request) -> services.JobRequest:
@@ -238,13 +260,19 @@ def _input(request) -> services.JobRequest:
 
 
 class JobListApi(TeamApiView):
-    @extend_schema(operation_id="jobs_list", summary="The team's fine-tuning jobs, newest first",
-                   parameters=[*PAGE_PARAMS, OpenApiParameter("status", str)],
-                   responses={200: list_schema(JobOutputSerializer, name="JobList"), **ERRORS})
+    @extend_schema(
+        operation_id="jobs_list",
+        summary="The team's fine-tuning jobs, newest first",
+        parameters=[*PAGE_PARAMS, OpenApiParameter("status", str)],
+        responses={200: list_schema(JobOutputSerializer, name="JobList"), **ERRORS},
+    )
     def get(self, request):
         jobs = selectors.job_list(team=self.ctx.team, status=request.query_params.get("status") or None)
-        page = paginate_after(jobs, after=request.query_params.get("after"),
-                              limit=parse_limit(request.query_params.get("limit")))
+        page = paginate_after(
+            jobs,
+            after=request.query_params.get("after"),
+            limit=parse_limit(request.query_params.get("limit")),
+        )
         positions = selectors.queue_positions_for(page.items)
         data = JobOutputSerializer(page.items, many=True, context={"positions": positions}).data
         return Response(list_response_body(page, data))
@@ -265,15 +293,22 @@ class JobListApi(TeamApiView):
 
 
 class JobEstimateApi(TeamApiView):
-    @extend_schema(operation_id="jobs_estimate", summary="What a job would do and cost, before launch",
-                   request=JobInputSerializer, responses={200: EstimateOutputSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="jobs_estimate",
+        summary="What a job would do and cost, before launch",
+        request=JobInputSerializer,
+        responses={200: EstimateOutputSerializer, **ERRORS},
+    )
     def post(self, request):
         return Response(services.job_estimate(team=self.ctx.team, request=_input(request)))
 
 
 class JobDetailApi(TeamApiView):
-    @extend_schema(operation_id="jobs_retrieve", summary="One job, with live progress",
-                   responses={200: JobOutputSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="jobs_retrieve",
+        summary="One job, with live progress",
+        responses={200: JobOutputSerializer, **ERRORS},
+    )
     def get(self, request, job_id):
         return Response(job_body(selectors.job_get(team=self.ctx.team, job_id=job_id)))
 
@@ -282,8 +317,12 @@ def _job_action_api(action: str, service, summary: str) -> type[TeamApiView]:
     """`POST /jobs/{id}/<action>`: one view class per action (each with its own OpenAPI operation)."""
 
     class JobActionApi(TeamApiView):
-        @extend_schema(operation_id=f"jobs_{action}", request=None, summary=summary,
-                       responses={200: JobOutputSerializer, **ERRORS})
+        @extend_schema(
+            operation_id=f"jobs_{action}",
+            request=None,
+            summary=summary,
+            responses={200: JobOutputSerializer, **ERRORS},
+        )
         def post(self, request, job_id):
             job = service(job=selectors.job_get(team=self.ctx.team, job_id=job_id), actor=self.ctx.user)
             return Response(job_body(selectors.job_get(team=self.ctx.team, job_id=job.id)))
@@ -292,32 +331,47 @@ def _job_action_api(action: str, service, summary: str) -> type[TeamApiView]:
     return JobActionApi
 
 
-JobCancelApi = _job_action_api("cancel", services.job_cancel,
-                               "Cancel: a queued or paused job at once; a running one within seconds")
-JobPauseApi = _job_action_api("pause", services.job_pause, "Pause: a running job checkpoints and frees its worker")
+JobCancelApi = _job_action_api(
+    "cancel", services.job_cancel, "Cancel: a queued or paused job at once; a running one within seconds"
+)
+JobPauseApi = _job_action_api(
+    "pause", services.job_pause, "Pause: a running job checkpoints and frees its worker"
+)
 JobResumeApi = _job_action_api("resume", services.job_resume, "Resume a paused job from its last checkpoint")
 
 
 class JobEventListApi(TeamApiView):
-    @extend_schema(operation_id="jobs_events", summary="The job's events and log lines, newest first",
-                   parameters=PAGE_PARAMS,
-                   responses={200: list_schema(EventOutputSerializer, name="JobEventList"), **ERRORS})
+    @extend_schema(
+        operation_id="jobs_events",
+        summary="The job's events and log lines, newest first",
+        parameters=PAGE_PARAMS,
+        responses={200: list_schema(EventOutputSerializer, name="JobEventList"), **ERRORS},
+    )
     def get(self, request, job_id):
         job = selectors.job_get(team=self.ctx.team, job_id=job_id)
         after = selectors.parse_event_id(request.query_params.get("after"))
-        page = paginate_after(selectors.job_event_list(job=job), after=after,
-                              limit=parse_limit(request.query_params.get("limit")), order="-id")
+        page = paginate_after(
+            selectors.job_event_list(job=job),
+            after=after,
+            limit=parse_limit(request.query_params.get("limit")),
+            order="-id",
+        )
         data = EventOutputSerializer(page.items, many=True).data
         return Response(list_response_body(page, data, id_of=lambda event: event.public_id))
 
 
 class JobMetricListApi(TeamApiView):
     @extend_schema(
-        operation_id="jobs_metrics", summary="The job's metric points in step order",
+        operation_id="jobs_metrics",
+        summary="The job's metric points in step order",
         parameters=[
-            OpenApiParameter("after_step", int, description="Only points after this step (poll with the last one)."),
+            OpenApiParameter(
+                "after_step", int, description="Only points after this step (poll with the last one)."
+            ),
             OpenApiParameter("kind", str, enum=["train", "eval"]),
-            OpenApiParameter("limit", int, description=f"At most this many points (1–{MAX_METRIC_POINTS}, default 1000)."),
+            OpenApiParameter(
+                "limit", int, description=f"At most this many points (1–{MAX_METRIC_POINTS}, default 1000)."
+            ),
         ],
         responses={200: list_schema(MetricPointOutputSerializer, name="MetricPointList"), **ERRORS},
     )
@@ -327,26 +381,38 @@ class JobMetricListApi(TeamApiView):
         limit = parse_int(request.query_params.get("limit"), name="limit", default=1000)
         if not 1 <= limit <= MAX_METRIC_POINTS:
             raise InvalidInput(f"limit must be between 1 and {MAX_METRIC_POINTS}.", field="limit")
-        rows = list(selectors.job_metric_list(job=job, after_step=after_step,
-                                              kind=request.query_params.get("kind") or None)[: limit + 1])
+        rows = list(
+            selectors.job_metric_list(
+                job=job, after_step=after_step, kind=request.query_params.get("kind") or None
+            )[: limit + 1]
+        )
         data = MetricPointOutputSerializer(rows[:limit], many=True).data
         return Response({"object": "list", "data": data, "has_more": len(rows) > limit})
 
 
 class JobCheckpointListApi(TeamApiView):
-    @extend_schema(operation_id="jobs_checkpoints", summary="The job's stored checkpoints, newest first",
-                   parameters=PAGE_PARAMS,
-                   responses={200: list_schema(CheckpointOutputSerializer, name="CheckpointList"), **ERRORS})
+    @extend_schema(
+        operation_id="jobs_checkpoints",
+        summary="The job's stored checkpoints, newest first",
+        parameters=PAGE_PARAMS,
+        responses={200: list_schema(CheckpointOutputSerializer, name="CheckpointList"), **ERRORS},
+    )
     def get(self, request, job_id):
         job = selectors.job_get(team=self.ctx.team, job_id=job_id)
-        page = paginate_after(selectors.job_checkpoint_list(job=job), after=request.query_params.get("after"),
-                              limit=parse_limit(request.query_params.get("limit")))
+        page = paginate_after(
+            selectors.job_checkpoint_list(job=job),
+            after=request.query_params.get("after"),
+            limit=parse_limit(request.query_params.get("limit")),
+        )
         return Response(list_response_body(page, CheckpointOutputSerializer(page.items, many=True).data))
 
 
 class JobLogsApi(TeamApiView):
-    @extend_schema(operation_id="jobs_logs", summary="The job's events and log lines as plain text",
-                   responses={(200, "text/plain"): OpenApiTypes.STR, **ERRORS})
+    @extend_schema(
+        operation_id="jobs_logs",
+        summary="The job's events and log lines as plain text",
+        responses={(200, "text/plain"): OpenApiTypes.STR, **ERRORS},
+    )
     def get(self, request, job_id):
         job = selectors.job_get(team=self.ctx.team, job_id=job_id)
         response = HttpResponse(logs_text(job), content_type="text/plain; charset=utf-8")
@@ -357,8 +423,10 @@ class JobLogsApi(TeamApiView):
 def logs_text(job: FineTuneJob) -> str:
     lines = []
     if job.log_lines_dropped:
-        lines.append(f"# {job.log_lines_dropped} earlier log lines were dropped (the newest "
-                     f"{settings.TUNEFORGE_JOB_LOG_MAX_LINES} are kept per job).")
+        lines.append(
+            f"# {job.log_lines_dropped} earlier log lines were dropped (the newest "
+            f"{settings.TUNEFORGE_JOB_LOG_MAX_LINES} are kept per job)."
+        )
     for event in selectors.job_log_lines(job=job).iterator():
         stamp = event.created_at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         lines.append(f"{stamp} {event.level.upper():5} {event.message}")
@@ -369,41 +437,56 @@ def logs_text(job: FineTuneJob) -> str:
 
 
 class BaseModelListApi(TeamApiView):
-    @extend_schema(operation_id="base_models_list", summary="Base models that can be fine-tuned",
-                   responses={200: list_schema(BaseModelOutputSerializer, name="BaseModelList"), **ERRORS})
+    @extend_schema(
+        operation_id="base_models_list",
+        summary="Base models that can be fine-tuned",
+        responses={200: list_schema(BaseModelOutputSerializer, name="BaseModelList"), **ERRORS},
+    )
     def get(self, request):
         models = list(selectors.base_model_list())
-        return Response({"object": "list", "data": BaseModelOutputSerializer(models, many=True).data,
-                         "has_more": False})
+        return Response(
+            {"object": "list", "data": BaseModelOutputSerializer(models, many=True).data, "has_more": False}
+        )
 
 
 class ModelVersionListApi(TeamApiView):
-    @extend_schema(operation_id="models_list", summary="The team's fine-tuned model versions, newest first",
-                   parameters=PAGE_PARAMS,
-                   responses={200: list_schema(ModelVersionOutputSerializer, name="ModelVersionList"), **ERRORS})
+    @extend_schema(
+        operation_id="models_list",
+        summary="The team's fine-tuned model versions, newest first",
+        parameters=PAGE_PARAMS,
+        responses={200: list_schema(ModelVersionOutputSerializer, name="ModelVersionList"), **ERRORS},
+    )
     def get(self, request):
-        page = paginate_after(selectors.model_version_list(team=self.ctx.team),
-                              after=request.query_params.get("after"),
-                              limit=parse_limit(request.query_params.get("limit")))
+        page = paginate_after(
+            selectors.model_version_list(team=self.ctx.team),
+            after=request.query_params.get("after"),
+            limit=parse_limit(request.query_params.get("limit")),
+        )
         return Response(list_response_body(page, ModelVersionOutputSerializer(page.items, many=True).data))
 
 
 class ModelVersionDetailApi(TeamApiView):
-    @extend_schema(operation_id="models_retrieve", summary="One model version with metrics and lineage",
-                   responses={200: ModelVersionOutputSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="models_retrieve",
+        summary="One model version with metrics and lineage",
+        responses={200: ModelVersionOutputSerializer, **ERRORS},
+    )
     def get(self, request, version_id):
         version = selectors.model_version_get(team=self.ctx.team, version_id=version_id)
         return Response(ModelVersionOutputSerializer(version).data)
 
 
 class ModelVersionFileApi(TeamApiView):
-    @extend_schema(operation_id="models_file", summary="Download one file of a model version",
-                   responses={(200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY), **ERRORS})
+    @extend_schema(
+        operation_id="models_file",
+        summary="Download one file of a model version",
+        responses={(200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY), **ERRORS},
+    )
     def get(self, request, version_id, path):
         version: ModelVersion = selectors.model_version_get(team=self.ctx.team, version_id=version_id)
         entry = selectors.model_version_file(version=version, path=path)
         handle = default_storage.open(f"{version.storage_prefix}/{entry['path']}", "rb")
         content_type = mimetypes.guess_type(entry["path"])[0] or "application/octet-stream"
-        return FileResponse(handle, as_attachment=True, filename=entry["path"].rsplit("/", 1)[-1],
-                            content_type=content_type)
-
+        return FileResponse(
+            handle, as_attachment=True, filename=entry["path"].rsplit("/", 1)[-1], content_type=content_type
+        )

@@ -13,6 +13,9 @@ class FinetuneConfig(AppConfig):
         return {
             "title": _("Fine-tuning jobs"),
             "url": "/jobs/",
-            "stats": [(_("running"), counts["running"]), (_("queued"), counts["queued"]),
-                      (_("succeeded"), counts["succeeded"])],
+            "stats": [
+                (_("running"), counts["running"]),
+                (_("queued"), counts["queued"]),
+                (_("succeeded"), counts["succeeded"]),
+            ],
         }

@@ -101,4 +101,3 @@ def dataset_local_files(version) -> tuple[Path, Path | None]:
         if not valid.exists():
             download_file(version.validation_file.name, valid)
     return train, valid
-

@@ -35,13 +35,18 @@ STARTUP_SECONDS = 30.0
 
 
 def throughput_for(*, device_class: str, method: str, parameters_millions: float | None) -> float:
-    table = {**THROUGHPUT_TOKENS_PER_SECOND, **getattr(settings, "TUNEFORGE_THROUGHPUT_TOKENS_PER_SECOND", {})}
+    table = {
+        **THROUGHPUT_TOKENS_PER_SECOND,
+        **getattr(settings, "TUNEFORGE_THROUGHPUT_TOKENS_PER_SECOND", {}),
+    }
     base = float(table.get(device_class, table["gpu"]))
     size = parameters_millions or REFERENCE_PARAMETERS_MILLIONS
     return base * (REFERENCE_PARAMETERS_MILLIONS / size) * METHOD_SPEEDUP.get(method, 1.0)
 
 
-def estimate_for(*, validation: dict, device_class: str, method: str, parameters_millions: float | None) -> dict:
+def estimate_for(
+    *, validation: dict, device_class: str, method: str, parameters_millions: float | None
+) -> dict:
     """The estimate shown before launch, from `validate_spec`'s figures."""
     trained_tokens = int(validation.get("trained_tokens_estimate") or 0)
     tokens_per_second = throughput_for(

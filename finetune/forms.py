@@ -19,21 +19,30 @@ OPTIONAL_INT_FIELDS = ("eval_every_steps", "save_every_steps")
 class JobForm(forms.Form):
     dataset_version = forms.ChoiceField(label=_("Dataset version"))
     model = forms.ChoiceField(label=_("Base model"))
-    task = forms.ChoiceField(label=_("Task"), required=False,
-                             choices=[("", _("As the dataset version"))] + [(t, t) for t in TASKS])
+    task = forms.ChoiceField(
+        label=_("Task"), required=False, choices=[("", _("As the dataset version"))] + [(t, t) for t in TASKS]
+    )
     method = forms.ChoiceField(label=_("Method"), choices=[(m, m) for m in METHODS], initial="lora")
     n_epochs = forms.CharField(label=_("Epochs"), initial=AUTO)
     batch_size = forms.CharField(label=_("Batch size"), initial=AUTO)
     learning_rate = forms.CharField(label=_("Learning rate"), initial=AUTO)
     max_length = forms.CharField(label=_("Max length (tokens)"), initial=AUTO)
-    eval_every_steps = forms.IntegerField(label=_("Evaluate every N steps"), required=False, min_value=1,
-                                          help_text=_("Empty: once per epoch."))
-    save_every_steps = forms.IntegerField(label=_("Checkpoint every N steps"), required=False, min_value=1,
-                                          help_text=_("Empty: once per epoch."))
-    max_steps = forms.IntegerField(label=_("Max steps"), required=False, min_value=1,
-                                   help_text=_("Empty: run every epoch."))
+    eval_every_steps = forms.IntegerField(
+        label=_("Evaluate every N steps"), required=False, min_value=1, help_text=_("Empty: once per epoch.")
+    )
+    save_every_steps = forms.IntegerField(
+        label=_("Checkpoint every N steps"),
+        required=False,
+        min_value=1,
+        help_text=_("Empty: once per epoch."),
+    )
+    max_steps = forms.IntegerField(
+        label=_("Max steps"), required=False, min_value=1, help_text=_("Empty: run every epoch.")
+    )
     device_class = forms.ChoiceField(label=_("Device class"))
-    priority = forms.ChoiceField(label=_("Priority"), choices=[(p, p) for p in Priority.labels], initial="normal")
+    priority = forms.ChoiceField(
+        label=_("Priority"), choices=[(p, p) for p in Priority.labels], initial="normal"
+    )
     suffix = forms.CharField(label=_("Model name suffix"), required=False, max_length=64)
     seed = forms.IntegerField(label=_("Seed"), initial=42, min_value=0)
 
@@ -44,8 +53,11 @@ class JobForm(forms.Form):
 
         versions = DatasetVersion.objects.filter(team=team, status="ready").select_related("dataset")
         self.fields["dataset_version"].choices = [
-            (v.id, _("%(name)s v%(number)s · %(task)s · %(rows)s rows")
-             % {"name": v.dataset.name, "number": v.number, "task": v.task, "rows": v.row_count})
+            (
+                v.id,
+                _("%(name)s v%(number)s · %(task)s · %(rows)s rows")
+                % {"name": v.dataset.name, "number": v.number, "task": v.task, "rows": v.row_count},
+            )
             for v in versions
         ]
         base_models = list(selectors.base_model_list())
@@ -76,8 +88,14 @@ class JobForm(forms.Form):
         hyperparameters = {name: data[name] for name in AUTO_FIELDS}
         hyperparameters.update({name: data[name] for name in OPTIONAL_INT_FIELDS if data.get(name)})
         return JobRequest(
-            dataset_version=data["dataset_version"], model=data["model"], task=data.get("task") or None,
-            method=data["method"], hyperparameters=hyperparameters, device_class=data["device_class"],
-            priority=data["priority"], suffix=data.get("suffix") or "", seed=data["seed"],
+            dataset_version=data["dataset_version"],
+            model=data["model"],
+            task=data.get("task") or None,
+            method=data["method"],
+            hyperparameters=hyperparameters,
+            device_class=data["device_class"],
+            priority=data["priority"],
+            suffix=data.get("suffix") or "",
+            seed=data["seed"],
             max_steps=data.get("max_steps"),
         )

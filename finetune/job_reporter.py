@@ -32,11 +32,26 @@ from finetune.services import job_event_record, json_safe
 logger = logging.getLogger(__name__)
 
 CONTINUE, CANCEL, PAUSE = "continue", "cancel", "pause"
-_LEVELS = {"info": JobEvent.Level.INFO, "warn": JobEvent.Level.WARN, "warning": JobEvent.Level.WARN,
-           "error": JobEvent.Level.ERROR}
+_LEVELS = {
+    "info": JobEvent.Level.INFO,
+    "warn": JobEvent.Level.WARN,
+    "warning": JobEvent.Level.WARN,
+    "error": JobEvent.Level.ERROR,
+}
 # Worker plumbing, not the training's own story.
-_IGNORED_LOGGERS = ("celery", "kombu", "amqp", "django.db", "finetune.job_reporter", "urllib3", "botocore",
-                    "boto3", "s3transfer", "filelock", "fsspec")
+_IGNORED_LOGGERS = (
+    "celery",
+    "kombu",
+    "amqp",
+    "django.db",
+    "finetune.job_reporter",
+    "urllib3",
+    "botocore",
+    "boto3",
+    "s3transfer",
+    "filelock",
+    "fsspec",
+)
 
 
 _LIBRARY_LOGGERS = ("transformers", "peft", "accelerate", "torch", "tokenizers", "bitsandbytes")
@@ -65,7 +80,13 @@ class _CaptureHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            level = "error" if record.levelno >= logging.ERROR else "warn" if record.levelno >= logging.WARNING else "info"
+            level = (
+                "error"
+                if record.levelno >= logging.ERROR
+                else "warn"
+                if record.levelno >= logging.WARNING
+                else "info"
+            )
             self.reporter.add_log(level, self.format(record))
         except Exception:  # noqa: BLE001 - logging must never break training
             self.handleError(record)
@@ -149,8 +170,15 @@ class JobReporter:
         self._add_point(MetricPoint.Kind.EVAL, metrics)
         shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))
         with self._lock:
-            self._events.append(JobEvent(job_id=self.job_id, type=JobEvent.Type.METRICS, created_at=timezone.now(),
-                                         message=f"Step {metrics.get('step')}: {shown}", data=json_safe(metrics)))
+            self._events.append(
+                JobEvent(
+                    job_id=self.job_id,
+                    type=JobEvent.Type.METRICS,
+                    created_at=timezone.now(),
+                    message=f"Step {metrics.get('step')}: {shown}",
+                    data=json_safe(metrics),
+                )
+            )
 
     def on_progress(self, progress) -> None:
         with self._lock:
@@ -166,14 +194,20 @@ class JobReporter:
         files = upload_dir(Path(path), prefix)
         with transaction.atomic():
             checkpoint, _ = Checkpoint.objects.update_or_create(
-                job_id=self.job_id, step=step,
+                job_id=self.job_id,
+                step=step,
                 defaults={"storage_prefix": prefix, "files": files, "metrics": json_safe(metrics)},
             )
-            owned = FineTuneJob.objects.filter(pk=self.job_id, **self._ownership()).update(resume_checkpoint=checkpoint)
+            owned = FineTuneJob.objects.filter(pk=self.job_id, **self._ownership()).update(
+                resume_checkpoint=checkpoint
+            )
             if owned:
-                job_event_record(job_id=self.job_id, message=f"Checkpoint saved at step {step}.",
-                                 data={"checkpoint": checkpoint.id, "step": step})
-        for old in Checkpoint.objects.filter(job_id=self.job_id).order_by("-step")[self.keep_checkpoints:]:
+                job_event_record(
+                    job_id=self.job_id,
+                    message=f"Checkpoint saved at step {step}.",
+                    data={"checkpoint": checkpoint.id, "step": step},
+                )
+        for old in Checkpoint.objects.filter(job_id=self.job_id).order_by("-step")[self.keep_checkpoints :]:
             delete_files(old.storage_prefix, old.files)
             old.delete()
 
@@ -185,8 +219,13 @@ class JobReporter:
     # --- buffering ----------------------------------------------------------------------------------
 
     def add_log(self, level: str, message: str) -> None:
-        event = JobEvent(job_id=self.job_id, source=JobEvent.Source.LOG, level=_LEVELS.get(level, JobEvent.Level.INFO),
-                         message=str(message)[:10_000], created_at=timezone.now())
+        event = JobEvent(
+            job_id=self.job_id,
+            source=JobEvent.Source.LOG,
+            level=_LEVELS.get(level, JobEvent.Level.INFO),
+            message=str(message)[:10_000],
+            created_at=timezone.now(),
+        )
         with self._lock:
             if len(self._logs) == self._logs.maxlen:  # a flood between two flushes: keep the newest lines
                 self._dropped_in_buffer += 1
@@ -203,8 +242,14 @@ class JobReporter:
 
     def _metric_point(self, step: int, kind: str, metrics: dict, at: float) -> MetricPoint:
         values = json_safe({k: v for k, v in metrics.items() if k not in ("step", "epoch")})
-        return MetricPoint(job_id=self.job_id, step=step, kind=kind, epoch=float(metrics.get("epoch") or 0),
-                           values=values, created_at=datetime.fromtimestamp(at, tz=UTC))
+        return MetricPoint(
+            job_id=self.job_id,
+            step=step,
+            kind=kind,
+            epoch=float(metrics.get("epoch") or 0),
+            values=values,
+            created_at=datetime.fromtimestamp(at, tz=UTC),
+        )
 
     # --- the pump -----------------------------------------------------------------------------------
 
@@ -223,7 +268,10 @@ class JobReporter:
                         last_poll = now
                     with self._lock:
                         buffered = len(self._points)
-                    if now - last_flush >= min(self.flush_seconds, self.heartbeat_seconds) or buffered >= self.flush_points:
+                    if (
+                        now - last_flush >= min(self.flush_seconds, self.heartbeat_seconds)
+                        or buffered >= self.flush_points
+                    ):
                         self.flush()
                         last_flush = now
                 except Exception:  # noqa: BLE001 - a database hiccup must not kill the run; retry next tick
@@ -239,15 +287,26 @@ class JobReporter:
         from workers.registry import current_worker_name
         from workers.selectors import worker_admin_state
 
-        row = FineTuneJob.objects.filter(pk=self.job_id).values("status", "worker", "attempts", "requested_action").first()
-        if row is None or row["status"] != JobStatus.RUNNING or row["worker"] != self.worker or row["attempts"] != self.attempt:
+        row = (
+            FineTuneJob.objects.filter(pk=self.job_id)
+            .values("status", "worker", "attempts", "requested_action")
+            .first()
+        )
+        if (
+            row is None
+            or row["status"] != JobStatus.RUNNING
+            or row["worker"] != self.worker
+            or row["attempts"] != self.attempt
+        ):
             self.stop_reason, self._control = StopReason.LOST_OWNERSHIP, CANCEL
             return
         if row["requested_action"] == FineTuneJob.RequestedAction.CANCEL:
             self.stop_reason, self._control = StopReason.USER, CANCEL
         elif row["requested_action"] == FineTuneJob.RequestedAction.PAUSE:
             self.stop_reason, self._control = StopReason.USER, PAUSE
-        elif self._control == CONTINUE and time.monotonic() - self._worker_polled_at >= self.heartbeat_seconds:
+        elif (
+            self._control == CONTINUE and time.monotonic() - self._worker_polled_at >= self.heartbeat_seconds
+        ):
             # An admin pausing the worker is not urgent to the second: read it at heartbeat pace.
             self._worker_polled_at = time.monotonic()
             if worker_admin_state(name=current_worker_name()) == "paused":
@@ -281,14 +340,26 @@ class JobReporter:
         now = timezone.now()
         updates: dict = {"heartbeat_at": now, "updated_at": now}
         if latest is not None:
-            events = [*events, JobEvent(job_id=self.job_id, type=JobEvent.Type.METRICS, created_at=now,
-                                        message=f"Step {latest.get('step')}: train_loss={latest.get('train_loss')}",
-                                        data=json_safe(latest))]
+            events = [
+                *events,
+                JobEvent(
+                    job_id=self.job_id,
+                    type=JobEvent.Type.METRICS,
+                    created_at=now,
+                    message=f"Step {latest.get('step')}: train_loss={latest.get('train_loss')}",
+                    data=json_safe(latest),
+                ),
+            ]
         if progress:
-            updates.update(step=progress["step"], total_steps=progress["total_steps"], epoch=progress["epoch"],
-                           percent=progress["percent"], eta_seconds=progress["eta_seconds"],
-                           samples_per_second=progress["samples_per_second"],
-                           tokens_per_second=progress["tokens_per_second"])
+            updates.update(
+                step=progress["step"],
+                total_steps=progress["total_steps"],
+                epoch=progress["epoch"],
+                percent=progress["percent"],
+                eta_seconds=progress["eta_seconds"],
+                samples_per_second=progress["samples_per_second"],
+                tokens_per_second=progress["tokens_per_second"],
+            )
         if latest is not None:
             updates["latest_metrics"] = json_safe(latest)
         if self.first_step_at is not None:
@@ -310,7 +381,8 @@ class JobReporter:
             if points:
                 MetricPoint.objects.bulk_create(
                     [self._metric_point(step, kind, *entry) for (step, kind), entry in points.items()],
-                    update_conflicts=True, unique_fields=["job", "step", "kind"],
+                    update_conflicts=True,
+                    unique_fields=["job", "step", "kind"],
                     update_fields=["values", "epoch", "created_at"],
                 )
             if events:
@@ -330,4 +402,3 @@ class JobReporter:
             FineTuneJob.objects.filter(pk=self.job_id).update(
                 log_lines=F("log_lines") - deleted, log_lines_dropped=F("log_lines_dropped") + deleted
             )
-

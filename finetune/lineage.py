@@ -20,7 +20,9 @@ def code_version() -> str:
     if configured:
         return configured
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5)
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5
+        )
         if head.returncode == 0 and head.stdout.strip():
             return f"git:{head.stdout.strip()}"
     except (OSError, subprocess.SubprocessError):

@@ -32,7 +32,9 @@ class BaseModel(TimeStampedModel):
     class Meta:
         ordering = ["-is_default", "name"]
         constraints = [
-            models.UniqueConstraint(fields=["is_default"], condition=models.Q(is_default=True), name="one_default_base_model")
+            models.UniqueConstraint(
+                fields=["is_default"], condition=models.Q(is_default=True), name="one_default_base_model"
+            )
         ]
 
     def __str__(self) -> str:
@@ -72,10 +74,13 @@ class FineTuneJob(TeamOwnedModel):
         CANCEL = "cancel", _("Cancel")
         PAUSE = "pause", _("Pause")
 
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     base_model = models.ForeignKey(BaseModel, on_delete=models.PROTECT, related_name="jobs")
-    dataset_version = models.ForeignKey("datasets_app.DatasetVersion", on_delete=models.PROTECT, related_name="jobs")
+    dataset_version = models.ForeignKey(
+        "datasets_app.DatasetVersion", on_delete=models.PROTECT, related_name="jobs"
+    )
     task = models.CharField(max_length=40)
     method = models.CharField(max_length=20)
     # As submitted ("auto" kept), and as the engine resolved them once known.
@@ -89,9 +94,12 @@ class FineTuneJob(TeamOwnedModel):
     queue = models.CharField(max_length=40, db_index=True)
     priority = models.SmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
 
-    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.VALIDATING_FILES,
-                              db_index=True)
-    requested_action = models.CharField(max_length=10, choices=RequestedAction.choices, default="", blank=True)
+    status = models.CharField(
+        max_length=20, choices=JobStatus.choices, default=JobStatus.VALIDATING_FILES, db_index=True
+    )
+    requested_action = models.CharField(
+        max_length=10, choices=RequestedAction.choices, default="", blank=True
+    )
     error_code = models.CharField(max_length=60, blank=True)
     error_message = models.TextField(blank=True)
     error_param = models.CharField(max_length=200, blank=True)
@@ -123,8 +131,9 @@ class FineTuneJob(TeamOwnedModel):
     started_at = models.DateTimeField(null=True, blank=True)
     first_step_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    resume_checkpoint = models.ForeignKey("Checkpoint", null=True, blank=True, on_delete=models.SET_NULL,
-                                          related_name="+")
+    resume_checkpoint = models.ForeignKey(
+        "Checkpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     log_lines = models.PositiveIntegerField(default=0)
     log_lines_dropped = models.PositiveIntegerField(default=0)
 
@@ -208,7 +217,9 @@ class MetricPoint(models.Model):
 
     class Meta:
         ordering = ["step", "kind"]
-        constraints = [models.UniqueConstraint(fields=["job", "step", "kind"], name="metric_point_unique_step")]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "step", "kind"], name="metric_point_unique_step")
+        ]
 
     def __str__(self) -> str:
         return f"{self.job_id} {self.kind} step {self.step}"
@@ -279,8 +290,9 @@ class ModelVersion(TeamOwnedModel):
     lineage = models.JSONField(default=dict, blank=True)
     storage_prefix = models.CharField(max_length=500)
     files = models.JSONField(default=list)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created_at"]

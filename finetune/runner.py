@@ -28,7 +28,9 @@ from finetune.models import FineTuneJob, JobAttempt, JobEvent, JobStatus, ModelV
 logger = logging.getLogger(__name__)
 
 
-def engine_spec_for(job: FineTuneJob, *, train_file: Path, validation_file: Path | None, output_dir: Path) -> dict:
+def engine_spec_for(
+    job: FineTuneJob, *, train_file: Path, validation_file: Path | None, output_dir: Path
+) -> dict:
     return {
         "base_model": job.base_model.source,
         "base_model_name": job.base_model.name,
@@ -53,8 +55,10 @@ def _failure_for(exc: BaseException, job: FineTuneJob) -> tuple[str, str, str]:
     if isinstance(exc, SpecError):
         return exc.code, f"{exc.field}: {exc.message}", exc.field
     text = str(exc)
-    out_of_memory = type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text.lower() or (
-        "can't allocate memory" in text.lower()
+    out_of_memory = (
+        type(exc).__name__ == "OutOfMemoryError"
+        or "out of memory" in text.lower()
+        or ("can't allocate memory" in text.lower())
     )
     if out_of_memory:
         hp = job.resolved_hyperparameters or {}
@@ -69,7 +73,11 @@ def _failure_for(exc: BaseException, job: FineTuneJob) -> tuple[str, str, str]:
         )
     if type(exc).__name__ == "SoftTimeLimitExceeded":
         return "time_limit_exceeded", _time_limit_message(), ""
-    return "training_error", f"Training stopped with an unexpected error: {type(exc).__name__}: {text[:500]}", ""
+    return (
+        "training_error",
+        f"Training stopped with an unexpected error: {type(exc).__name__}: {text[:500]}",
+        "",
+    )
 
 
 def _time_limit_message() -> str:
@@ -93,10 +101,21 @@ def run_claimed_job(job: FineTuneJob) -> None:
             resume_from = None
             checkpoint = job.resume_checkpoint
             if checkpoint is not None:
-                resume_from = str(download_files(checkpoint.storage_prefix, checkpoint.files,
-                                                 work_dir / "resume" / f"step-{checkpoint.step}"))
-            spec = JobSpec.from_dict(engine_spec_for(job, train_file=train_file, validation_file=validation_file,
-                                                     output_dir=work_dir / "output"))
+                resume_from = str(
+                    download_files(
+                        checkpoint.storage_prefix,
+                        checkpoint.files,
+                        work_dir / "resume" / f"step-{checkpoint.step}",
+                    )
+                )
+            spec = JobSpec.from_dict(
+                engine_spec_for(
+                    job,
+                    train_file=train_file,
+                    validation_file=validation_file,
+                    output_dir=work_dir / "output",
+                )
+            )
             reporter.mark_train_called()
             result = train(spec, reporter, resume_from=resume_from)
             reporter.flush()  # every point and log line is stored before the job leaves `running`
@@ -105,7 +124,9 @@ def run_claimed_job(job: FineTuneJob) -> None:
             reporter.flush()
             code, message, param = _failure_for(exc, job)
             if services._fail(job.id, code=code, message=message, param=param, guard=guard):
-                services.job_attempt_end(job_id=job.id, number=job.attempts, outcome=JobAttempt.Outcome.FAILED)
+                services.job_attempt_end(
+                    job_id=job.id, number=job.attempts, outcome=JobAttempt.Outcome.FAILED
+                )
             return
         _finish(job, result, reporter, guard)
     finally:
@@ -126,23 +147,42 @@ def _finish(job: FineTuneJob, result, reporter: JobReporter, guard: dict) -> Non
         if reason == StopReason.WORKER_PAUSED:
             with transaction.atomic():
                 if services._transition(
-                    job.id, to=JobStatus.QUEUED, from_=(JobStatus.RUNNING,), guard=guard, worker="",
+                    job.id,
+                    to=JobStatus.QUEUED,
+                    from_=(JobStatus.RUNNING,),
+                    guard=guard,
+                    worker="",
                     message=f"Worker {job.worker} was paused by an admin: checkpointed at step {result.steps} and "
-                            f"requeued for another worker.", requested_action="", **common,
+                    f"requeued for another worker.",
+                    requested_action="",
+                    **common,
                 ):
                     services.job_dispatch(job_id=job.id, queue=job.queue)
             outcome = JobAttempt.Outcome.REQUEUED
         else:
-            services._transition(job.id, to=JobStatus.PAUSED, from_=(JobStatus.RUNNING,), guard=guard,
-                                 message=f"Paused at step {result.steps}; the checkpoint is stored and the worker is free.",
-                                 requested_action="", **common)
+            services._transition(
+                job.id,
+                to=JobStatus.PAUSED,
+                from_=(JobStatus.RUNNING,),
+                guard=guard,
+                message=f"Paused at step {result.steps}; the checkpoint is stored and the worker is free.",
+                requested_action="",
+                **common,
+            )
             outcome = JobAttempt.Outcome.PAUSED
     elif reason == StopReason.TIME_LIMIT:
         services._fail(job.id, code="time_limit_exceeded", message=_time_limit_message(), guard=guard)
         outcome = JobAttempt.Outcome.FAILED
     else:
-        services._transition(job.id, to=JobStatus.CANCELLED, from_=(JobStatus.RUNNING,), guard=guard,
-                             message=f"Cancelled at step {result.steps}.", requested_action="", **common)
+        services._transition(
+            job.id,
+            to=JobStatus.CANCELLED,
+            from_=(JobStatus.RUNNING,),
+            guard=guard,
+            message=f"Cancelled at step {result.steps}.",
+            requested_action="",
+            **common,
+        )
         outcome = JobAttempt.Outcome.CANCELLED
     services.job_attempt_end(job_id=job.id, number=job.attempts, outcome=outcome)
 
@@ -162,9 +202,12 @@ def _succeed(job: FineTuneJob, result, guard: dict) -> None:
     version = job.dataset_version
     resolved = services.json_safe(result.resolved_spec)
     # Worker-local paths mean nothing elsewhere: lineage names the stored inputs instead.
-    resolved.update(train_file=version.normalized_file.name,
-                    validation_file=version.validation_file.name if version.validation_file else None,
-                    output_dir=prefix, cache_dir=None)
+    resolved.update(
+        train_file=version.normalized_file.name,
+        validation_file=version.validation_file.name if version.validation_file else None,
+        output_dir=prefix,
+        cache_dir=None,
+    )
     metrics = services.json_safe({k: v for k, v in result.metrics.items() if k != "history"})
     lineage = {
         "job": job.id,
@@ -182,20 +225,41 @@ def _succeed(job: FineTuneJob, result, guard: dict) -> None:
     }
     with transaction.atomic():
         done = services._transition(
-            job.id, to=JobStatus.SUCCEEDED, from_=(JobStatus.RUNNING,), guard=guard,
+            job.id,
+            to=JobStatus.SUCCEEDED,
+            from_=(JobStatus.RUNNING,),
+            guard=guard,
             message=f"Succeeded after {result.steps} steps: model {_model_name(job)}.",
-            data={"model_version": version_id}, trained_tokens=result.trained_tokens,
-            resolved_hyperparameters=resolved.get("hyperparameters", {}), resolved_spec=resolved,
-            requested_action="", percent=100.0, eta_seconds=0,
+            data={"model_version": version_id},
+            trained_tokens=result.trained_tokens,
+            resolved_hyperparameters=resolved.get("hyperparameters", {}),
+            resolved_spec=resolved,
+            requested_action="",
+            percent=100.0,
+            eta_seconds=0,
         )
         if done:
             ModelVersion.objects.create(
-                id=version_id, team_id=job.team_id, name=_model_name(job), job=job, base_model=job.base_model,
-                task=job.task, method=job.method, labels=labels, metrics=metrics, lineage=lineage,
-                storage_prefix=prefix, files=files, created_by_id=job.created_by_id,
+                id=version_id,
+                team_id=job.team_id,
+                name=_model_name(job),
+                job=job,
+                base_model=job.base_model,
+                task=job.task,
+                method=job.method,
+                labels=labels,
+                metrics=metrics,
+                lineage=lineage,
+                storage_prefix=prefix,
+                files=files,
+                created_by_id=job.created_by_id,
             )
-            services.job_event_record(job_id=job.id, message=f"Model version {version_id} stored ({len(files)} files).",
-                                      type=JobEvent.Type.METRICS, data={"metrics": metrics.get("final") or {}})
+            services.job_event_record(
+                job_id=job.id,
+                message=f"Model version {version_id} stored ({len(files)} files).",
+                type=JobEvent.Type.METRICS,
+                data={"metrics": metrics.get("final") or {}},
+            )
     if not done:
         delete_files(prefix, files)  # the job was taken over or cancelled meanwhile
         return

@@ -46,13 +46,16 @@ def base_model_list() -> QuerySet[BaseModel]:
 def base_model_get(*, name: str | None) -> BaseModel:
     """The enabled base model called `name` (the default one when `name` is empty)."""
     models = base_model_list()
-    model = models.filter(name=name).first() if name else models.filter(is_default=True).first() or models.first()
+    model = (
+        models.filter(name=name).first() if name else models.filter(is_default=True).first() or models.first()
+    )
     if model is None:
         available = ", ".join(models.values_list("name", flat=True)[:20]) or "none registered"
         if not name:
             raise InvalidInput(f"No base model is registered; available: {available}.", field="model")
-        raise InvalidInput(f"Unknown base model {name!r}; available: {available}.", code="unknown_base_model",
-                           field="model")
+        raise InvalidInput(
+            f"Unknown base model {name!r}; available: {available}.", code="unknown_base_model", field="model"
+        )
     return model
 
 
@@ -63,8 +66,9 @@ def job_list(*, team, status: str | None = None) -> QuerySet[FineTuneJob]:
     jobs = FineTuneJob.objects.filter(team=team).select_related("base_model", "model_version")
     if status:
         if status not in JobStatus.values:
-            raise InvalidInput(f"Unknown status {status!r}; choose one of {', '.join(JobStatus.values)}.",
-                               field="status")
+            raise InvalidInput(
+                f"Unknown status {status!r}; choose one of {', '.join(JobStatus.values)}.", field="status"
+            )
         jobs = jobs.filter(status=status)
     return jobs
 
@@ -88,7 +92,9 @@ def fair_share_order(queryset: QuerySet[FineTuneJob]) -> QuerySet[FineTuneJob]:
         .values("n")
     )
     last_served = (
-        JobAttempt.objects.filter(job__team_id=OuterRef("team_id")).order_by("-started_at").values("started_at")[:1]
+        JobAttempt.objects.filter(job__team_id=OuterRef("team_id"))
+        .order_by("-started_at")
+        .values("started_at")[:1]
     )
     return queryset.annotate(
         team_running=Coalesce(Subquery(running), Value(0)),
@@ -167,7 +173,9 @@ def parse_event_id(raw: str | None) -> int | None:
     return int(digits)
 
 
-def job_metric_list(*, job: FineTuneJob, after_step: int | None = None, kind: str | None = None) -> QuerySet[MetricPoint]:
+def job_metric_list(
+    *, job: FineTuneJob, after_step: int | None = None, kind: str | None = None
+) -> QuerySet[MetricPoint]:
     points = MetricPoint.objects.filter(job=job)
     if after_step is not None:
         points = points.filter(step__gt=after_step)
@@ -219,8 +227,13 @@ def team_gpu_hours_this_month(*, team, now: datetime | None = None) -> float:
         .exclude(device_class=CPU_DEVICE_CLASS)
         .annotate(end=end)
         .filter(end__gt=start)
-        .aggregate(total=Sum(ExpressionWrapper(F("end") - Greatest(F("started_at"), Value(start)),
-                                               output_field=DurationField())))["total"]
+        .aggregate(
+            total=Sum(
+                ExpressionWrapper(
+                    F("end") - Greatest(F("started_at"), Value(start)), output_field=DurationField()
+                )
+            )
+        )["total"]
     )
     return (used or timedelta()).total_seconds() / 3600.0
 

@@ -53,7 +53,11 @@ _SPEC_FIELD_TO_API = {
 
 
 def job_event_record(
-    *, job_id: str, message: str, level: str = JobEvent.Level.INFO, type: str = JobEvent.Type.MESSAGE,
+    *,
+    job_id: str,
+    message: str,
+    level: str = JobEvent.Level.INFO,
+    type: str = JobEvent.Type.MESSAGE,
     data: dict | None = None,
 ) -> JobEvent:
     return JobEvent.objects.create(job_id=job_id, message=message, level=level, type=type, data=data)
@@ -80,16 +84,25 @@ def _transition(
             status=to, updated_at=now, **fields
         )
         if updated:
-            job_event_record(job_id=job_id, message=message, level=level,
-                             data={"status": to, **(data or {})})
+            job_event_record(job_id=job_id, message=message, level=level, data={"status": to, **(data or {})})
     return bool(updated)
 
 
-def _fail(job_id: str, *, code: str, message: str, param: str = "", from_=(JobStatus.RUNNING,), guard=None) -> bool:
+def _fail(
+    job_id: str, *, code: str, message: str, param: str = "", from_=(JobStatus.RUNNING,), guard=None
+) -> bool:
     return _transition(
-        job_id, to=JobStatus.FAILED, from_=from_, guard=guard, level=JobEvent.Level.ERROR,
-        message=f"Job failed: {message}", data={"error": {"code": code, "message": message, "param": param or None}},
-        error_code=code, error_message=message, error_param=param, requested_action="",
+        job_id,
+        to=JobStatus.FAILED,
+        from_=from_,
+        guard=guard,
+        level=JobEvent.Level.ERROR,
+        message=f"Job failed: {message}",
+        data={"error": {"code": code, "message": message, "param": param or None}},
+        error_code=code,
+        error_message=message,
+        error_param=param,
+        requested_action="",
     )
 
 
@@ -150,8 +163,9 @@ def _spec_error_to_api(exc) -> InvalidInput:
     return InvalidInput(f"{field_name}: {exc.message}", code=exc.code, field=api_field)
 
 
-def _validation_spec(*, request: JobRequest, base_model: BaseModel, version, task: str, device_class: str,
-                     work_dir: Path) -> dict:
+def _validation_spec(
+    *, request: JobRequest, base_model: BaseModel, version, task: str, device_class: str, work_dir: Path
+) -> dict:
     """The engine spec used to check a submission on the web host (which may have no GPU: GPU-only
     choices, i.e. bf16/fp16 precision and QLoRA, are checked again by the worker that runs it)."""
     from finetune.artifacts import dataset_local_files
@@ -194,18 +208,21 @@ def job_prepare(*, team: Team, request: JobRequest) -> PreparedJob:
     if version.status != "ready":
         raise Unprocessable(
             f"Dataset version {version.id} is {version.status}, not ready: only ready versions can be trained on.",
-            code="dataset_version_not_ready", field="dataset_version",
+            code="dataset_version_not_ready",
+            field="dataset_version",
         )
     task = request.task or version.task
     if task != version.task:
         raise InvalidInput(
             f"Dataset version {version.id} holds {version.task} data; it cannot train a {task} job.",
-            code="task_mismatch", field="task",
+            code="task_mismatch",
+            field="task",
         )
     if base_model.tasks and task not in base_model.tasks:
         raise InvalidInput(
             f"Base model {base_model.name} supports {', '.join(base_model.tasks)}, not {task}.",
-            code="unsupported_task", field="model",
+            code="unsupported_task",
+            field="model",
         )
     device_class = request.device_class or settings.TUNEFORGE_DEFAULT_DEVICE_CLASS
     queue = queue_for_device(device_class)
@@ -214,7 +231,9 @@ def job_prepare(*, team: Team, request: JobRequest) -> PreparedJob:
     except KeyError:
         priority = None
     if priority is None:
-        raise InvalidInput(f"priority must be low, normal or high, got {request.priority!r}.", field="priority")
+        raise InvalidInput(
+            f"priority must be low, normal or high, got {request.priority!r}.", field="priority"
+        )
     if not SUFFIX_FORMAT.match(request.suffix or ""):
         raise InvalidInput("suffix may hold up to 64 letters, digits, '.', '_' or '-'.", field="suffix")
     if not isinstance(request.hyperparameters, dict):
@@ -222,17 +241,37 @@ def job_prepare(*, team: Team, request: JobRequest) -> PreparedJob:
 
     work_dir = Path(settings.TUNEFORGE_WORK_DIR) / "validation"
     try:
-        spec = JobSpec.from_dict(_validation_spec(request=request, base_model=base_model, version=version,
-                                                  task=task, device_class=device_class, work_dir=work_dir))
+        spec = JobSpec.from_dict(
+            _validation_spec(
+                request=request,
+                base_model=base_model,
+                version=version,
+                task=task,
+                device_class=device_class,
+                work_dir=work_dir,
+            )
+        )
         validation = validate_spec(spec)
     except SpecError as exc:
         raise _spec_error_to_api(exc) from None
     validation = json_safe(validation)
-    estimate = estimate_for(validation=validation, device_class=device_class, method=request.method,
-                            parameters_millions=base_model.parameters_millions)
-    return PreparedJob(request=request, base_model=base_model, version=version, task=task,
-                       device_class=device_class, queue=queue, priority=priority, validation=validation,
-                       estimate=estimate)
+    estimate = estimate_for(
+        validation=validation,
+        device_class=device_class,
+        method=request.method,
+        parameters_millions=base_model.parameters_millions,
+    )
+    return PreparedJob(
+        request=request,
+        base_model=base_model,
+        version=version,
+        task=task,
+        device_class=device_class,
+        queue=queue,
+        priority=priority,
+        validation=validation,
+        estimate=estimate,
+    )
 
 
 def job_estimate(*, team: Team, request: JobRequest) -> dict:
@@ -269,8 +308,11 @@ def _quota_refusal(*, team: Team, usage: dict, device_class: str) -> QuotaExceed
             f"jobs running or queued ({usage['running_jobs']} running, {usage['queued_jobs']} queued) for team "
             f"{team.name}. Wait for one to finish or cancel one.",
             code="concurrent_jobs_limit",
-            details={"limit": "max_concurrent_jobs", "used": usage["concurrent_jobs"],
-                     "max": usage["max_concurrent_jobs"]},
+            details={
+                "limit": "max_concurrent_jobs",
+                "used": usage["concurrent_jobs"],
+                "max": usage["max_concurrent_jobs"],
+            },
             headers={"Retry-After": "60"},
         )
     if device_class != selectors.CPU_DEVICE_CLASS and usage["gpu_hours_used"] >= usage["monthly_gpu_hours"]:
@@ -280,8 +322,12 @@ def _quota_refusal(*, team: Team, usage: dict, device_class: str) -> QuotaExceed
             f"GPU-hours consumed this month by team {team.name}. It resets on {resets:%Y-%m-%d}; "
             f"CPU jobs are not counted.",
             code="gpu_hours_quota",
-            details={"limit": "monthly_gpu_hours", "used": usage["gpu_hours_used"],
-                     "max": usage["monthly_gpu_hours"], "resets_at": resets.isoformat()},
+            details={
+                "limit": "monthly_gpu_hours",
+                "used": usage["gpu_hours_used"],
+                "max": usage["monthly_gpu_hours"],
+                "resets_at": resets.isoformat(),
+            },
             headers={"Retry-After": str(max(1, int((resets - timezone.now()).total_seconds())))},
         )
     return None
@@ -329,20 +375,34 @@ def job_create(*, team: Team, user, request: JobRequest) -> FineTuneJob:
             total_steps=prepared.validation.get("total_steps") or 0,
         )
         who = getattr(user, "email", None) or "an API key"
-        job_event_record(job_id=job.id, message=f"Created fine-tuning job {job.id} ({who}).",
-                         data={"status": JobStatus.VALIDATING_FILES})
+        job_event_record(
+            job_id=job.id,
+            message=f"Created fine-tuning job {job.id} ({who}).",
+            data={"status": JobStatus.VALIDATING_FILES},
+        )
         v = prepared.validation
         job_event_record(
             job_id=job.id,
-            message=(f"Files validated: {v.get('n_train')} training rows, {v.get('n_valid')} validation rows"
-                     + (f", {len(v.get('labels') or [])} labels" if v.get("labels") else "")
-                     + f"; about {prepared.estimate['trained_tokens']:,} tokens to train over "
-                     f"{v.get('n_epochs')} epochs ({v.get('total_steps')} steps)."),
-            data={"validation": {k: v.get(k) for k in ("n_train", "n_valid", "total_steps", "n_epochs",
-                                                         "batch_size", "max_length")}},
+            message=(
+                f"Files validated: {v.get('n_train')} training rows, {v.get('n_valid')} validation rows"
+                + (f", {len(v.get('labels') or [])} labels" if v.get("labels") else "")
+                + f"; about {prepared.estimate['trained_tokens']:,} tokens to train over "
+                f"{v.get('n_epochs')} epochs ({v.get('total_steps')} steps)."
+            ),
+            data={
+                "validation": {
+                    k: v.get(k)
+                    for k in ("n_train", "n_valid", "total_steps", "n_epochs", "batch_size", "max_length")
+                }
+            },
         )
-        _transition(job.id, to=JobStatus.QUEUED, from_=(JobStatus.VALIDATING_FILES,),
-                    message=f"Queued on {job.queue} ({job.device_class}).", queued_at=timezone.now())
+        _transition(
+            job.id,
+            to=JobStatus.QUEUED,
+            from_=(JobStatus.VALIDATING_FILES,),
+            message=f"Queued on {job.queue} ({job.device_class}).",
+            queued_at=timezone.now(),
+        )
         job_dispatch(job_id=job.id, queue=job.queue)
     job.refresh_from_db()
     return job
@@ -375,14 +435,25 @@ def job_cancel(*, job: FineTuneJob, actor) -> FineTuneJob:
     job = _locked(job)
     who = _actor_name(actor)
     if job.status in (JobStatus.VALIDATING_FILES, JobStatus.QUEUED, JobStatus.PAUSED):
-        _transition(job.id, to=JobStatus.CANCELLED, from_=(job.status,), message=f"Cancelled by {who}.",
-                    requested_action="")
+        _transition(
+            job.id,
+            to=JobStatus.CANCELLED,
+            from_=(job.status,),
+            message=f"Cancelled by {who}.",
+            requested_action="",
+        )
     elif job.status == JobStatus.RUNNING:
-        _request_action(job, FineTuneJob.RequestedAction.CANCEL,
-                        message=f"Cancellation requested by {who}; stopping at the next step.")
+        _request_action(
+            job,
+            FineTuneJob.RequestedAction.CANCEL,
+            message=f"Cancellation requested by {who}; stopping at the next step.",
+        )
     else:
-        raise Conflict(f"Job {job.id} has already {job.status}; there is nothing to cancel.",
-                       code="job_not_cancellable", field="status")
+        raise Conflict(
+            f"Job {job.id} has already {job.status}; there is nothing to cancel.",
+            code="job_not_cancellable",
+            field="status",
+        )
     job.refresh_from_db()
     return job
 
@@ -394,16 +465,27 @@ def job_pause(*, job: FineTuneJob, actor) -> FineTuneJob:
     job = _locked(job)
     who = _actor_name(actor)
     if job.status == JobStatus.QUEUED:
-        _transition(job.id, to=JobStatus.PAUSED, from_=(JobStatus.QUEUED,), message=f"Paused by {who} while queued.")
+        _transition(
+            job.id, to=JobStatus.PAUSED, from_=(JobStatus.QUEUED,), message=f"Paused by {who} while queued."
+        )
     elif job.status == JobStatus.RUNNING:
         if job.requested_action == FineTuneJob.RequestedAction.CANCEL:
-            raise Conflict(f"Job {job.id} is being cancelled; it cannot be paused.", code="job_not_pausable",
-                           field="status")
-        _request_action(job, FineTuneJob.RequestedAction.PAUSE,
-                        message=f"Pause requested by {who}; checkpointing at the next step.")
+            raise Conflict(
+                f"Job {job.id} is being cancelled; it cannot be paused.",
+                code="job_not_pausable",
+                field="status",
+            )
+        _request_action(
+            job,
+            FineTuneJob.RequestedAction.PAUSE,
+            message=f"Pause requested by {who}; checkpointing at the next step.",
+        )
     else:
-        raise Conflict(f"Job {job.id} is {job.status}; only queued or running jobs can be paused.",
-                       code="job_not_pausable", field="status")
+        raise Conflict(
+            f"Job {job.id} is {job.status}; only queued or running jobs can be paused.",
+            code="job_not_pausable",
+            field="status",
+        )
     job.refresh_from_db()
     return job
 
@@ -413,14 +495,27 @@ def job_resume(*, job: FineTuneJob, actor) -> FineTuneJob:
     """Requeue a paused job; it continues from its last checkpoint. Counts against the quotas again."""
     job = _locked(job)
     if job.status != JobStatus.PAUSED:
-        raise Conflict(f"Job {job.id} is {job.status}; only paused jobs can be resumed.", code="job_not_resumable",
-                       field="status")
+        raise Conflict(
+            f"Job {job.id} is {job.status}; only paused jobs can be resumed.",
+            code="job_not_resumable",
+            field="status",
+        )
     Team.objects.select_for_update().get(pk=job.team_id)
     _check_quota(team=job.team, device_class=job.device_class, exclude_job_id=job.id)
     checkpoint = job.resume_checkpoint
-    where = f"from its checkpoint at step {checkpoint.step}" if checkpoint else "from the start (no checkpoint yet)"
-    _transition(job.id, to=JobStatus.QUEUED, from_=(JobStatus.PAUSED,), queued_at=timezone.now(),
-                message=f"Resumed by {_actor_name(actor)}; it will continue {where}.", requested_action="")
+    where = (
+        f"from its checkpoint at step {checkpoint.step}"
+        if checkpoint
+        else "from the start (no checkpoint yet)"
+    )
+    _transition(
+        job.id,
+        to=JobStatus.QUEUED,
+        from_=(JobStatus.PAUSED,),
+        queued_at=timezone.now(),
+        message=f"Resumed by {_actor_name(actor)}; it will continue {where}.",
+        requested_action="",
+    )
     job_dispatch(job_id=job.id, queue=job.queue)
     job.refresh_from_db()
     return job
@@ -445,27 +540,46 @@ def job_claim(*, queue: str, worker: str) -> FineTuneJob | None:
     """
     now = timezone.now()
     with transaction.atomic():
-        candidates = selectors.fair_share_order(FineTuneJob.objects.filter(queue=queue, status=JobStatus.QUEUED))
-        job_id = candidates.select_for_update(skip_locked=True, of=("self",)).values_list("id", flat=True).first()
+        candidates = selectors.fair_share_order(
+            FineTuneJob.objects.filter(queue=queue, status=JobStatus.QUEUED)
+        )
+        job_id = (
+            candidates.select_for_update(skip_locked=True, of=("self",)).values_list("id", flat=True).first()
+        )
         if job_id is None:
             return None
         claimed = FineTuneJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
-            status=JobStatus.RUNNING, worker=worker, heartbeat_at=now, attempts=F("attempts") + 1,
-            requested_action="", updated_at=now,
+            status=JobStatus.RUNNING,
+            worker=worker,
+            heartbeat_at=now,
+            attempts=F("attempts") + 1,
+            requested_action="",
+            updated_at=now,
         )
         if not claimed:
             return None
-        job = FineTuneJob.objects.select_related("base_model", "dataset_version", "resume_checkpoint").get(pk=job_id)
+        job = FineTuneJob.objects.select_related("base_model", "dataset_version", "resume_checkpoint").get(
+            pk=job_id
+        )
         if job.started_at is None:
             FineTuneJob.objects.filter(pk=job_id).update(started_at=now)
             job.started_at = now
         checkpoint = job.resume_checkpoint
-        JobAttempt.objects.create(job=job, number=job.attempts, worker=worker, device_class=job.device_class,
-                                  started_at=now, last_seen_at=now,
-                                  resumed_from_step=checkpoint.step if checkpoint else None)
+        JobAttempt.objects.create(
+            job=job,
+            number=job.attempts,
+            worker=worker,
+            device_class=job.device_class,
+            started_at=now,
+            last_seen_at=now,
+            resumed_from_step=checkpoint.step if checkpoint else None,
+        )
         where = f", resuming from the checkpoint at step {checkpoint.step}" if checkpoint else ""
-        job_event_record(job_id=job.id, message=f"Running on worker {worker} (attempt {job.attempts}){where}.",
-                         data={"status": JobStatus.RUNNING, "worker": worker, "attempt": job.attempts})
+        job_event_record(
+            job_id=job.id,
+            message=f"Running on worker {worker} (attempt {job.attempts}){where}.",
+            data={"status": JobStatus.RUNNING, "worker": worker, "attempt": job.attempts},
+        )
     return job
 
 
@@ -544,7 +658,9 @@ def jobs_reconcile() -> dict:
     stale_before = now - timedelta(seconds=settings.TUNEFORGE_JOB_STALE_AFTER_SECONDS)
     report = {"requeued": [], "failed": [], "cancelled": [], "paused": [], "redispatched": []}
     stale_ids = list(
-        FineTuneJob.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before).values_list("id", flat=True)
+        FineTuneJob.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before).values_list(
+            "id", flat=True
+        )
     )
     for job_id in stale_ids:
         outcome = _recover_stale_job(job_id=job_id, stale_before=stale_before)
@@ -575,27 +691,54 @@ def _recover_stale_job(*, job_id: str, stale_before) -> str | None:
         guard = ownership_guard(job)
         checkpoint = job.resume_checkpoint
         if job.requested_action == FineTuneJob.RequestedAction.CANCEL:
-            _transition(job.id, to=JobStatus.CANCELLED, from_=(JobStatus.RUNNING,), guard=guard,
-                        message=f"{lost}; the job was being cancelled, so it is cancelled.", requested_action="")
+            _transition(
+                job.id,
+                to=JobStatus.CANCELLED,
+                from_=(JobStatus.RUNNING,),
+                guard=guard,
+                message=f"{lost}; the job was being cancelled, so it is cancelled.",
+                requested_action="",
+            )
             return "cancelled"
         if job.requested_action == FineTuneJob.RequestedAction.PAUSE:
-            _transition(job.id, to=JobStatus.PAUSED, from_=(JobStatus.RUNNING,), guard=guard, requested_action="",
-                        message=f"{lost}; the job was being paused, so it is paused"
-                        + (f" at its checkpoint from step {checkpoint.step}." if checkpoint else "."))
+            _transition(
+                job.id,
+                to=JobStatus.PAUSED,
+                from_=(JobStatus.RUNNING,),
+                guard=guard,
+                requested_action="",
+                message=f"{lost}; the job was being paused, so it is paused"
+                + (f" at its checkpoint from step {checkpoint.step}." if checkpoint else "."),
+            )
             return "paused"
         limit = settings.TUNEFORGE_JOB_MAX_CRASHES
         if crashes >= limit:
-            _fail(job.id, code="worker_lost", guard=guard,
-                  message=(f"The worker running this job was lost {crashes} times (last: {job.worker}, no "
-                           f"heartbeat for {silent} s). It is not retried again, to avoid an endless loop: a job "
-                           f"that repeatedly kills its worker is usually out of memory; lower "
-                           f"hyperparameters.batch_size or hyperparameters.max_length."))
+            _fail(
+                job.id,
+                code="worker_lost",
+                guard=guard,
+                message=(
+                    f"The worker running this job was lost {crashes} times (last: {job.worker}, no "
+                    f"heartbeat for {silent} s). It is not retried again, to avoid an endless loop: a job "
+                    f"that repeatedly kills its worker is usually out of memory; lower "
+                    f"hyperparameters.batch_size or hyperparameters.max_length."
+                ),
+            )
             return "failed"
-        where = f"from its checkpoint at step {checkpoint.step}" if checkpoint else "from the start (no checkpoint yet)"
+        where = (
+            f"from its checkpoint at step {checkpoint.step}"
+            if checkpoint
+            else "from the start (no checkpoint yet)"
+        )
         requeued = _transition(
-            job.id, to=JobStatus.QUEUED, from_=(JobStatus.RUNNING,), guard=guard, level=JobEvent.Level.WARN,
+            job.id,
+            to=JobStatus.QUEUED,
+            from_=(JobStatus.RUNNING,),
+            guard=guard,
+            level=JobEvent.Level.WARN,
             message=f"{lost}; requeued ({crashes} of {limit} losses allowed), it will resume {where}.",
-            queued_at=timezone.now(), worker="",
+            queued_at=timezone.now(),
+            worker="",
         )
         if requeued:
             job_dispatch(job_id=job.id, queue=job.queue)
@@ -622,11 +765,18 @@ def _redispatch_orphans(*, now) -> list[str]:
         deficit = jobs_here.count() - waiting
         if deficit <= 0:
             continue
-        candidates = jobs_here.filter(last_dispatched_at__lt=grace) | jobs_here.filter(last_dispatched_at__isnull=True)
-        for job_id in candidates.order_by(F("last_dispatched_at").asc(nulls_first=True)).values_list("id", flat=True)[:deficit]:
+        candidates = jobs_here.filter(last_dispatched_at__lt=grace) | jobs_here.filter(
+            last_dispatched_at__isnull=True
+        )
+        for job_id in candidates.order_by(F("last_dispatched_at").asc(nulls_first=True)).values_list(
+            "id", flat=True
+        )[:deficit]:
             with transaction.atomic():
-                job_event_record(job_id=job_id, message=f"Re-sent to queue {queue}: its message was lost by the broker.",
-                                 level=JobEvent.Level.WARN)
+                job_event_record(
+                    job_id=job_id,
+                    message=f"Re-sent to queue {queue}: its message was lost by the broker.",
+                    level=JobEvent.Level.WARN,
+                )
                 job_dispatch(job_id=job_id, queue=queue)
             sent.append(job_id)
     return sent
@@ -647,4 +797,3 @@ def json_safe(value):
     if hasattr(value, "item"):
         return json_safe(value.item())
     return str(value)
-

@@ -34,13 +34,17 @@ def job_list(request):
     positions = selectors.queue_positions_for(jobs)
     for job in jobs:
         job.queue_position = positions.get(job.id)
-    return render(request, "finetune/job_list.html", {
-        "jobs": jobs,
-        "models": selectors.model_version_list(team=membership.team)[:50],
-        "can_write": can_write(membership),
-        "refresh": any(job.status in ACTIVE_STATUSES for job in jobs),
-        "usage": selectors.team_quota_usage(team=membership.team),
-    })
+    return render(
+        request,
+        "finetune/job_list.html",
+        {
+            "jobs": jobs,
+            "models": selectors.model_version_list(team=membership.team)[:50],
+            "can_write": can_write(membership),
+            "refresh": any(job.status in ACTIVE_STATUSES for job in jobs),
+            "usage": selectors.team_quota_usage(team=membership.team),
+        },
+    )
 
 
 @login_required
@@ -68,9 +72,12 @@ def job_new(request):
                 status = exc.status_code
         else:
             status = 400
-    return render(request, "finetune/job_new.html", {"form": form, "estimate": estimate,
-                                                      "has_versions": bool(form.fields["dataset_version"].choices)},
-                  status=status)
+    return render(
+        request,
+        "finetune/job_new.html",
+        {"form": form, "estimate": estimate, "has_versions": bool(form.fields["dataset_version"].choices)},
+        status=status,
+    )
 
 
 def _live_context(membership, job) -> dict:
@@ -83,7 +90,9 @@ def _live_context(membership, job) -> dict:
             (kind, name, value)
             for kind, values in selectors.job_latest_metrics(job=job).items()
             for name, value in values.items()
-            if name not in ("step", "epoch") and isinstance(value, (int, float)) and not isinstance(value, bool)
+            if name not in ("step", "epoch")
+            and isinstance(value, (int, float))
+            and not isinstance(value, bool)
         ],
         "events": events,
         "can_write": can_write(membership),
@@ -126,7 +135,11 @@ def job_action(request, job_id: str, action: str):
     except ApplicationError as exc:
         messages.error(request, exc.message)
     else:
-        done = {"cancel": _("Cancellation requested."), "pause": _("Pause requested."), "resume": _("Job resumed.")}
+        done = {
+            "cancel": _("Cancellation requested."),
+            "pause": _("Pause requested."),
+            "resume": _("Job resumed."),
+        }
         messages.success(request, done[action])
     return redirect("finetune:detail", job_id=job.id)
 
@@ -141,4 +154,3 @@ def model_detail(request, version_id: str):
     final = (version.metrics or {}).get("final") or {}
     shown = {k: v for k, v in final.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     return render(request, "finetune/model_detail.html", {"version": version, "final_metrics": shown})
-

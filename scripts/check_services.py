@@ -27,7 +27,9 @@ def main() -> int:
         url = urlparse(os.environ.get(variable, default))
         host, port = url.hostname or "127.0.0.1", url.port or default_port
         if not reachable(host, port):
-            problems.append(f"{name} is not reachable at {host}:{port}: start it, or set {variable} (default {default}).")
+            problems.append(
+                f"{name} is not reachable at {host}:{port}: start it, or set {variable} (default {default})."
+            )
     for line in problems:
         print(line, file=sys.stderr)
     return 1 if problems else 0

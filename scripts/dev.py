@@ -14,13 +14,47 @@ VAR = ROOT / "var"
 PROCESSES = {
     "web": [sys.executable, "manage.py", "runserver", "127.0.0.1:8000"],
     # Short tasks (dataset processing, bookkeeping) never wait behind a training run.
-    "worker": [str(BIN / "celery"), "-A", "workers.celery_app", "worker", "-Q", "default",
-               "--concurrency", "2", "--hostname", "default@%h", "--loglevel", "INFO"],
+    "worker": [
+        str(BIN / "celery"),
+        "-A",
+        "workers.celery_app",
+        "worker",
+        "-Q",
+        "default",
+        "--concurrency",
+        "2",
+        "--hostname",
+        "default@%h",
+        "--loglevel",
+        "INFO",
+    ],
     # A laptop has no GPU: this worker trains on the CPU, one job at a time (solo pool, as GPU workers).
-    "trainer": [str(BIN / "celery"), "-A", "workers.celery_app", "worker", "-Q", "cpu",
-                "--pool", "solo", "--concurrency", "1", "--hostname", "cpu@%h", "--loglevel", "INFO"],
-    "beat": [str(BIN / "celery"), "-A", "workers.celery_app", "beat", "--loglevel", "INFO",
-             "--schedule", str(VAR / "celerybeat-schedule")],
+    "trainer": [
+        str(BIN / "celery"),
+        "-A",
+        "workers.celery_app",
+        "worker",
+        "-Q",
+        "cpu",
+        "--pool",
+        "solo",
+        "--concurrency",
+        "1",
+        "--hostname",
+        "cpu@%h",
+        "--loglevel",
+        "INFO",
+    ],
+    "beat": [
+        str(BIN / "celery"),
+        "-A",
+        "workers.celery_app",
+        "beat",
+        "--loglevel",
+        "INFO",
+        "--schedule",
+        str(VAR / "celerybeat-schedule"),
+    ],
 }
 
 

@@ -13,11 +13,32 @@ if admin.site.is_registered(LibraryAPIKey):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["name", "public_id", "team", "scopes", "created", "expiry_date", "last_used_at", "revoked", "created_by"]
+    list_display = [
+        "name",
+        "public_id",
+        "team",
+        "scopes",
+        "created",
+        "expiry_date",
+        "last_used_at",
+        "revoked",
+        "created_by",
+    ]
     list_filter = ["revoked", "created"]
     search_fields = ["name", "prefix", "team__name", "created_by__email"]
     list_select_related = ["team", "created_by"]
-    fields = ["name", "prefix", "team", "scopes", "created_by", "created", "expiry_date", "last_used_at", "revoked", "revoked_at"]
+    fields = [
+        "name",
+        "prefix",
+        "team",
+        "scopes",
+        "created_by",
+        "created",
+        "expiry_date",
+        "last_used_at",
+        "revoked",
+        "revoked_at",
+    ]
     readonly_fields = ["prefix", "team", "created_by", "created", "last_used_at", "revoked", "revoked_at"]
     actions = ["revoke"]
 

@@ -22,12 +22,16 @@ PUBLIC_ID_PREFIX = "key-"
 
 def _clean_scopes(scopes: list[str] | None) -> list[str]:
     if not scopes:
-        raise InvalidInput("Choose at least one scope: read, write or inference.", field="scopes", code="required")
+        raise InvalidInput(
+            "Choose at least one scope: read, write or inference.", field="scopes", code="required"
+        )
     valid = {s.value for s in ApiKeyScope}
     unknown = [s for s in scopes if s not in valid]
     if unknown:
         raise InvalidInput(
-            f"Unknown scope {unknown[0]!r}: choose among read, write, inference.", field="scopes", code="invalid_scope"
+            f"Unknown scope {unknown[0]!r}: choose among read, write, inference.",
+            field="scopes",
+            code="invalid_scope",
         )
     # Keep the canonical order so equal scope sets look alike everywhere.
     return [s.value for s in ApiKeyScope if s.value in scopes]
@@ -49,9 +53,13 @@ def apikey_create(
     stronger one."""
     name = (name or "").strip()
     if not name:
-        raise InvalidInput("Give the key a name, so you can tell it apart later.", field="name", code="required")
+        raise InvalidInput(
+            "Give the key a name, so you can tell it apart later.", field="name", code="required"
+        )
     if len(name) > NAME_MAX:
-        raise InvalidInput(f"A key name has at most {NAME_MAX} characters; this one has {len(name)}.", field="name")
+        raise InvalidInput(
+            f"A key name has at most {NAME_MAX} characters; this one has {len(name)}.", field="name"
+        )
     scopes = _clean_scopes(scopes)
     if acting_key is not None:
         missing = [s for s in scopes if not acting_key.has_scope(s)]

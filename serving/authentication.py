@@ -31,7 +31,9 @@ def key_from_token(raw: str) -> ApiKey:
     library_key = raw[len(KEY_PREFIX) :]
     api_key = ApiKey.objects.select_related("team").filter(prefix=match.group(1)).first()
     if api_key is None or not api_key.is_valid(library_key):
-        raise exceptions.AuthenticationFailed("Invalid API key: it matches no key of this platform.", code="invalid_api_key")
+        raise exceptions.AuthenticationFailed(
+            "Invalid API key: it matches no key of this platform.", code="invalid_api_key"
+        )
     if api_key.revoked:
         raise exceptions.AuthenticationFailed("This API key was revoked.", code="revoked_api_key")
     if api_key.has_expired:

@@ -38,5 +38,7 @@ def model_get_for_team(*, team: Team, model_id: str) -> ModelEntry:
         if entry.id == model_id:
             return entry
     raise NotFound(
-        f"The model '{model_id}' does not exist or you do not have access to it.", code="model_not_found", field="model"
+        f"The model '{model_id}' does not exist or you do not have access to it.",
+        code="model_not_found",
+        field="model",
     )

@@ -51,18 +51,38 @@ def worker_env(**extra: str) -> dict[str, str]:
 class WorkerProcess:
     """One `celery worker` process; its output is kept (last lines) for assertion messages."""
 
-    def __init__(self, *, queues: str, name: str, pool: str = "solo", env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *, queues: str, name: str, pool: str = "solo", env: dict[str, str] | None = None
+    ) -> None:
         self.hostname = f"{name}-{uuid.uuid4().hex[:6]}@testhost"
         cmd = [
-            str(CELERY), "-A", "workers.celery_app", "worker", "-Q", queues, "--hostname", self.hostname,
-            "--pool", pool, "--concurrency", "1", "--loglevel", "INFO",
-            "--without-gossip", "--without-mingle",
+            str(CELERY),
+            "-A",
+            "workers.celery_app",
+            "worker",
+            "-Q",
+            queues,
+            "--hostname",
+            self.hostname,
+            "--pool",
+            pool,
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
         ]
         self.lines: deque[str] = deque(maxlen=400)
         self._ready = threading.Event()
         self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=worker_env(**(env or {})), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, start_new_session=True,
+            cmd,
+            cwd=ROOT,
+            env=worker_env(**(env or {})),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
         )
         threading.Thread(target=self._pump, daemon=True).start()
 

@@ -96,7 +96,9 @@ def start_worker(transactional_db):
     purge_broker()
     started: list[WorkerProcess] = []
 
-    def start(*, queues: str = "default,cpu", name: str = "worker", env: dict | None = None, wait: bool = True):
+    def start(
+        *, queues: str = "default,cpu", name: str = "worker", env: dict | None = None, wait: bool = True
+    ):
         worker = WorkerProcess(queues=queues, name=name, env=env)
         started.append(worker)
         return worker.wait_ready() if wait else worker
@@ -108,8 +110,14 @@ def start_worker(transactional_db):
 
 # --- Browser tests (Playwright's sync API on Debian's Chromium) -----------------------------------
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture

@@ -38,7 +38,6 @@ class MembershipFactory(factory.django.DjangoModelFactory):
     role = "member"
 
 
-
 class InvitationFactory(factory.django.DjangoModelFactory):
     """A pending invitation made like the service makes one; its link token is on the object as `.token`
     (only the hash is stored). Pass `expires_at` in the past for an expired one."""
@@ -117,7 +116,9 @@ class WorkerNodeFactory(factory.django.DjangoModelFactory):
     device_class = "h200"
     cuda_version = "12.8"
     torch_version = "2.13.0"
-    utilisation = factory.LazyFunction(lambda: {"gpu_percent": 73, "memory_used_mb": 40960, "memory_total_mb": 143771})
+    utilisation = factory.LazyFunction(
+        lambda: {"gpu_percent": 73, "memory_used_mb": 40960, "memory_total_mb": 143771}
+    )
     last_heartbeat_at = factory.LazyFunction(_now)
     started_at = factory.LazyFunction(_now)
 
@@ -141,13 +142,19 @@ class DatasetVersionFactory(factory.django.DjangoModelFactory):
 
         from datasets_app import services
 
-        path = Path(source) if source else Path(__file__).resolve().parents[1] / "samples/banking77/train_4intents.csv"
+        path = (
+            Path(source)
+            if source
+            else Path(__file__).resolve().parents[1] / "samples/banking77/train_4intents.csv"
+        )
         upload = SimpleUploadedFile(path.name, path.read_bytes())
         upload_options = services.UploadOptions(**options)
         if dataset is not None:
-            outcome = services.dataset_version_create(team=team, user=user, dataset=dataset, file=upload,
-                                                      filename=path.name, options=upload_options)
+            outcome = services.dataset_version_create(
+                team=team, user=user, dataset=dataset, file=upload, filename=path.name, options=upload_options
+            )
         else:
-            outcome = services.dataset_create_from_upload(team=team, user=user, file=upload, filename=path.name,
-                                                          name=name, options=upload_options)
+            outcome = services.dataset_create_from_upload(
+                team=team, user=user, file=upload, filename=path.name, name=name, options=upload_options
+            )
         return outcome.version

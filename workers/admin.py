@@ -17,7 +17,15 @@ def _admin_action(service, verb: str):
 
 @admin.register(WorkerNode)
 class WorkerNodeAdmin(admin.ModelAdmin):
-    list_display = ("name", "status", "admin_state", "device_name", "device_class", "current_job_id", "last_heartbeat_at")
+    list_display = (
+        "name",
+        "status",
+        "admin_state",
+        "device_name",
+        "device_class",
+        "current_job_id",
+        "last_heartbeat_at",
+    )
     list_filter = ("admin_state", "device_kind", "device_class")
     search_fields = ("name", "host", "device_name", "current_job_id")
     # Workers write their own rows; admins change only the admin state, through the actions.

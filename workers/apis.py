@@ -77,18 +77,26 @@ class WorkerListApi(StaffApiView):
     @extend_schema(
         summary="List workers (staff)",
         operation_id="workers_list",
-        parameters=[OpenApiParameter("status", str, enum=list(selectors.STATUSES), description="Only this status.")],
+        parameters=[
+            OpenApiParameter("status", str, enum=list(selectors.STATUSES), description="Only this status.")
+        ],
         responses={200: WorkerListOutputSerializer, 400: ErrorSerializer, **ERRORS},
     )
     def get(self, request):
         workers = selectors.worker_list(status=request.query_params.get("status") or None)
         # A platform has tens of workers, not thousands: the whole registry is one page.
-        return Response({"object": "list", "data": WorkerOutputSerializer(workers, many=True).data, "has_more": False})
+        return Response(
+            {"object": "list", "data": WorkerOutputSerializer(workers, many=True).data, "has_more": False}
+        )
 
 
 @extend_schema(tags=["workers"])
 class WorkerDetailApi(StaffApiView):
-    @extend_schema(summary="Get a worker (staff)", operation_id="workers_retrieve", responses={200: WorkerOutputSerializer, **ERRORS})
+    @extend_schema(
+        summary="Get a worker (staff)",
+        operation_id="workers_retrieve",
+        responses={200: WorkerOutputSerializer, **ERRORS},
+    )
     def get(self, request, name: str):
         return Response(WorkerOutputSerializer(selectors.worker_get(name=name)).data)
 
@@ -100,8 +108,10 @@ def _act(service, request, name: str) -> Response:
 @extend_schema(tags=["workers"])
 class WorkerDrainApi(StaffApiView):
     @extend_schema(
-        operation_id="workers_drain", summary="Drain a worker (staff): finish the current job, take no new one",
-        request=None, responses={200: WorkerOutputSerializer, **ERRORS},
+        operation_id="workers_drain",
+        summary="Drain a worker (staff): finish the current job, take no new one",
+        request=None,
+        responses={200: WorkerOutputSerializer, **ERRORS},
     )
     def post(self, request, name: str):
         return _act(services.worker_drain, request, name)
@@ -112,7 +122,8 @@ class WorkerPauseApi(StaffApiView):
     @extend_schema(
         operation_id="workers_pause",
         summary="Pause a worker (staff): take no new job, pause and requeue the current one",
-        request=None, responses={200: WorkerOutputSerializer, **ERRORS},
+        request=None,
+        responses={200: WorkerOutputSerializer, **ERRORS},
     )
     def post(self, request, name: str):
         return _act(services.worker_pause, request, name)
@@ -121,8 +132,10 @@ class WorkerPauseApi(StaffApiView):
 @extend_schema(tags=["workers"])
 class WorkerResumeApi(StaffApiView):
     @extend_schema(
-        operation_id="workers_resume", summary="Resume a worker (staff): accept jobs again",
-        request=None, responses={200: WorkerOutputSerializer, **ERRORS},
+        operation_id="workers_resume",
+        summary="Resume a worker (staff): accept jobs again",
+        request=None,
+        responses={200: WorkerOutputSerializer, **ERRORS},
     )
     def post(self, request, name: str):
         return _act(services.worker_resume, request, name)

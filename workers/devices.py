@@ -127,7 +127,9 @@ def detect_gpus() -> list[GpuDevice]:
         if described is None:
             props = torch.cuda.get_device_properties(index)
             described = (props.name, int(props.total_memory // MIB))
-        devices.append(GpuDevice(index=index, visible_id=visible_id, name=described[0], memory_mb=described[1]))
+        devices.append(
+            GpuDevice(index=index, visible_id=visible_id, name=described[0], memory_mb=described[1])
+        )
     return devices
 
 

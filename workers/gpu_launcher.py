@@ -53,9 +53,22 @@ class WorkerSpec:
 
 def _celery_worker_argv(*, queues: list[str], hostname: str, loglevel: str) -> list[str]:
     return [
-        sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
-        "--pool", "solo", "--concurrency", "1",
-        "-Q", ",".join(queues), "--hostname", hostname, "--loglevel", loglevel,
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.celery_app",
+        "worker",
+        "--pool",
+        "solo",
+        "--concurrency",
+        "1",
+        "-Q",
+        ",".join(queues),
+        "--hostname",
+        hostname,
+        "--loglevel",
+        loglevel,
     ]
 
 
@@ -155,9 +168,12 @@ class Supervisor:
 
     def _start(self, spec: WorkerSpec) -> None:
         process = subprocess.Popen(
-            spec.argv, cwd=self.cwd, env=self._env_for(spec),
+            spec.argv,
+            cwd=self.cwd,
+            env=self._env_for(spec),
             # Its own session: a terminal's Ctrl-C reaches only the launcher, which stops workers in order.
-            start_new_session=True, preexec_fn=_die_with_parent,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         self.processes[spec.name] = process
         self._started_at[spec.name] = time.monotonic()
@@ -173,8 +189,14 @@ class Supervisor:
                 self._backoff[spec.name] = self.min_backoff
             delay = self._backoff[spec.name]
             self._backoff[spec.name] = min(self.max_backoff, delay * 2)
-            log.warning("%s (pid %s) exited with code %s after %.0f s; restarting in %.0f s",
-                        spec.name, process.pid, process.returncode, ran_for, delay)
+            log.warning(
+                "%s (pid %s) exited with code %s after %.0f s; restarting in %.0f s",
+                spec.name,
+                process.pid,
+                process.returncode,
+                ran_for,
+                delay,
+            )
             self._restart_at[spec.name] = now + delay
             self.processes.pop(spec.name)
             return
@@ -219,15 +241,31 @@ class Supervisor:
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m workers.gpu_launcher", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cpu", action="store_true", help="No GPU needed: start one CPU worker (queue `cpu`).")
-    parser.add_argument("--concurrency", type=int, choices=[1], default=1,
-                        help="Jobs per GPU. Always 1: one job owns its GPU.")
-    parser.add_argument("--extra-queues", default="",
-                        help="Comma-separated queues every worker also consumes (e.g. `default`).")
+    parser = argparse.ArgumentParser(
+        prog="python -m workers.gpu_launcher", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--cpu", action="store_true", help="No GPU needed: start one CPU worker (queue `cpu`)."
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        choices=[1],
+        default=1,
+        help="Jobs per GPU. Always 1: one job owns its GPU.",
+    )
+    parser.add_argument(
+        "--extra-queues",
+        default="",
+        help="Comma-separated queues every worker also consumes (e.g. `default`).",
+    )
     parser.add_argument("--loglevel", default="INFO")
-    parser.add_argument("--stop-timeout", type=float, default=60.0,
-                        help="Seconds a worker gets to finish a warm shutdown before it is killed.")
+    parser.add_argument(
+        "--stop-timeout",
+        type=float,
+        default=60.0,
+        help="Seconds a worker gets to finish a warm shutdown before it is killed.",
+    )
     parser.add_argument("--dry-run", action="store_true", help="Print the workers it would start, then exit.")
     return parser.parse_args(argv)
 
@@ -245,15 +283,20 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         try:
             specs = build_worker_specs(
-                gpus, device_class_override=os.environ.get(DEVICE_CLASS_ENV) or None,
-                extra_queues=extra, loglevel=args.loglevel,
+                gpus,
+                device_class_override=os.environ.get(DEVICE_CLASS_ENV) or None,
+                extra_queues=extra,
+                loglevel=args.loglevel,
             )
         except ValueError as exc:
             print(str(exc), file=sys.stderr)
             return 2
     for spec in specs:
-        print(f"{spec.name}: {spec.description}; queues {','.join(spec.queues)}; "
-              f"CUDA_VISIBLE_DEVICES={spec.env.get('CUDA_VISIBLE_DEVICES', '')!r}", flush=True)
+        print(
+            f"{spec.name}: {spec.description}; queues {','.join(spec.queues)}; "
+            f"CUDA_VISIBLE_DEVICES={spec.env.get('CUDA_VISIBLE_DEVICES', '')!r}",
+            flush=True,
+        )
     if args.dry_run:
         for spec in specs:
             print(" ".join(spec.argv), flush=True)

@@ -32,7 +32,9 @@ class WorkerNode(TimeStampedModel):
     device_class = models.CharField(max_length=40, blank=True)
     cuda_version = models.CharField(max_length=40, blank=True)
     torch_version = models.CharField(max_length=40, blank=True)
-    os_platform = models.CharField(max_length=255, blank=True, help_text="Operating system, as platform.platform() says.")
+    os_platform = models.CharField(
+        max_length=255, blank=True, help_text="Operating system, as platform.platform() says."
+    )
     admin_state = models.CharField(max_length=10, choices=AdminState.choices, default=AdminState.ACTIVE)
     admin_state_changed_at = models.DateTimeField(null=True, blank=True)
     admin_state_changed_by = models.ForeignKey(
@@ -46,7 +48,9 @@ class WorkerNode(TimeStampedModel):
     current_job_id = models.CharField(max_length=40, null=True, blank=True, help_text="A FineTuneJob id.")  # noqa: DJ001
     utilisation = models.JSONField(default=dict, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
-    last_ping = models.CharField(max_length=64, blank=True, help_text="The token of the last `workers.ping` it ran.")
+    last_ping = models.CharField(
+        max_length=64, blank=True, help_text="The token of the last `workers.ping` it ran."
+    )
     last_ping_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -152,7 +152,9 @@ def _stop_consuming_unless_accepting(consumer) -> None:
     finally:
         connection.close()
     if state != "active":
-        log.warning("Worker %s is %s: not consuming %s until resumed", _state.name, state, ", ".join(_state.queues))
+        log.warning(
+            "Worker %s is %s: not consuming %s until resumed", _state.name, state, ", ".join(_state.queues)
+        )
         for queue in _state.queues:
             consumer.cancel_task_queue(queue)
 

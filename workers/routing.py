@@ -82,5 +82,7 @@ def queues_for_worker(*, device_kind: str, device_class: str | None) -> list[str
     if not device_class or device_class == GPU_QUEUE:
         return [GPU_QUEUE]
     if not DEVICE_CLASS_FORMAT.match(device_class):
-        raise ValueError(f"device class {device_class!r} is not a plain slug (lowercase letters, digits, - or _)")
+        raise ValueError(
+            f"device class {device_class!r} is not a plain slug (lowercase letters, digits, - or _)"
+        )
     return [GPU_QUEUE, f"{GPU_QUEUE}.{device_class}"]

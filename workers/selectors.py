@@ -19,7 +19,11 @@ def worker_list(*, status: str | None = None) -> list[WorkerNode]:
 
 def worker_get(*, name: str, for_update: bool = False) -> WorkerNode:
     """The worker called `name`, or NotFound. `for_update` locks its row (inside a transaction)."""
-    rows = WorkerNode.objects.select_for_update() if for_update else WorkerNode.objects.select_related("admin_state_changed_by")
+    rows = (
+        WorkerNode.objects.select_for_update()
+        if for_update
+        else WorkerNode.objects.select_related("admin_state_changed_by")
+    )
     worker = rows.filter(name=name).first()
     if worker is None:
         raise NotFound(f"No worker named {name!r}.", code="worker_not_found", field="name")
@@ -27,7 +31,7 @@ def worker_get(*, name: str, for_update: bool = False) -> WorkerNode:
 
 
 def worker_admin_state(*, name: str | None) -> str:
-    """"active" | "draining" | "paused". Outside a worker (name None) or for an unknown worker, "active":
+    """ "active" | "draining" | "paused". Outside a worker (name None) or for an unknown worker, "active":
     a running job keeps running unless an admin asked otherwise."""
     if name is None:
         return WorkerNode.AdminState.ACTIVE

@@ -103,7 +103,9 @@ def workers_mark_offline() -> list[str]:
     )
     if names:
         now = timezone.now()
-        WorkerNode.objects.filter(silent, name__in=names).update(offline_since=now, current_job_id=None, updated_at=now)
+        WorkerNode.objects.filter(silent, name__in=names).update(
+            offline_since=now, current_job_id=None, updated_at=now
+        )
         log.warning("Marked offline (no heartbeat): %s", ", ".join(names))
     return names
 
@@ -138,7 +140,9 @@ def _set_admin_state(*, name: str, state: str, actor) -> WorkerNode:
     worker.admin_state = state
     worker.admin_state_changed_at = timezone.now()
     worker.admin_state_changed_by = actor if getattr(actor, "pk", None) else None
-    worker.save(update_fields=["admin_state", "admin_state_changed_at", "admin_state_changed_by", "updated_at"])
+    worker.save(
+        update_fields=["admin_state", "admin_state_changed_at", "admin_state_changed_by", "updated_at"]
+    )
     log.info("Worker %s set to %s by %s", name, state, actor)
     queues = list(worker.queues)
     if state == WorkerNode.AdminState.ACTIVE:
@@ -172,8 +176,13 @@ def hand_back(task, *, job_id: str | None = None) -> str:
     queue = delivery.get("routing_key") or task.queue or "default"
     task.apply_async(args=list(request.args or ()), kwargs=dict(request.kwargs or {}), queue=queue)
     name = current_worker_name()
-    log.warning("Worker %s is not accepting jobs: handed %s%s back to queue %s", name, task.name,
-                f" (job {job_id})" if job_id else "", queue)
+    log.warning(
+        "Worker %s is not accepting jobs: handed %s%s back to queue %s",
+        name,
+        task.name,
+        f" (job {job_id})" if job_id else "",
+        queue,
+    )
     if name is None:
         return queue
     state = WorkerNode.objects.filter(name=name).values_list("admin_state", flat=True).first()

@@ -13,8 +13,14 @@ from common.errors import ApplicationError
 from workers import selectors, services
 
 ACTIONS = {
-    "drain": (services.worker_drain, _("Worker %(name)s is draining: it finishes its current job and takes no new one.")),
-    "pause": (services.worker_pause, _("Worker %(name)s is paused: its current job is paused and requeued; it takes no new job.")),
+    "drain": (
+        services.worker_drain,
+        _("Worker %(name)s is draining: it finishes its current job and takes no new one."),
+    ),
+    "pause": (
+        services.worker_pause,
+        _("Worker %(name)s is paused: its current job is paused and requeued; it takes no new job."),
+    ),
     "resume": (services.worker_resume, _("Worker %(name)s accepts jobs again.")),
 }
 

@@ -82,7 +82,9 @@ class Plan:
             "learning_rate": hp.learning_rate,
             # What "auto" resolves to for this method/task/model, kept so a rate set as a multiple of it
             # (the OpenAI face's learning_rate_multiplier) can be reported back as that multiple.
-            "auto_learning_rate": autoconf.auto_learning_rate(self.spec.method, self.spec.task, self.n_params),
+            "auto_learning_rate": autoconf.auto_learning_rate(
+                self.spec.method, self.spec.task, self.n_params
+            ),
             "gradient_accumulation_steps": hp.gradient_accumulation_steps,
             "precision": self.precision,
             "device": str(self.device),

@@ -59,7 +59,15 @@ class UserAdmin(DjangoUserAdmin):
 
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
-    list_display = ["name", "id", "slug", "member_count", "max_concurrent_jobs", "monthly_gpu_hours", "created_at"]
+    list_display = [
+        "name",
+        "id",
+        "slug",
+        "member_count",
+        "max_concurrent_jobs",
+        "monthly_gpu_hours",
+        "created_at",
+    ]
     search_fields = ["name", "slug", "id"]
     readonly_fields = ["id", "created_at", "updated_at"]
     inlines = [MembershipInline]
@@ -80,7 +88,16 @@ class MembershipAdmin(admin.ModelAdmin):
 
 @admin.register(Invitation)
 class InvitationAdmin(admin.ModelAdmin):
-    list_display = ["email", "team", "role", "status", "invited_by", "expires_at", "responded_at", "created_at"]
+    list_display = [
+        "email",
+        "team",
+        "role",
+        "status",
+        "invited_by",
+        "expires_at",
+        "responded_at",
+        "created_at",
+    ]
     list_filter = ["status", "role"]
     search_fields = ["email", "team__name", "id"]
     list_select_related = ["team", "invited_by"]

@@ -27,7 +27,9 @@ PAGE_PARAMS = [
 
 
 def _require_person(ctx_or_request, *, action: str) -> None:
-    api_key = ctx_or_request.api_key if isinstance(ctx_or_request, TeamContext) else _api_key_of(ctx_or_request)
+    api_key = (
+        ctx_or_request.api_key if isinstance(ctx_or_request, TeamContext) else _api_key_of(ctx_or_request)
+    )
     if api_key is not None:
         raise Forbidden(f"API keys cannot {action}; sign in as a person to do it.", code="person_required")
 
@@ -53,7 +55,9 @@ class TeamOutputSerializer(serializers.Serializer):
     object = serializers.SerializerMethodField()
     name = serializers.CharField()
     slug = serializers.CharField()
-    role = serializers.SerializerMethodField(help_text="The caller's role in this team (null for an API key).")
+    role = serializers.SerializerMethodField(
+        help_text="The caller's role in this team (null for an API key)."
+    )
     max_concurrent_jobs = serializers.IntegerField()
     monthly_gpu_hours = serializers.DecimalField(max_digits=10, decimal_places=2, coerce_to_string=False)
     created_at = serializers.DateTimeField()
@@ -182,7 +186,9 @@ class MeApi(APIView):
                 "user": MeUserSerializer(user).data,
                 "active_team": _team_body(active.team, role=active.role) if active else None,
                 "role": active.role if active else None,
-                "memberships": [{"team": _team_body(m.team, role=m.role), "role": m.role} for m in memberships],
+                "memberships": [
+                    {"team": _team_body(m.team, role=m.role), "role": m.role} for m in memberships
+                ],
                 "api_key": None,
             }
         )
@@ -240,13 +246,20 @@ class TeamDetailApi(TeamApiView):
         class Meta:
             ref_name = "TeamUpdateInput"
 
-    @extend_schema(operation_id="teams_retrieve", summary="One of the caller's teams",
-                   responses={200: TeamOutputSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="teams_retrieve",
+        summary="One of the caller's teams",
+        responses={200: TeamOutputSerializer, **ERRORS},
+    )
     def get(self, request, team_id):
         return Response(_team_body(self.ctx.team, role=self.ctx.role if self.ctx.user else None))
 
-    @extend_schema(operation_id="teams_update", summary="Rename a team (owners and admins)",
-                   request=InputSerializer, responses={200: TeamOutputSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="teams_update",
+        summary="Rename a team (owners and admins)",
+        request=InputSerializer,
+        responses={200: TeamOutputSerializer, **ERRORS},
+    )
     def patch(self, request, team_id):
         _require_person(self.ctx, action="change the team")
         serializer = self.InputSerializer(data=request.data)
@@ -259,8 +272,12 @@ class TeamSwitchApi(TeamApiView):
     team_url_kwarg = "team_id"
     write_role = Role.VIEWER  # switching changes only the caller's own preference
 
-    @extend_schema(operation_id="teams_switch", summary="Make this team the caller's active team",
-                   request=None, responses={200: TeamOutputSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="teams_switch",
+        summary="Make this team the caller's active team",
+        request=None,
+        responses={200: TeamOutputSerializer, **ERRORS},
+    )
     def post(self, request, team_id):
         _require_person(self.ctx, action="switch teams (a key always acts on its own team)")
         team = services.team_switch(user=request.user, team_id=self.ctx.team.pk)
@@ -273,8 +290,12 @@ class TeamSwitchApi(TeamApiView):
 class MemberListApi(TeamApiView):
     team_url_kwarg = "team_id"
 
-    @extend_schema(operation_id="team_members_list", summary="The team's members, by e-mail",
-                   parameters=PAGE_PARAMS, responses={200: list_schema(MemberOutputSerializer, name="MemberList"), **ERRORS})
+    @extend_schema(
+        operation_id="team_members_list",
+        summary="The team's members, by e-mail",
+        parameters=PAGE_PARAMS,
+        responses={200: list_schema(MemberOutputSerializer, name="MemberList"), **ERRORS},
+    )
     def get(self, request, team_id):
         after = request.query_params.get("after")
         if after and not (after.isdigit() and len(after) <= 18):
@@ -297,8 +318,11 @@ class MemberDetailApi(TeamApiView):
     def _body(self, user_id) -> dict:
         return MemberOutputSerializer(selectors.member_list(team=self.ctx.team).get(pk=user_id)).data
 
-    @extend_schema(operation_id="team_members_retrieve", summary="One member",
-                   responses={200: MemberOutputSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="team_members_retrieve",
+        summary="One member",
+        responses={200: MemberOutputSerializer, **ERRORS},
+    )
     def get(self, request, team_id, user_id):
         membership = selectors.member_get(team=self.ctx.team, user_id=user_id)
         return Response(self._body(membership.user_id))
@@ -318,9 +342,11 @@ class MemberDetailApi(TeamApiView):
         )
         return Response(self._body(membership.user_id))
 
-    @extend_schema(operation_id="team_members_destroy",
-                   summary="Remove a member (or leave, for one's own user id); never the last owner",
-                   responses={204: None, **ERRORS})
+    @extend_schema(
+        operation_id="team_members_destroy",
+        summary="Remove a member (or leave, for one's own user id); never the last owner",
+        responses={204: None, **ERRORS},
+    )
     def delete(self, request, team_id, user_id):
         _require_person(self.ctx, action="remove members")
         services.member_remove(actor=request.user, team=self.ctx.team, user_id=user_id)
@@ -331,8 +357,12 @@ class TeamLeaveApi(TeamApiView):
     team_url_kwarg = "team_id"
     write_role = Role.VIEWER
 
-    @extend_schema(operation_id="teams_leave", summary="Leave the team (refused for its last owner)",
-                   request=None, responses={204: None, **ERRORS})
+    @extend_schema(
+        operation_id="teams_leave",
+        summary="Leave the team (refused for its last owner)",
+        request=None,
+        responses={204: None, **ERRORS},
+    )
     def post(self, request, team_id):
         _require_person(self.ctx, action="leave a team")
         services.team_leave(user=request.user, team=self.ctx.team)
@@ -369,7 +399,9 @@ class InvitationListApi(TeamApiView):
         wanted = request.query_params.get("status") or None
         if wanted and wanted not in Invitation.Status.values:
             raise InvalidInput(f"Unknown status {wanted!r}.", field="status")
-        page = _page(request, selectors.invitation_list(team=self.ctx.team, status=wanted), order="-created_at")
+        page = _page(
+            request, selectors.invitation_list(team=self.ctx.team, status=wanted), order="-created_at"
+        )
         return Response(list_response_body(page, InvitationOutputSerializer(page.items, many=True).data))
 
     @extend_schema(
@@ -382,7 +414,9 @@ class InvitationListApi(TeamApiView):
         _require_person(self.ctx, action="invite people")
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        invitation, token = services.invitation_create(actor=request.user, team=self.ctx.team, **serializer.validated_data)
+        invitation, token = services.invitation_create(
+            actor=request.user, team=self.ctx.team, **serializer.validated_data
+        )
         link = invitation_deliver(request=request, invitation=invitation, token=token)
         body = dict(InvitationOutputSerializer(invitation).data, accept_url=link)
         return Response(body, status=status.HTTP_201_CREATED)
@@ -392,14 +426,20 @@ class InvitationDetailApi(TeamApiView):
     team_url_kwarg = "team_id"
     write_role = Role.VIEWER
 
-    @extend_schema(operation_id="team_invitations_retrieve", summary="One invitation",
-                   responses={200: InvitationOutputSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="team_invitations_retrieve",
+        summary="One invitation",
+        responses={200: InvitationOutputSerializer, **ERRORS},
+    )
     def get(self, request, team_id, invitation_id):
         invitation = selectors.invitation_get(team=self.ctx.team, invitation_id=invitation_id)
         return Response(InvitationOutputSerializer(invitation).data)
 
-    @extend_schema(operation_id="team_invitations_destroy", summary="Revoke a pending invitation (owners and admins)",
-                   responses={200: InvitationOutputSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="team_invitations_destroy",
+        summary="Revoke a pending invitation (owners and admins)",
+        responses={200: InvitationOutputSerializer, **ERRORS},
+    )
     def delete(self, request, team_id, invitation_id):
         _require_person(self.ctx, action="revoke invitations")
         invitation = selectors.invitation_get(team=self.ctx.team, invitation_id=invitation_id)
@@ -450,14 +490,18 @@ class InvitationDeclineApi(APIView):
 class ApiKeyListApi(TeamApiView):
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=50)
-        scopes = serializers.ListField(child=serializers.ChoiceField(choices=ApiKeyScope.choices), allow_empty=False)
+        scopes = serializers.ListField(
+            child=serializers.ChoiceField(choices=ApiKeyScope.choices), allow_empty=False
+        )
         expires_at = serializers.DateTimeField(required=False, allow_null=True)
 
         class Meta:
             ref_name = "ApiKeyCreateInput"
 
     class CreatedSerializer(ApiKeyOutputSerializer):
-        key = serializers.CharField(help_text="The full key, `tf_<prefix>.<secret>`: shown only in this response.")
+        key = serializers.CharField(
+            help_text="The full key, `tf_<prefix>.<secret>`: shown only in this response."
+        )
 
         class Meta:
             ref_name = "ApiKeyCreated"
@@ -498,15 +542,20 @@ class ApiKeyListApi(TeamApiView):
 
 
 class ApiKeyDetailApi(TeamApiView):
-    @extend_schema(operation_id="api_keys_retrieve", summary="One API key (never its secret)",
-                   responses={200: ApiKeyOutputSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="api_keys_retrieve",
+        summary="One API key (never its secret)",
+        responses={200: ApiKeyOutputSerializer, **ERRORS},
+    )
     def get(self, request, key_id):
         return Response(ApiKeyOutputSerializer(apikeys.apikey_get(team=self.ctx.team, key_id=key_id)).data)
 
-    @extend_schema(operation_id="api_keys_destroy", summary="Revoke an API key for good",
-                   responses={200: ApiKeyOutputSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="api_keys_destroy",
+        summary="Revoke an API key for good",
+        responses={200: ApiKeyOutputSerializer, **ERRORS},
+    )
     def delete(self, request, key_id):
         api_key = apikeys.apikey_get(team=self.ctx.team, key_id=key_id)
         api_key = apikeys.apikey_revoke(team=self.ctx.team, api_key=api_key, user=self.ctx.user)
         return Response(ApiKeyOutputSerializer(api_key).data)
-

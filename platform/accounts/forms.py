@@ -21,7 +21,9 @@ class EmailAuthenticationForm(AuthenticationForm):
 
 
 class SignUpForm(forms.Form):
-    email = forms.EmailField(label=_("E-mail"), widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}))
+    email = forms.EmailField(
+        label=_("E-mail"), widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True})
+    )
     full_name = forms.CharField(label=_("Full name"), max_length=150, required=False)
     password1 = forms.CharField(
         label=_("Password"),
@@ -30,12 +32,18 @@ class SignUpForm(forms.Form):
         help_text=_("At least 10 characters, not too common, not all digits, not like your e-mail."),
     )
     password2 = forms.CharField(
-        label=_("Password again"), strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+        label=_("Password again"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
 
     def clean(self):
         cleaned = super().clean()
-        if cleaned.get("password1") and cleaned.get("password2") and cleaned["password1"] != cleaned["password2"]:
+        if (
+            cleaned.get("password1")
+            and cleaned.get("password2")
+            and cleaned["password1"] != cleaned["password2"]
+        ):
             self.add_error("password2", _("The two passwords differ."))
         return cleaned
 
@@ -51,7 +59,9 @@ class InvitationForm(forms.Form):
     def __init__(self, *args, allowed_roles: list[str] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         if allowed_roles is not None:
-            self.fields["role"].choices = [(value, label) for value, label in Role.choices if value in allowed_roles]
+            self.fields["role"].choices = [
+                (value, label) for value, label in Role.choices if value in allowed_roles
+            ]
 
 
 class RoleForm(forms.Form):
@@ -68,7 +78,9 @@ EXPIRY_CHOICES = [
 
 
 class ApiKeyForm(forms.Form):
-    name = forms.CharField(label=_("Name"), max_length=50, help_text=_("What uses this key, e.g. “nightly eval”."))
+    name = forms.CharField(
+        label=_("Name"), max_length=50, help_text=_("What uses this key, e.g. “nightly eval”.")
+    )
     scopes = forms.MultipleChoiceField(
         label=_("Scopes"),
         choices=ApiKeyScope.choices,

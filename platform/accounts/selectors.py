@@ -50,7 +50,9 @@ def member_list(*, team: Team) -> QuerySet[User]:
 def member_get(*, team: Team, user_id) -> Membership:
     membership = None
     if str(user_id).isdigit() and len(str(user_id)) <= 18:  # a bigint, not a database error
-        membership = Membership.objects.select_related("user", "team").filter(team=team, user_id=int(user_id)).first()
+        membership = (
+            Membership.objects.select_related("user", "team").filter(team=team, user_id=int(user_id)).first()
+        )
     if membership is None:
         raise NotFound(f"No member with user id {user_id!r} in team {team.name}.", code="member_not_found")
     return membership
@@ -83,7 +85,9 @@ def invitation_by_token(*, token: str) -> Invitation:
     invitation = None
     if token:
         invitation = (
-            Invitation.objects.select_related("team", "invited_by").filter(token_hash=invitation_token_hash(token)).first()
+            Invitation.objects.select_related("team", "invited_by")
+            .filter(token_hash=invitation_token_hash(token))
+            .first()
         )
     if invitation is None:
         raise NotFound(

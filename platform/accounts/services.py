@@ -37,7 +37,9 @@ def user_create(*, email: str, password: str, full_name: str = "") -> User:
     try:
         validate_email(email)
     except ValidationError:
-        raise InvalidInput(f"{email or 'An empty value'} is not a valid e-mail address.", field="email", code="invalid_email") from None
+        raise InvalidInput(
+            f"{email or 'An empty value'} is not a valid e-mail address.", field="email", code="invalid_email"
+        ) from None
     if User.objects.filter(email__iexact=email).exists():
         raise Conflict(
             f"An account with the e-mail {email} already exists: sign in, or reset its password.",
@@ -52,7 +54,9 @@ def user_create(*, email: str, password: str, full_name: str = "") -> User:
         with transaction.atomic():
             return User.objects.create_user(email=email, password=password, full_name=full_name.strip())
     except IntegrityError:  # the same address signed up a moment ago
-        raise Conflict(f"An account with the e-mail {email} already exists.", field="email", code="email_taken") from None
+        raise Conflict(
+            f"An account with the e-mail {email} already exists.", field="email", code="email_taken"
+        ) from None
 
 
 # --- teams -------------------------------------------------------------------------------------
@@ -63,7 +67,9 @@ def _clean_team_name(name: str) -> str:
     if not name:
         raise InvalidInput("A team needs a name.", field="name", code="required")
     if len(name) > TEAM_NAME_MAX:
-        raise InvalidInput(f"A team name has at most {TEAM_NAME_MAX} characters; this one has {len(name)}.", field="name")
+        raise InvalidInput(
+            f"A team name has at most {TEAM_NAME_MAX} characters; this one has {len(name)}.", field="name"
+        )
     return name
 
 
@@ -125,13 +131,17 @@ def _parse_role(role: str, *, field: str = "role") -> Role:
         return Role(role)
     except ValueError:
         choices = ", ".join(r.value for r in Role)
-        raise InvalidInput(f"Unknown role {role!r}: choose one of {choices}.", field=field, code="invalid_role") from None
+        raise InvalidInput(
+            f"Unknown role {role!r}: choose one of {choices}.", field=field, code="invalid_role"
+        ) from None
 
 
 def _lock_owners(team: Team) -> list[int]:
     """Locks the owners' rows, so two owners demoting each other at once cannot leave none."""
     return list(
-        Membership.objects.select_for_update().filter(team=team, role=Role.OWNER).values_list("user_id", flat=True)
+        Membership.objects.select_for_update()
+        .filter(team=team, role=Role.OWNER)
+        .values_list("user_id", flat=True)
     )
 
 
@@ -146,7 +156,9 @@ def member_change_role(*, actor: User, team: Team, user_id, role: str) -> Member
         return membership
     touches_owner = Role.OWNER in (membership.role, new_role)
     if touches_owner and actor_role != Role.OWNER:
-        raise Forbidden("Only an owner can make someone an owner or change an owner's role.", code="owner_only")
+        raise Forbidden(
+            "Only an owner can make someone an owner or change an owner's role.", code="owner_only"
+        )
     if membership.role == Role.OWNER and owners == [membership.user_id]:
         raise Conflict(
             f"{membership.user.email} is the last owner of {team.name}: make someone else an owner first.",
@@ -190,7 +202,9 @@ def team_leave(*, user: User, team: Team) -> None:
 
 
 @transaction.atomic
-def invitation_create(*, actor: User, team: Team, email: str, role: str = Role.MEMBER) -> tuple[Invitation, str]:
+def invitation_create(
+    *, actor: User, team: Team, email: str, role: str = Role.MEMBER
+) -> tuple[Invitation, str]:
     """An invitation by link; returns it with the link's token, which is not stored (only its hash)."""
     actor_role = _require_manager(actor=actor, team=team, action="invite people")
     new_role = _parse_role(role)
@@ -200,11 +214,15 @@ def invitation_create(*, actor: User, team: Team, email: str, role: str = Role.M
     try:
         validate_email(email)
     except ValidationError:
-        raise InvalidInput(f"{email or 'An empty value'} is not a valid e-mail address.", field="email", code="invalid_email") from None
+        raise InvalidInput(
+            f"{email or 'An empty value'} is not a valid e-mail address.", field="email", code="invalid_email"
+        ) from None
     if Membership.objects.filter(team=team, user__email__iexact=email).exists():
         raise Conflict(f"{email} is already a member of {team.name}.", field="email", code="already_member")
     now = timezone.now()
-    if Invitation.objects.filter(team=team, email=email, status=Invitation.Status.PENDING, expires_at__gt=now).exists():
+    if Invitation.objects.filter(
+        team=team, email=email, status=Invitation.Status.PENDING, expires_at__gt=now
+    ).exists():
         raise Conflict(
             f"{email} already has a pending invitation to {team.name}: revoke it to send a new one.",
             field="email",
@@ -228,7 +246,9 @@ def invitation_revoke(*, actor: User, team: Team, invitation: Invitation) -> Inv
     _require_manager(actor=actor, team=team, action="revoke invitations")
     invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
     if invitation.status != Invitation.Status.PENDING:
-        raise Conflict(f"This invitation was already {invitation.status}.", code=f"invitation_{invitation.status}")
+        raise Conflict(
+            f"This invitation was already {invitation.status}.", code=f"invitation_{invitation.status}"
+        )
     invitation.status = Invitation.Status.REVOKED
     invitation.responded_at = timezone.now()
     invitation.save(update_fields=["status", "responded_at", "updated_at"])

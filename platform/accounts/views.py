@@ -33,7 +33,9 @@ def _apply_error(form, exc: ApplicationError) -> None:
 
 def _safe_next(request, default: str) -> str:
     candidate = request.POST.get("next") or request.GET.get("next") or ""
-    if url_has_allowed_host_and_scheme(candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+    if url_has_allowed_host_and_scheme(
+        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         return candidate
     return default
 
@@ -119,7 +121,9 @@ def team_new(request):
                 _apply_error(form, exc)
                 status = exc.status_code
             else:
-                messages.success(request, _("Team %(name)s created; you are its owner.") % {"name": team.name})
+                messages.success(
+                    request, _("Team %(name)s created; you are its owner.") % {"name": team.name}
+                )
                 return redirect("accounts:team_detail", team_id=team.pk)
         else:
             status = 400
@@ -207,7 +211,8 @@ def member_role(request, team_id, user_id):
     except ApplicationError as exc:
         return _refused(request, membership, exc)
     messages.success(
-        request, _("%(email)s is now %(role)s.") % {"email": changed.user.email, "role": changed.get_role_display()}
+        request,
+        _("%(email)s is now %(role)s.") % {"email": changed.user.email, "role": changed.get_role_display()},
     )
     return redirect("accounts:team_detail", team_id=team_id)
 
@@ -250,7 +255,10 @@ def invitation_create(request, team_id):
         return _team_page(request, membership, status=400, invite_form=form)
     try:
         invitation, token = services.invitation_create(
-            actor=request.user, team=membership.team, email=form.cleaned_data["email"], role=form.cleaned_data["role"]
+            actor=request.user,
+            team=membership.team,
+            email=form.cleaned_data["email"],
+            role=form.cleaned_data["role"],
         )
     except ApplicationError as exc:
         if exc.field in form.fields:
@@ -259,7 +267,9 @@ def invitation_create(request, team_id):
         return _refused(request, membership, exc, invite_form=form)
     # The link is rendered in this response only: the token is not stored.
     link = invitation_deliver(request=request, invitation=invitation, token=token)
-    messages.success(request, _("Invitation for %(email)s created and e-mailed.") % {"email": invitation.email})
+    messages.success(
+        request, _("Invitation for %(email)s created and e-mailed.") % {"email": invitation.email}
+    )
     return _team_page(request, membership, status=201, new_invitation=invitation, new_invitation_link=link)
 
 
@@ -318,7 +328,8 @@ def invitation_accept(request, token):
         return _invitation_page(request, token, problem=exc)
     messages.success(
         request,
-        _("You joined %(team)s as %(role)s.") % {"team": membership.team.name, "role": membership.get_role_display()},
+        _("You joined %(team)s as %(role)s.")
+        % {"team": membership.team.name, "role": membership.get_role_display()},
     )
     return redirect("accounts:team_detail", team_id=membership.team_id)
 
@@ -373,7 +384,8 @@ def api_keys(request):
     if not role_at_least(membership.role, Role.MEMBER):
         messages.error(
             request,
-            _("Viewers cannot create API keys; ask an owner or admin of %(team)s.") % {"team": membership.team.name},
+            _("Viewers cannot create API keys; ask an owner or admin of %(team)s.")
+            % {"team": membership.team.name},
         )
         return _api_keys_page(request, form=form, status=403)
     if not form.is_valid():

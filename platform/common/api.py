@@ -28,8 +28,10 @@ class TeamContext:
                 raise Forbidden(f"This API key lacks the '{needed}' scope.", code="missing_scope")
             return
         if not role_at_least(self.role, role):
-            raise Forbidden(f"This needs the {role} role in team {self.team.name}; you are {self.role}.",
-                            code="insufficient_role")
+            raise Forbidden(
+                f"This needs the {role} role in team {self.team.name}; you are {self.role}.",
+                code="insufficient_role",
+            )
 
 
 def team_context_for(request, *, team_id: str | None = None) -> TeamContext:

@@ -96,9 +96,18 @@ def _is_openai_path(request) -> bool:
     return bool(request is not None and request.path.startswith("/v1/"))
 
 
-def error_body(*, request, status_code: int, code: str, message: str, field: str | None, details=None, kind=None):
+def error_body(
+    *, request, status_code: int, code: str, message: str, field: str | None, details=None, kind=None
+):
     if _is_openai_path(request):
-        return {"error": {"message": message, "type": kind or _openai_type(status_code), "param": field, "code": code}}
+        return {
+            "error": {
+                "message": message,
+                "type": kind or _openai_type(status_code),
+                "param": field,
+                "code": code,
+            }
+        }
     body = {"code": code, "message": message, "field": field}
     if details:
         body["details"] = details
@@ -147,6 +156,11 @@ def api_exception_handler(exc, context):
         code = codes if isinstance(codes, str) else "error"
         details = {}
     response.data = error_body(
-        request=request, status_code=response.status_code, code=code, message=message, field=field, details=details
+        request=request,
+        status_code=response.status_code,
+        code=code,
+        message=message,
+        field=field,
+        details=details,
     )
     return response

@@ -29,9 +29,7 @@ def parse_limit(raw: str | None, *, default: int = DEFAULT_LIMIT) -> int:
     return limit
 
 
-def paginate_after(
-    queryset: QuerySet, *, after: str | None, limit: int, order: str = "-created_at"
-) -> Page:
+def paginate_after(queryset: QuerySet, *, after: str | None, limit: int, order: str = "-created_at") -> Page:
     """Rows after the row `after` in `order` (then id, as tie-breaker), at most `limit` of them."""
     descending = order.startswith("-")
     order_field = order.lstrip("-")
@@ -42,14 +40,20 @@ def paginate_after(
             raise InvalidInput(f"No such object for after={after!r} in this list.", field="after")
         value, pk = anchor[order_field], anchor["pk"]
         if descending:
-            queryset = queryset.filter(Q(**{f"{order_field}__lt": value}) | Q(**{order_field: value, "pk__lt": pk}))
+            queryset = queryset.filter(
+                Q(**{f"{order_field}__lt": value}) | Q(**{order_field: value, "pk__lt": pk})
+            )
         else:
-            queryset = queryset.filter(Q(**{f"{order_field}__gt": value}) | Q(**{order_field: value, "pk__gt": pk}))
+            queryset = queryset.filter(
+                Q(**{f"{order_field}__gt": value}) | Q(**{order_field: value, "pk__gt": pk})
+            )
     rows = list(queryset[: limit + 1])
     return Page(items=rows[:limit], has_more=len(rows) > limit)
 
 
-def list_response_body(page: Page, data: list[Any], *, id_of: Callable[[Any], str] | None = None) -> dict[str, Any]:
+def list_response_body(
+    page: Page, data: list[Any], *, id_of: Callable[[Any], str] | None = None
+) -> dict[str, Any]:
     """`id_of` gives the id clients see (and pass back as `after`) where it is not the pk."""
     body = {"object": "list", "data": data, "has_more": page.has_more}
     if page.items:

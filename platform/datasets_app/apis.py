@@ -25,9 +25,16 @@ from datasets_app.models import DatasetVersion, Task
 from datasets_app.uploads import check_content_length, limited_upload_handlers
 
 ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404)}
-UPLOAD_ERRORS = {**ERRORS, 409: ErrorSerializer, 413: ErrorSerializer,
-                 422: OpenApiResponse(ErrorSerializer, description="Blocking errors; `error.details.report` "
-                                      "holds the validation report. Nothing was stored.")}
+UPLOAD_ERRORS = {
+    **ERRORS,
+    409: ErrorSerializer,
+    413: ErrorSerializer,
+    422: OpenApiResponse(
+        ErrorSerializer,
+        description="Blocking errors; `error.details.report` "
+        "holds the validation report. Nothing was stored.",
+    ),
+}
 PAGE_PARAMS = [
     OpenApiParameter("after", str, description="The last id of the previous page."),
     OpenApiParameter("limit", int, description="At most this many items (1–100, default 20)."),
@@ -42,13 +49,17 @@ class DatasetVersionOutputSerializer(serializers.Serializer):
     object = serializers.SerializerMethodField()
     dataset_id = serializers.CharField()
     number = serializers.IntegerField()
-    sha256 = serializers.CharField(help_text="sha256 of the normalized content (training + validation splits).")
+    sha256 = serializers.CharField(
+        help_text="sha256 of the normalized content (training + validation splits)."
+    )
     task = serializers.ChoiceField(choices=Task.choices)
     status = serializers.ChoiceField(choices=DatasetVersion.Status.choices)
     row_count = serializers.IntegerField(help_text="Training rows.")
     validation_row_count = serializers.IntegerField()
     labels = serializers.ListField(child=serializers.CharField())
-    label_counts = serializers.DictField(child=serializers.IntegerField(), help_text="Training rows per label.")
+    label_counts = serializers.DictField(
+        child=serializers.IntegerField(), help_text="Training rows per label."
+    )
     column_mapping = serializers.DictField()
     source_filename = serializers.CharField()
     source_format = serializers.CharField()
@@ -68,8 +79,10 @@ class DatasetVersionOutputSerializer(serializers.Serializer):
 
     def get_files(self, version) -> dict[str, str | None]:
         url = reverse("api-dataset-version-download", args=[version.pk])
-        return {"train": f"{url}?split=train&format=jsonl",
-                "validation": f"{url}?split=validation&format=jsonl" if version.validation_row_count else None}
+        return {
+            "train": f"{url}?split=train&format=jsonl",
+            "validation": f"{url}?split=validation&format=jsonl" if version.validation_row_count else None,
+        }
 
 
 class DatasetOutputSerializer(serializers.Serializer):
@@ -132,12 +145,22 @@ def _upload_body(outcome: services.UploadOutcome) -> dict:
 
 
 class UploadInputSerializer(serializers.Serializer):
-    file = serializers.FileField(allow_empty_file=True, help_text="CSV, TSV, JSONL or Alpaca-style JSON (UTF-8).")
-    validation_file = serializers.FileField(required=False, allow_empty_file=True,
-                                            help_text="Optional validation split; else a stratified split is made.")
+    file = serializers.FileField(
+        allow_empty_file=True, help_text="CSV, TSV, JSONL or Alpaca-style JSON (UTF-8)."
+    )
+    validation_file = serializers.FileField(
+        required=False,
+        allow_empty_file=True,
+        help_text="Optional validation split; else a stratified split is made.",
+    )
     task = serializers.ChoiceField(choices=Task.choices, required=False, help_text="Detected when omitted.")
-    validation_fraction = serializers.FloatField(required=False, default=0.1, min_value=0.0, max_value=0.9,
-                                                 help_text="Share of rows held out when no validation_file is given.")
+    validation_fraction = serializers.FloatField(
+        required=False,
+        default=0.1,
+        min_value=0.0,
+        max_value=0.9,
+        help_text="Share of rows held out when no validation_file is given.",
+    )
     seed = serializers.IntegerField(required=False, default=0, min_value=0, max_value=2**31 - 1)
     text_column = serializers.CharField(required=False, allow_blank=True, max_length=200)
     label_column = serializers.CharField(required=False, allow_blank=True, max_length=200)
@@ -145,8 +168,12 @@ class UploadInputSerializer(serializers.Serializer):
     label_names = serializers.JSONField(required=False, help_text='Rename labels, e.g. {"0": "bearish"}.')
     pii_masking = serializers.BooleanField(required=False, default=False)
     deduplicate = serializers.BooleanField(required=False, default=False)
-    tokenizer_model = serializers.CharField(required=False, allow_blank=True, max_length=200,
-                                            help_text="Base model whose tokenizer measures text lengths.")
+    tokenizer_model = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=200,
+        help_text="Base model whose tokenizer measures text lengths.",
+    )
 
     def options(self) -> services.UploadOptions:
         data = self.validated_data
@@ -154,16 +181,26 @@ class UploadInputSerializer(serializers.Serializer):
         if label_names in ("", None):
             label_names = None
         return services.UploadOptions(
-            task=data.get("task") or None, text_column=data.get("text_column") or None,
-            label_column=data.get("label_column") or None, text_pair_column=data.get("text_pair_column") or None,
-            label_names=label_names, pii_masking=data["pii_masking"], deduplicate=data["deduplicate"],
-            validation_fraction=data["validation_fraction"], seed=data["seed"],
-            tokenizer_model=data.get("tokenizer_model") or None)
+            task=data.get("task") or None,
+            text_column=data.get("text_column") or None,
+            label_column=data.get("label_column") or None,
+            text_pair_column=data.get("text_pair_column") or None,
+            label_names=label_names,
+            pii_masking=data["pii_masking"],
+            deduplicate=data["deduplicate"],
+            validation_fraction=data["validation_fraction"],
+            seed=data["seed"],
+            tokenizer_model=data.get("tokenizer_model") or None,
+        )
 
 
 class DatasetUploadInputSerializer(UploadInputSerializer):
-    name = serializers.CharField(required=False, allow_blank=True, max_length=200,
-                                 help_text="Defaults to the file name. An existing name adds a version to it.")
+    name = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=200,
+        help_text="Defaults to the file name. An existing name adds a version to it.",
+    )
     description = serializers.CharField(required=False, allow_blank=True, default="")
 
 
@@ -187,51 +224,84 @@ class UploadApiMixin:
 def _uploaded(serializer: UploadInputSerializer) -> dict:
     data = serializer.validated_data
     validation = data.get("validation_file")
-    return {"file": data["file"], "filename": data["file"].name, "validation_file": validation,
-            "validation_filename": validation.name if validation else None}
+    return {
+        "file": data["file"],
+        "filename": data["file"].name,
+        "validation_file": validation,
+        "validation_filename": validation.name if validation else None,
+    }
 
 
 # --- datasets ----------------------------------------------------------------------------------
 
 
 class DatasetCollectionApi(UploadApiMixin, TeamApiView):
-    @extend_schema(operation_id="datasets_list", summary="List the team's datasets", parameters=PAGE_PARAMS,
-                   responses={200: list_schema(DatasetOutputSerializer, name="DatasetList"), **ERRORS})
+    @extend_schema(
+        operation_id="datasets_list",
+        summary="List the team's datasets",
+        parameters=PAGE_PARAMS,
+        responses={200: list_schema(DatasetOutputSerializer, name="DatasetList"), **ERRORS},
+    )
     def get(self, request):
-        page = paginate_after(selectors.dataset_list(team=self.ctx.team), after=request.query_params.get("after"),
-                              limit=parse_limit(request.query_params.get("limit")))
+        page = paginate_after(
+            selectors.dataset_list(team=self.ctx.team),
+            after=request.query_params.get("after"),
+            limit=parse_limit(request.query_params.get("limit")),
+        )
         datasets = selectors.with_latest_versions(page.items)
         return Response(list_response_body(page, DatasetOutputSerializer(datasets, many=True).data))
 
-    @extend_schema(operation_id="datasets_upload", summary="Upload a file as a new dataset (or a new version of "
-                   "the team's dataset with that name)", request={"multipart/form-data": DatasetUploadInputSerializer},
-                   responses={201: UploadOutputSerializer, 200: OpenApiResponse(
-                       UploadOutputSerializer, description="Identical content: the existing version."),
-                       **UPLOAD_ERRORS})
+    @extend_schema(
+        operation_id="datasets_upload",
+        summary="Upload a file as a new dataset (or a new version of the team's dataset with that name)",
+        request={"multipart/form-data": DatasetUploadInputSerializer},
+        responses={
+            201: UploadOutputSerializer,
+            200: OpenApiResponse(
+                UploadOutputSerializer, description="Identical content: the existing version."
+            ),
+            **UPLOAD_ERRORS,
+        },
+    )
     def post(self, request):
         serializer = DatasetUploadInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         outcome = services.dataset_create_from_upload(
-            team=self.ctx.team, user=self.ctx.user, name=serializer.validated_data.get("name"),
-            description=serializer.validated_data.get("description", ""), options=serializer.options(),
-            **_uploaded(serializer))
-        return Response(_upload_body(outcome), status=status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK)
+            team=self.ctx.team,
+            user=self.ctx.user,
+            name=serializer.validated_data.get("name"),
+            description=serializer.validated_data.get("description", ""),
+            options=serializer.options(),
+            **_uploaded(serializer),
+        )
+        return Response(
+            _upload_body(outcome), status=status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK
+        )
 
 
 class DatasetDetailApi(TeamApiView):
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(required=False, max_length=200)
         description = serializers.CharField(required=False, allow_blank=True)
-        pii_masking = serializers.BooleanField(required=False, help_text="Applies to versions uploaded from now on.")
+        pii_masking = serializers.BooleanField(
+            required=False, help_text="Applies to versions uploaded from now on."
+        )
 
-    @extend_schema(operation_id="datasets_retrieve", summary="A dataset",
-                   responses={200: DatasetOutputSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="datasets_retrieve",
+        summary="A dataset",
+        responses={200: DatasetOutputSerializer, **ERRORS},
+    )
     def get(self, request, dataset_id: str):
         dataset = selectors.dataset_get(team=self.ctx.team, dataset_id=dataset_id)
         return Response(DatasetOutputSerializer(dataset).data)
 
-    @extend_schema(operation_id="datasets_update", summary="Rename or re-describe a dataset", request=InputSerializer,
-                   responses={200: DatasetOutputSerializer, **ERRORS, 409: ErrorSerializer})
+    @extend_schema(
+        operation_id="datasets_update",
+        summary="Rename or re-describe a dataset",
+        request=InputSerializer,
+        responses={200: DatasetOutputSerializer, **ERRORS, 409: ErrorSerializer},
+    )
     def patch(self, request, dataset_id: str):
         dataset = selectors.dataset_get(team=self.ctx.team, dataset_id=dataset_id)
         # partial: an omitted checkbox in form data must not read as pii_masking=false.
@@ -240,9 +310,15 @@ class DatasetDetailApi(TeamApiView):
         dataset = services.dataset_update(dataset=dataset, **serializer.validated_data)
         return Response(DatasetOutputSerializer(dataset).data)
 
-    @extend_schema(operation_id="datasets_destroy", summary="Delete a dataset, its versions and their files",
-                   responses={204: None, **ERRORS, 409: OpenApiResponse(ErrorSerializer,
-                                                                         description="A version is used by a job.")})
+    @extend_schema(
+        operation_id="datasets_destroy",
+        summary="Delete a dataset, its versions and their files",
+        responses={
+            204: None,
+            **ERRORS,
+            409: OpenApiResponse(ErrorSerializer, description="A version is used by a job."),
+        },
+    )
     def delete(self, request, dataset_id: str):
         dataset = selectors.dataset_get(team=self.ctx.team, dataset_id=dataset_id)
         services.dataset_delete(dataset=dataset)
@@ -250,42 +326,71 @@ class DatasetDetailApi(TeamApiView):
 
 
 class DatasetVersionCollectionApi(UploadApiMixin, TeamApiView):
-    @extend_schema(operation_id="dataset_versions_list", summary="A dataset's versions, newest first",
-                   parameters=PAGE_PARAMS,
-                   responses={200: list_schema(DatasetVersionOutputSerializer, name="DatasetVersionList"), **ERRORS})
+    @extend_schema(
+        operation_id="dataset_versions_list",
+        summary="A dataset's versions, newest first",
+        parameters=PAGE_PARAMS,
+        responses={200: list_schema(DatasetVersionOutputSerializer, name="DatasetVersionList"), **ERRORS},
+    )
     def get(self, request, dataset_id: str):
         dataset = selectors.dataset_get(team=self.ctx.team, dataset_id=dataset_id)
-        page = paginate_after(selectors.dataset_version_list(dataset=dataset), after=request.query_params.get("after"),
-                              limit=parse_limit(request.query_params.get("limit")))
+        page = paginate_after(
+            selectors.dataset_version_list(dataset=dataset),
+            after=request.query_params.get("after"),
+            limit=parse_limit(request.query_params.get("limit")),
+        )
         return Response(list_response_body(page, DatasetVersionOutputSerializer(page.items, many=True).data))
 
-    @extend_schema(operation_id="dataset_versions_upload", summary="Upload a new version of a dataset",
-                   request={"multipart/form-data": UploadInputSerializer},
-                   responses={201: UploadOutputSerializer, 200: OpenApiResponse(
-                       UploadOutputSerializer, description="Identical content: the existing version."),
-                       **UPLOAD_ERRORS})
+    @extend_schema(
+        operation_id="dataset_versions_upload",
+        summary="Upload a new version of a dataset",
+        request={"multipart/form-data": UploadInputSerializer},
+        responses={
+            201: UploadOutputSerializer,
+            200: OpenApiResponse(
+                UploadOutputSerializer, description="Identical content: the existing version."
+            ),
+            **UPLOAD_ERRORS,
+        },
+    )
     def post(self, request, dataset_id: str):
         dataset = selectors.dataset_get(team=self.ctx.team, dataset_id=dataset_id)
         serializer = UploadInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        outcome = services.dataset_version_create(team=self.ctx.team, user=self.ctx.user, dataset=dataset,
-                                                  options=serializer.options(), **_uploaded(serializer))
-        return Response(_upload_body(outcome), status=status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK)
+        outcome = services.dataset_version_create(
+            team=self.ctx.team,
+            user=self.ctx.user,
+            dataset=dataset,
+            options=serializer.options(),
+            **_uploaded(serializer),
+        )
+        return Response(
+            _upload_body(outcome), status=status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK
+        )
 
 
 # --- versions ----------------------------------------------------------------------------------
 
 
 class DatasetVersionDetailApi(TeamApiView):
-    @extend_schema(operation_id="dataset_versions_retrieve", summary="A dataset version",
-                   responses={200: DatasetVersionOutputSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="dataset_versions_retrieve",
+        summary="A dataset version",
+        responses={200: DatasetVersionOutputSerializer, **ERRORS},
+    )
     def get(self, request, version_id: str):
         version = selectors.dataset_version_get(team=self.ctx.team, version_id=version_id)
         return Response(DatasetVersionOutputSerializer(version).data)
 
-    @extend_schema(operation_id="dataset_versions_destroy", summary="Delete a version and its files",
-                   responses={204: None, **ERRORS, 409: OpenApiResponse(ErrorSerializer,
-                                                                         description="Used by a fine-tuning job.")})
+    @extend_schema(
+        operation_id="dataset_versions_destroy",
+        summary="Delete a version and its files",
+        responses={
+            204: None,
+            **ERRORS,
+            409: OpenApiResponse(ErrorSerializer, description="Used by a fine-tuning job."),
+        },
+    )
     def delete(self, request, version_id: str):
         version = selectors.dataset_version_get(team=self.ctx.team, version_id=version_id)
         services.dataset_version_delete(version=version)
@@ -298,8 +403,11 @@ class DatasetVersionReportOutputSerializer(ReportSerializer):
 
 
 class DatasetVersionReportApi(TeamApiView):
-    @extend_schema(operation_id="dataset_versions_report", summary="The validation report of a version",
-                   responses={200: DatasetVersionReportOutputSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="dataset_versions_report",
+        summary="The validation report of a version",
+        responses={200: DatasetVersionReportOutputSerializer, **ERRORS},
+    )
     def get(self, request, version_id: str):
         version = selectors.dataset_version_get(team=self.ctx.team, version_id=version_id)
         return Response({"object": "dataset.version.report", "version_id": version.pk, **version.report})
@@ -308,7 +416,9 @@ class DatasetVersionReportApi(TeamApiView):
 class PreviewOutputSerializer(serializers.Serializer):
     object = serializers.CharField(help_text="Always `list`.")
     split = serializers.CharField()
-    data = serializers.ListField(child=serializers.DictField(), help_text="Rows with their 1-based `row` number.")
+    data = serializers.ListField(
+        child=serializers.DictField(), help_text="Rows with their 1-based `row` number."
+    )
     offset = serializers.IntegerField()
     limit = serializers.IntegerField()
     total = serializers.IntegerField()
@@ -321,18 +431,26 @@ def _int_param(request, name: str, default: int) -> int:
 
 
 class DatasetVersionPreviewApi(TeamApiView):
-    @extend_schema(operation_id="dataset_versions_preview", summary="Normalized rows of a split, by offset",
-                   description="Rows have no ids, so this list pages by row offset: pass `next_offset` back as "
-                               "`offset`.",
-                   parameters=[OpenApiParameter("split", str, enum=["train", "validation"]),
-                               OpenApiParameter("offset", int, description="Rows to skip (default 0)."),
-                               OpenApiParameter("limit", int, description="1–100, default 20.")],
-                   responses={200: PreviewOutputSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="dataset_versions_preview",
+        summary="Normalized rows of a split, by offset",
+        description="Rows have no ids, so this list pages by row offset: pass `next_offset` back as "
+        "`offset`.",
+        parameters=[
+            OpenApiParameter("split", str, enum=["train", "validation"]),
+            OpenApiParameter("offset", int, description="Rows to skip (default 0)."),
+            OpenApiParameter("limit", int, description="1–100, default 20."),
+        ],
+        responses={200: PreviewOutputSerializer, **ERRORS},
+    )
     def get(self, request, version_id: str):
         version = selectors.dataset_version_get(team=self.ctx.team, version_id=version_id)
-        body = selectors.version_preview(version=version, split=request.query_params.get("split") or "train",
-                                         offset=_int_param(request, "offset", 0),
-                                         limit=_int_param(request, "limit", 20))
+        body = selectors.version_preview(
+            version=version,
+            split=request.query_params.get("split") or "train",
+            offset=_int_param(request, "offset", 0),
+            limit=_int_param(request, "limit", 20),
+        )
         return Response(body)
 
 
@@ -343,48 +461,73 @@ class StatsOutputSerializer(serializers.Serializer):
     row_count = serializers.IntegerField()
     validation_row_count = serializers.IntegerField()
     labels = serializers.ListField(child=serializers.DictField(), help_text="[{label, train, validation}]")
-    token_lengths = serializers.DictField(help_text="{model, max_length, sampled, p50, p95, max, bins[{start,end,count}]}")
+    token_lengths = serializers.DictField(
+        help_text="{model, max_length, sampled, p50, p95, max, bins[{start,end,count}]}"
+    )
 
 
 class DatasetVersionStatsApi(TeamApiView):
-    @extend_schema(operation_id="dataset_versions_stats", summary="Label distribution and token-length histogram",
-                   parameters=[OpenApiParameter("model", str, description="Base model whose tokenizer to use "
-                                                "(default: the platform's default base model).")],
-                   responses={200: StatsOutputSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="dataset_versions_stats",
+        summary="Label distribution and token-length histogram",
+        parameters=[
+            OpenApiParameter(
+                "model",
+                str,
+                description="Base model whose tokenizer to use (default: the platform's default base model).",
+            )
+        ],
+        responses={200: StatsOutputSerializer, **ERRORS},
+    )
     def get(self, request, version_id: str):
         version = selectors.dataset_version_get(team=self.ctx.team, version_id=version_id)
-        return Response({
-            "object": "dataset.version.stats",
-            "version_id": version.pk,
-            "task": version.task,
-            "row_count": version.row_count,
-            "validation_row_count": version.validation_row_count,
-            "labels": selectors.version_label_distribution(version=version),
-            "token_lengths": selectors.version_token_lengths(version=version,
-                                                             model=request.query_params.get("model")),
-        })
+        return Response(
+            {
+                "object": "dataset.version.stats",
+                "version_id": version.pk,
+                "task": version.task,
+                "row_count": version.row_count,
+                "validation_row_count": version.validation_row_count,
+                "labels": selectors.version_label_distribution(version=version),
+                "token_lengths": selectors.version_token_lengths(
+                    version=version, model=request.query_params.get("model")
+                ),
+            }
+        )
 
 
 class ExamplesOutputSerializer(serializers.Serializer):
     object = serializers.CharField(help_text="Always `dataset.version.examples`.")
     label = serializers.CharField(allow_null=True)
-    data = serializers.DictField(child=serializers.ListField(child=serializers.DictField()),
-                                 help_text="label → training rows")
+    data = serializers.DictField(
+        child=serializers.ListField(child=serializers.DictField()), help_text="label → training rows"
+    )
 
 
 class DatasetVersionExamplesApi(TeamApiView):
-    @extend_schema(operation_id="dataset_versions_examples", summary="Training examples per label",
-                   parameters=[OpenApiParameter("label", str, description="One label (default: every label)."),
-                               OpenApiParameter("limit", int, description="Examples per label (1–100; default 3, "
-                                                "or 10 with `label`).")],
-                   responses={200: ExamplesOutputSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="dataset_versions_examples",
+        summary="Training examples per label",
+        parameters=[
+            OpenApiParameter("label", str, description="One label (default: every label)."),
+            OpenApiParameter(
+                "limit", int, description="Examples per label (1–100; default 3, or 10 with `label`)."
+            ),
+        ],
+        responses={200: ExamplesOutputSerializer, **ERRORS},
+    )
     def get(self, request, version_id: str):
         version = selectors.dataset_version_get(team=self.ctx.team, version_id=version_id)
         label = request.query_params.get("label")
         label = label if label not in (None, "") else None
         limit = _int_param(request, "limit", 10 if label is not None else 3)
-        return Response({"object": "dataset.version.examples", "label": label,
-                         "data": selectors.version_examples(version=version, label=label, limit=limit)})
+        return Response(
+            {
+                "object": "dataset.version.examples",
+                "label": label,
+                "data": selectors.version_examples(version=version, label=label, limit=limit),
+            }
+        )
 
 
 class _PassThroughNegotiation(DefaultContentNegotiation):
@@ -397,13 +540,21 @@ class _PassThroughNegotiation(DefaultContentNegotiation):
 class DatasetVersionDownloadApi(TeamApiView):
     content_negotiation_class = _PassThroughNegotiation
 
-    @extend_schema(operation_id="dataset_versions_download", summary="Download a split (JSONL or CSV)",
-                   description="CSV cells that a spreadsheet would run as formulas (starting with = + - @, tab or "
-                               "CR) get a leading apostrophe.",
-                   parameters=[OpenApiParameter("split", str, enum=["train", "validation"]),
-                               OpenApiParameter("format", str, enum=["jsonl", "csv"])],
-                   responses={(200, "application/jsonl"): OpenApiTypes.BINARY,
-                              (200, "text/csv"): OpenApiTypes.BINARY, **ERRORS})
+    @extend_schema(
+        operation_id="dataset_versions_download",
+        summary="Download a split (JSONL or CSV)",
+        description="CSV cells that a spreadsheet would run as formulas (starting with = + - @, tab or "
+        "CR) get a leading apostrophe.",
+        parameters=[
+            OpenApiParameter("split", str, enum=["train", "validation"]),
+            OpenApiParameter("format", str, enum=["jsonl", "csv"]),
+        ],
+        responses={
+            (200, "application/jsonl"): OpenApiTypes.BINARY,
+            (200, "text/csv"): OpenApiTypes.BINARY,
+            **ERRORS,
+        },
+    )
     def get(self, request, version_id: str):
         version = selectors.dataset_version_get(team=self.ctx.team, version_id=version_id)
         split = request.query_params.get("split") or "train"
@@ -416,9 +567,15 @@ class DatasetVersionDownloadApi(TeamApiView):
         base = f"{services.safe_filename(version.dataset.name, default='dataset')}-v{version.number}-{split}"
         handle = field_file.storage.open(field_file.name, "rb")
         if fmt == "jsonl":
-            return FileResponse(handle, as_attachment=True, filename=f"{base}.jsonl",
-                                content_type="application/jsonl; charset=utf-8")
-        has_pair = "text_pair" in (version.column_mapping or {}) and bool(version.column_mapping.get("text_pair"))
+            return FileResponse(
+                handle,
+                as_attachment=True,
+                filename=f"{base}.jsonl",
+                content_type="application/jsonl; charset=utf-8",
+            )
+        has_pair = "text_pair" in (version.column_mapping or {}) and bool(
+            version.column_mapping.get("text_pair")
+        )
 
         def lines():
             try:
@@ -430,4 +587,3 @@ class DatasetVersionDownloadApi(TeamApiView):
         response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{base}.csv"'
         return response
-

@@ -13,6 +13,9 @@ class DatasetsAppConfig(AppConfig):
         return {
             "title": _("Datasets"),
             "url": "/datasets/",
-            "stats": [(_("datasets"), totals["datasets"]), (_("versions"), totals["versions"]),
-                      (_("training rows"), totals["rows"])],
+            "stats": [
+                (_("datasets"), totals["datasets"]),
+                (_("versions"), totals["versions"]),
+                (_("training rows"), totals["rows"]),
+            ],
         }

@@ -32,8 +32,9 @@ class Dataset(TeamOwnedModel):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     task = models.CharField(max_length=40, choices=Task.choices)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     # Chosen at creation: every version of the dataset is masked at import, and no original kept.
     pii_masking = models.BooleanField(default=False)
 
@@ -70,8 +71,9 @@ class DatasetVersion(TeamOwnedModel):
     column_mapping = models.JSONField(default=dict, blank=True)
     source_filename = models.CharField(max_length=255, blank=True)
     source_format = models.CharField(max_length=20, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["dataset", "-number"]

@@ -143,8 +143,16 @@ def version_preview(*, version: DatasetVersion, split: str, offset: int, limit: 
                 if index >= offset:
                     rows.append({"row": index + 1, **row})
     end = offset + len(rows)
-    return {"object": "list", "split": split, "data": rows, "offset": offset, "limit": limit, "total": total,
-            "has_more": end < total, "next_offset": end if end < total else None}
+    return {
+        "object": "list",
+        "split": split,
+        "data": rows,
+        "offset": offset,
+        "limit": limit,
+        "total": total,
+        "has_more": end < total,
+        "next_offset": end if end < total else None,
+    }
 
 
 def version_examples(*, version: DatasetVersion, label: str | None, limit: int) -> dict[str, list[dict]]:
@@ -201,7 +209,7 @@ def version_token_lengths(*, version: DatasetVersion, model: str | None) -> dict
     texts = _sample_texts(version, rows=TOKEN_SAMPLE_ROWS)
     lengths: list[int] = []
     for start in range(0, len(texts), 256):
-        lengths.extend(counter.lengths(texts[start:start + 256]))
+        lengths.extend(counter.lengths(texts[start : start + 256]))
     ordered = sorted(lengths)
     result = {
         "model": counter.name,
@@ -222,6 +230,8 @@ def version_label_distribution(*, version: DatasetVersion) -> list[dict]:
     val_counts = (version.report.get("stats") or {}).get("validation_label_counts") or {}
     # jsonb does not keep key order: sort here, most frequent first.
     labels = set(version.label_counts) | set(val_counts)
-    rows = [{"label": name, "train": version.label_counts.get(name, 0), "validation": val_counts.get(name, 0)}
-            for name in labels]
+    rows = [
+        {"label": name, "train": version.label_counts.get(name, 0), "validation": val_counts.get(name, 0)}
+        for name in labels
+    ]
     return sorted(rows, key=lambda r: (-r["train"], -r["validation"], r["label"]))

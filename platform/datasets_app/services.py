@@ -97,22 +97,36 @@ def _ingest_options(options: UploadOptions, *, task: str | None, pii_masking: bo
 
 
 @contextmanager
-def prepared_upload(*, file: BinaryIO, filename: str, validation_file: BinaryIO | None = None,
-                    validation_filename: str | None = None, options: IngestOptions) -> Iterator[IngestResult]:
+def prepared_upload(
+    *,
+    file: BinaryIO,
+    filename: str,
+    validation_file: BinaryIO | None = None,
+    validation_filename: str | None = None,
+    options: IngestOptions,
+) -> Iterator[IngestResult]:
     """Runs the ingestion core in a scratch folder that is removed afterwards, whatever happens.
     Blocking errors become a 422 carrying the whole report."""
     work_root = Path(settings.TUNEFORGE_WORK_DIR) / "ingest"
     work_root.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="upload-", dir=work_root))
     try:
-        validation = (Source(validation_file, safe_filename(validation_filename, default="validation"))
-                      if validation_file is not None else None)
+        validation = (
+            Source(validation_file, safe_filename(validation_filename, default="validation"))
+            if validation_file is not None
+            else None
+        )
         try:
-            result = ingest(train=Source(file, safe_filename(filename)), validation=validation, options=options,
-                            workdir=workdir)
+            result = ingest(
+                train=Source(file, safe_filename(filename)),
+                validation=validation,
+                options=options,
+                workdir=workdir,
+            )
         except IngestFailed as exc:
-            raise Unprocessable(exc.message, code="invalid_dataset", field="file",
-                                details={"report": exc.report}) from None
+            raise Unprocessable(
+                exc.message, code="invalid_dataset", field="file", details={"report": exc.report}
+            ) from None
         yield result
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -147,31 +161,54 @@ def delete_files(names: list[str], *, storage=None) -> None:
 
 def _validate_options(options: UploadOptions) -> None:
     if options.task is not None and options.task not in Task.values:
-        raise InvalidInput(f"task must be one of {', '.join(Task.values)}, got {options.task!r}.", field="task")
+        raise InvalidInput(
+            f"task must be one of {', '.join(Task.values)}, got {options.task!r}.", field="task"
+        )
     if not 0 <= options.validation_fraction < 1:
         raise InvalidInput("validation_fraction must be at least 0 and below 1.", field="validation_fraction")
     if options.label_names is not None:
         if not isinstance(options.label_names, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in options.label_names.items()):
-            raise InvalidInput('label_names must be a JSON object of label → name strings, e.g. {"0": "bearish"}.',
-                               field="label_names")
+            isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in options.label_names.items()
+        ):
+            raise InvalidInput(
+                'label_names must be a JSON object of label → name strings, e.g. {"0": "bearish"}.',
+                field="label_names",
+            )
 
 
-def _run_upload(*, team: Team, user, file, filename: str, validation_file, validation_filename: str | None,
-                options: UploadOptions, dataset: Dataset | None, name: str | None, description: str) -> UploadOutcome:
+def _run_upload(
+    *,
+    team: Team,
+    user,
+    file,
+    filename: str,
+    validation_file,
+    validation_filename: str | None,
+    options: UploadOptions,
+    dataset: Dataset | None,
+    name: str | None,
+    description: str,
+) -> UploadOutcome:
     _validate_options(options)
     if dataset is not None:
         task = options.task or dataset.task
         if task != dataset.task:
-            raise Conflict(f"Dataset {dataset.name!r} is a {dataset.task} dataset; this upload asked for {task}.",
-                           field="task")
+            raise Conflict(
+                f"Dataset {dataset.name!r} is a {dataset.task} dataset; this upload asked for {task}.",
+                field="task",
+            )
         pii = dataset.pii_masking or options.pii_masking
     else:
         task, pii = options.task, options.pii_masking
     ingest_options = _ingest_options(options, task=task, pii_masking=pii)
     source_filename = safe_filename(filename)
-    with prepared_upload(file=file, filename=filename, validation_file=validation_file,
-                         validation_filename=validation_filename, options=ingest_options) as result:
+    with prepared_upload(
+        file=file,
+        filename=filename,
+        validation_file=validation_file,
+        validation_filename=validation_filename,
+        options=ingest_options,
+    ) as result:
         stored: list[str] = []
         try:
             with transaction.atomic():
@@ -180,19 +217,33 @@ def _run_upload(*, team: Team, user, file, filename: str, validation_file, valid
                     Team.objects.select_for_update().filter(pk=team.pk).first()
                     target = Dataset.objects.filter(team=team, name=name).first()
                     if target is None:
-                        target = Dataset.objects.create(team=team, name=name, description=description,
-                                                        task=result.task, created_by=user, pii_masking=pii)
+                        target = Dataset.objects.create(
+                            team=team,
+                            name=name,
+                            description=description,
+                            task=result.task,
+                            created_by=user,
+                            pii_masking=pii,
+                        )
                     elif target.task != result.task:
-                        raise Conflict(f"Dataset {name!r} already exists as a {target.task} dataset; this file "
-                                       f"holds {result.task} data. Choose another name.", field="name")
+                        raise Conflict(
+                            f"Dataset {name!r} already exists as a {target.task} dataset; this file "
+                            f"holds {result.task} data. Choose another name.",
+                            field="name",
+                        )
                 else:
                     target = Dataset.objects.select_for_update().get(pk=dataset.pk)
                 existing_version = target.versions.filter(sha256=result.sha256).first()
                 if existing_version is not None:
-                    return UploadOutcome(dataset=target, version=existing_version, created=False,
-                                         report=existing_version.report)
-                version = _store_and_insert(dataset=target, result=result, user=user,
-                                            source_filename=source_filename, stored=stored)
+                    return UploadOutcome(
+                        dataset=target,
+                        version=existing_version,
+                        created=False,
+                        report=existing_version.report,
+                    )
+                version = _store_and_insert(
+                    dataset=target, result=result, user=user, source_filename=source_filename, stored=stored
+                )
         except BaseException:
             delete_files(stored)
             raise
@@ -200,18 +251,32 @@ def _run_upload(*, team: Team, user, file, filename: str, validation_file, valid
         return UploadOutcome(dataset=target, version=version, created=True, report=version.report)
 
 
-def _store_and_insert(*, dataset: Dataset, result: IngestResult, user, source_filename: str,
-                      stored: list[str]) -> DatasetVersion:
+def _store_and_insert(
+    *, dataset: Dataset, result: IngestResult, user, source_filename: str, stored: list[str]
+) -> DatasetVersion:
     number = (dataset.versions.aggregate(top=Max("number"))["top"] or 0) + 1
     version = DatasetVersion(
-        id=new_public_id(DatasetVersion.id_prefix), team_id=dataset.team_id, dataset=dataset, number=number,
-        sha256=result.sha256, task=result.task, status=DatasetVersion.Status.READY, row_count=result.row_count,
-        validation_row_count=result.validation_row_count, labels=result.labels, label_counts=result.label_counts,
-        report=result.report, column_mapping=result.column_mapping, source_filename=source_filename,
-        source_format=result.source_format, created_by=user,
+        id=new_public_id(DatasetVersion.id_prefix),
+        team_id=dataset.team_id,
+        dataset=dataset,
+        number=number,
+        sha256=result.sha256,
+        task=result.task,
+        status=DatasetVersion.Status.READY,
+        row_count=result.row_count,
+        validation_row_count=result.validation_row_count,
+        labels=result.labels,
+        label_counts=result.label_counts,
+        report=result.report,
+        column_mapping=result.column_mapping,
+        source_filename=source_filename,
+        source_format=result.source_format,
+        created_by=user,
     )
     train_name, validation_name = store_result(
-        result=result, prefix=version_prefix(team_id=dataset.team_id, dataset_id=dataset.id, version_id=version.id))
+        result=result,
+        prefix=version_prefix(team_id=dataset.team_id, dataset_id=dataset.id, version_id=version.id),
+    )
     stored.extend(n for n in (train_name, validation_name) if n)
     version.normalized_file.name = train_name
     version.validation_file.name = validation_name
@@ -227,9 +292,18 @@ def _clean_name(name: str | None, filename: str) -> str:
     return name
 
 
-def dataset_create_from_upload(*, team: Team, user, file, filename: str, name: str | None = None,
-                               description: str = "", validation_file=None, validation_filename: str | None = None,
-                               options: UploadOptions) -> UploadOutcome:
+def dataset_create_from_upload(
+    *,
+    team: Team,
+    user,
+    file,
+    filename: str,
+    name: str | None = None,
+    description: str = "",
+    validation_file=None,
+    validation_filename: str | None = None,
+    options: UploadOptions,
+) -> UploadOutcome:
     """Validates and stores an upload as a new dataset's first version.
 
     If the team already has a dataset of that name (and task), the upload becomes its next version
@@ -237,24 +311,56 @@ def dataset_create_from_upload(*, team: Team, user, file, filename: str, name: s
     """
     name = _clean_name(name, filename)
     existing = Dataset.objects.filter(team=team, name=name).first()
-    return _run_upload(team=team, user=user, file=file, filename=filename, validation_file=validation_file,
-                       validation_filename=validation_filename, options=options, dataset=existing, name=name,
-                       description=description)
+    return _run_upload(
+        team=team,
+        user=user,
+        file=file,
+        filename=filename,
+        validation_file=validation_file,
+        validation_filename=validation_filename,
+        options=options,
+        dataset=existing,
+        name=name,
+        description=description,
+    )
 
 
-def dataset_version_create(*, team: Team, user, dataset: Dataset, file, filename: str, validation_file=None,
-                           validation_filename: str | None = None, options: UploadOptions) -> UploadOutcome:
+def dataset_version_create(
+    *,
+    team: Team,
+    user,
+    dataset: Dataset,
+    file,
+    filename: str,
+    validation_file=None,
+    validation_filename: str | None = None,
+    options: UploadOptions,
+) -> UploadOutcome:
     """Validates and stores an upload as the dataset's next version (or returns the identical one)."""
     if dataset.team_id != team.pk:
         raise InvalidInput("This dataset belongs to another team.")
-    return _run_upload(team=team, user=user, file=file, filename=filename, validation_file=validation_file,
-                       validation_filename=validation_filename, options=options, dataset=dataset, name=None,
-                       description="")
+    return _run_upload(
+        team=team,
+        user=user,
+        file=file,
+        filename=filename,
+        validation_file=validation_file,
+        validation_filename=validation_filename,
+        options=options,
+        dataset=dataset,
+        name=None,
+        description="",
+    )
 
 
 @transaction.atomic
-def dataset_update(*, dataset: Dataset, name: str | None = None, description: str | None = None,
-                   pii_masking: bool | None = None) -> Dataset:
+def dataset_update(
+    *,
+    dataset: Dataset,
+    name: str | None = None,
+    description: str | None = None,
+    pii_masking: bool | None = None,
+) -> Dataset:
     """Renames or re-describes a dataset; pii_masking applies to versions uploaded from now on."""
     fields = []
     if name is not None:
@@ -292,13 +398,18 @@ def dataset_version_delete(*, version: DatasetVersion) -> None:
         locked = DatasetVersion.objects.select_for_update().get(pk=version.pk)
         blockers = version_blockers(version=locked)
         if blockers:
-            raise Conflict(_blocked_message(locked, blockers), code="version_in_use",
-                           details={"used_by": [str(obj.pk) for obj in blockers]})
+            raise Conflict(
+                _blocked_message(locked, blockers),
+                code="version_in_use",
+                details={"used_by": [str(obj.pk) for obj in blockers]},
+            )
         files = _version_files(locked)
         try:
             locked.delete()
         except ProtectedError as exc:  # a job was created between the check and the delete
-            raise Conflict(_blocked_message(locked, list(exc.protected_objects)), code="version_in_use") from None
+            raise Conflict(
+                _blocked_message(locked, list(exc.protected_objects)), code="version_in_use"
+            ) from None
         transaction.on_commit(lambda: delete_files(files))
 
 
@@ -310,12 +421,18 @@ def dataset_delete(*, dataset: Dataset) -> None:
         in_use = [(v, b) for v in versions if (b := version_blockers(version=v))]
         if in_use:
             message = " ".join(_blocked_message(v, b) for v, b in in_use[:3])
-            raise Conflict(f"Dataset {locked.name!r} cannot be deleted: {message}", code="dataset_in_use",
-                           details={"versions": [v.id for v, _ in in_use]})
+            raise Conflict(
+                f"Dataset {locked.name!r} cannot be deleted: {message}",
+                code="dataset_in_use",
+                details={"versions": [v.id for v, _ in in_use]},
+            )
         files = [name for v in versions for name in _version_files(v)]
         try:
             locked.delete()
         except ProtectedError as exc:
-            raise Conflict(f"Dataset {locked.name!r} cannot be deleted: a version is in use "
-                           f"({', '.join(str(o.pk) for o in exc.protected_objects)}).", code="dataset_in_use") from None
+            raise Conflict(
+                f"Dataset {locked.name!r} cannot be deleted: a version is in use "
+                f"({', '.join(str(o.pk) for o in exc.protected_objects)}).",
+                code="dataset_in_use",
+            ) from None
         transaction.on_commit(lambda: delete_files(files))

@@ -64,7 +64,9 @@ def _tokenizer_files(source: str) -> tuple[Path | None, dict]:
                 return None
 
         tokenizer_json, config_path = cached("tokenizer.json"), cached("tokenizer_config.json")
-    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path and config_path.exists() else {}
+    config = (
+        json.loads(config_path.read_text(encoding="utf-8")) if config_path and config_path.exists() else {}
+    )
     return (tokenizer_json if tokenizer_json and tokenizer_json.exists() else None), config
 
 
@@ -93,12 +95,21 @@ def _load_backend(source: str) -> _Backend:
     auto = AutoTokenizer.from_pretrained(source)
 
     def auto_lengths(texts: list[str]) -> list[int]:
-        encoded = auto(texts, add_special_tokens=True, truncation=False, return_attention_mask=False,
-                       return_token_type_ids=False, verbose=False)
+        encoded = auto(
+            texts,
+            add_special_tokens=True,
+            truncation=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+            verbose=False,
+        )
         return [len(ids) for ids in encoded["input_ids"]]
 
-    return _Backend(lengths=auto_lengths, specials=auto.num_special_tokens_to_add(pair=False),
-                    model_max_length=getattr(auto, "model_max_length", None))
+    return _Backend(
+        lengths=auto_lengths,
+        specials=auto.num_special_tokens_to_add(pair=False),
+        model_max_length=getattr(auto, "model_max_length", None),
+    )
 
 
 def _default_source() -> str:
@@ -132,8 +143,11 @@ def default_model_name(task: str) -> str:
     if task == "chat_sft":
         from finetune.models import BaseModel
 
-        row = (BaseModel.objects.filter(enabled=True, kind=BaseModel.Kind.CAUSAL_LM)
-               .order_by("-is_default", "name").first())
+        row = (
+            BaseModel.objects.filter(enabled=True, kind=BaseModel.Kind.CAUSAL_LM)
+            .order_by("-is_default", "name")
+            .first()
+        )
         if row is not None:
             return row.name
     return settings.TUNEFORGE_DEFAULT_BASE_MODEL
@@ -154,15 +168,22 @@ def token_counter_for(model: str | None, *, task: str) -> HFTokenCounter:
     if row is None:
         if explicit:
             known = sorted({settings.TUNEFORGE_DEFAULT_BASE_MODEL, *_registry_names()})
-            raise InvalidInput(f"Unknown tokenizer model {name!r}; choose one of: {', '.join(known)}.",
-                               field="tokenizer_model")
+            raise InvalidInput(
+                f"Unknown tokenizer model {name!r}; choose one of: {', '.join(known)}.",
+                field="tokenizer_model",
+            )
         return token_counter_for(settings.TUNEFORGE_DEFAULT_BASE_MODEL, task=task)
     try:
         return _build(name, row.source, row.max_length)
     except (OSError, ValueError) as exc:
         if explicit:
-            raise InvalidInput(f"The tokenizer of {name!r} cannot be loaded on this server ({exc}).",
-                               field="tokenizer_model") from None
-        logger.warning("default tokenizer %s unavailable (%s); using %s", name, exc,
-                       settings.TUNEFORGE_DEFAULT_BASE_MODEL)
+            raise InvalidInput(
+                f"The tokenizer of {name!r} cannot be loaded on this server ({exc}).", field="tokenizer_model"
+            ) from None
+        logger.warning(
+            "default tokenizer %s unavailable (%s); using %s",
+            name,
+            exc,
+            settings.TUNEFORGE_DEFAULT_BASE_MODEL,
+        )
         return token_counter_for(settings.TUNEFORGE_DEFAULT_BASE_MODEL, task=task)

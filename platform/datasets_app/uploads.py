@@ -31,8 +31,11 @@ def human_size(n: int) -> str:
 def too_large(what: str, size: int | None = None) -> PayloadTooLarge:
     limit = max_upload_bytes()
     got = f" ({human_size(size)})" if size is not None else ""
-    return PayloadTooLarge(f"{what}{got} is larger than the upload limit of {human_size(limit)}.",
-                           field="file", details={"limit_bytes": limit})
+    return PayloadTooLarge(
+        f"{what}{got} is larger than the upload limit of {human_size(limit)}.",
+        field="file",
+        details={"limit_bytes": limit},
+    )
 
 
 def check_content_length(request) -> None:
@@ -56,7 +59,9 @@ class SizeLimitUploadHandler(FileUploadHandler):
 
     def receive_data_chunk(self, raw_data, start):
         if self.finished_bytes + start + len(raw_data) > self.limit:
-            raise too_large(f"The file {self.file_name!r}" if not self.finished_bytes else "The uploaded files")
+            raise too_large(
+                f"The file {self.file_name!r}" if not self.finished_bytes else "The uploaded files"
+            )
         return raw_data
 
     def file_complete(self, file_size):
@@ -66,4 +71,8 @@ class SizeLimitUploadHandler(FileUploadHandler):
 
 def limited_upload_handlers(request) -> list[FileUploadHandler]:
     # Small files stay in memory, larger ones spill to temporary files (FILE_UPLOAD_MAX_MEMORY_SIZE).
-    return [SizeLimitUploadHandler(request), MemoryFileUploadHandler(request), TemporaryFileUploadHandler(request)]
+    return [
+        SizeLimitUploadHandler(request),
+        MemoryFileUploadHandler(request),
+        TemporaryFileUploadHandler(request),
+    ]

@@ -47,8 +47,11 @@ def _version_or_404(membership, version_id: str):
 def _upload_context(membership, *, dataset=None) -> dict:
     return {
         "tasks": Task.choices,
-        "upload_url": (reverse("api-dataset-versions", args=[dataset.pk]) if dataset is not None
-                       else reverse("api-datasets")),
+        "upload_url": (
+            reverse("api-dataset-versions", args=[dataset.pk])
+            if dataset is not None
+            else reverse("api-datasets")
+        ),
         "version_url_template": reverse("datasets_app:version", args=["VERSION_ID"]),
         "max_upload_bytes": settings.TUNEFORGE_MAX_UPLOAD_BYTES,
         "dataset": dataset,
@@ -75,8 +78,12 @@ def dataset_detail(request, dataset_id: str):
     membership = membership_or_404(request)
     dataset = _dataset_or_404(membership, dataset_id)
     versions = list(selectors.dataset_version_list(dataset=dataset).select_related("created_by"))
-    context = {"dataset": dataset, "versions": versions, "can_write": can_write(membership),
-               **_upload_context(membership, dataset=dataset)}
+    context = {
+        "dataset": dataset,
+        "versions": versions,
+        "can_write": can_write(membership),
+        **_upload_context(membership, dataset=dataset),
+    }
     return render(request, "datasets/detail.html", context)
 
 
@@ -101,10 +108,12 @@ def dataset_delete(request, dataset_id: str):
     dataset = _dataset_or_404(membership, dataset_id)
     _require_writer(membership)
     refused = _confirmed_delete(
-        request, delete=lambda: services.dataset_delete(dataset=dataset),
+        request,
+        delete=lambda: services.dataset_delete(dataset=dataset),
         back=reverse("datasets_app:detail", args=[dataset.pk]),
         unconfirmed=_("Tick the confirmation box to delete the dataset."),
-        done=_("Dataset “%(name)s” was deleted.") % {"name": dataset.name})
+        done=_("Dataset “%(name)s” was deleted.") % {"name": dataset.name},
+    )
     return refused or redirect("datasets_app:list")
 
 
@@ -140,8 +149,9 @@ def version_detail(request, version_id: str):
     if version.task != Task.CHAT_SFT:
         if chosen_label is not None and chosen_label not in version.labels:
             chosen_label = None
-        examples = selectors.version_examples(version=version, label=chosen_label,
-                                              limit=10 if chosen_label else EXAMPLES_PER_LABEL)
+        examples = selectors.version_examples(
+            version=version, label=chosen_label, limit=10 if chosen_label else EXAMPLES_PER_LABEL
+        )
 
     from finetune.models import BaseModel  # the registry names the tokenizers a user can pick
 
@@ -161,8 +171,11 @@ def version_detail(request, version_id: str):
         "token_chart": token_chart,
         "token_error": token_error,
         "models": [settings.TUNEFORGE_DEFAULT_BASE_MODEL]
-        + [name for name in BaseModel.objects.filter(enabled=True).values_list("name", flat=True)
-           if name != settings.TUNEFORGE_DEFAULT_BASE_MODEL],
+        + [
+            name
+            for name in BaseModel.objects.filter(enabled=True).values_list("name", flat=True)
+            if name != settings.TUNEFORGE_DEFAULT_BASE_MODEL
+        ],
         "chosen_model": tokens["model"] if tokens else model,
         "examples": examples,
         "chosen_label": chosen_label,
@@ -179,8 +192,10 @@ def version_delete(request, version_id: str):
     version = _version_or_404(membership, version_id)
     _require_writer(membership)
     refused = _confirmed_delete(
-        request, delete=lambda: services.dataset_version_delete(version=version),
+        request,
+        delete=lambda: services.dataset_version_delete(version=version),
         back=reverse("datasets_app:version", args=[version.pk]),
         unconfirmed=_("Tick the confirmation box to delete the version."),
-        done=_("Version %(number)s was deleted.") % {"number": version.number})
+        done=_("Version %(number)s was deleted.") % {"number": version.number},
+    )
     return refused or redirect("datasets_app:detail", dataset_id=version.dataset_id)

@@ -31,15 +31,24 @@ def test_every_accounts_model_has_a_searchable_admin_list(staff_client, alice, t
         response = staff_client.get(url)
         assert response.status_code == 200, url
         assert expected in response.content.decode(), url
-    for url in ("/admin/accounts/user/1/change/".replace("1", str(alice.pk)), f"/admin/accounts/team/{team.pk}/change/"):
+    for url in (
+        "/admin/accounts/user/1/change/".replace("1", str(alice.pk)),
+        f"/admin/accounts/team/{team.pk}/change/",
+    ):
         assert staff_client.get(url).status_code == 200
 
 
 def test_a_staff_user_adds_a_user_with_a_lowercased_email(staff_client):
     response = staff_client.post(
         "/admin/accounts/user/add/",
-        {"email": "New@Example.com", "usable_password": "true", "password1": "violet-harbor-1987", "password2": "violet-harbor-1987",
-         "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0"},
+        {
+            "email": "New@Example.com",
+            "usable_password": "true",
+            "password1": "violet-harbor-1987",
+            "password2": "violet-harbor-1987",
+            "memberships-TOTAL_FORMS": "0",
+            "memberships-INITIAL_FORMS": "0",
+        },
     )
     assert response.status_code == 302
     assert User.objects.get(email="new@example.com").check_password("violet-harbor-1987")

@@ -14,16 +14,24 @@ pytestmark = pytest.mark.django_db
 
 def test_creating_a_key_shows_it_once_in_a_secret_box(bob, team):
     client = browser_for(bob)
-    response = client.post("/accounts/api-keys/", {"name": "eval", "scopes": ["read", "inference"], "expires_in_days": "30"})
+    response = client.post(
+        "/accounts/api-keys/", {"name": "eval", "scopes": ["read", "inference"], "expires_in_days": "30"}
+    )
 
     assert response.status_code == 201
-    raw = re.search(r'<pre class="secret" id="new-key-secret">(tf_[^<]+)</pre>', response.content.decode()).group(1)
+    raw = re.search(
+        r'<pre class="secret" id="new-key-secret">(tf_[^<]+)</pre>', response.content.decode()
+    ).group(1)
     key = ApiKey.objects.get(team=team)
-    assert raw.startswith(f"tf_{key.prefix}.") and key.scopes == ["read", "inference"] and key.created_by == bob
+    assert (
+        raw.startswith(f"tf_{key.prefix}.") and key.scopes == ["read", "inference"] and key.created_by == bob
+    )
     assert key.expiry_date is not None
     later = client.get("/accounts/api-keys/").content.decode()
     assert raw not in later and key.public_id in later
-    assert Client().get("/api/v1/me", HTTP_AUTHORIZATION=f"Bearer {raw}").json()["active_team"]["id"] == team.id
+    assert (
+        Client().get("/api/v1/me", HTTP_AUTHORIZATION=f"Bearer {raw}").json()["active_team"]["id"] == team.id
+    )
 
 
 def test_a_key_needs_a_name_and_a_scope_with_errors_next_to_the_fields(bob, team):

@@ -18,7 +18,12 @@ def test_a_visitor_signs_up_and_lands_on_team_creation():
     client = Client()
     response = client.post(
         "/accounts/signup/",
-        {"email": "Dora@Example.com", "full_name": "Dora", "password1": GOOD_PASSWORD, "password2": GOOD_PASSWORD},
+        {
+            "email": "Dora@Example.com",
+            "full_name": "Dora",
+            "password1": GOOD_PASSWORD,
+            "password2": GOOD_PASSWORD,
+        },
     )
     assert response.status_code == 302 and response["Location"] == "/accounts/teams/new/"
     user = User.objects.get(email="dora@example.com")
@@ -42,7 +47,9 @@ def test_sign_up_with_a_taken_email_says_so_next_to_the_field(alice):
     [("short1", "too short"), ("password123", "too common"), ("4815162342123", "entirely numeric")],
 )
 def test_sign_up_with_a_weak_password_is_refused_with_the_reason(password, reason):
-    response = Client().post("/accounts/signup/", {"email": "dora@example.com", "password1": password, "password2": password})
+    response = Client().post(
+        "/accounts/signup/", {"email": "dora@example.com", "password1": password, "password2": password}
+    )
     assert response.status_code == 400
     assert reason in " ".join(response.context["form"].errors["password1"])
     assert not User.objects.filter(email="dora@example.com").exists()
@@ -50,7 +57,8 @@ def test_sign_up_with_a_weak_password_is_refused_with_the_reason(password, reaso
 
 def test_sign_up_with_mismatched_passwords_is_refused():
     response = Client().post(
-        "/accounts/signup/", {"email": "dora@example.com", "password1": GOOD_PASSWORD, "password2": GOOD_PASSWORD + "x"}
+        "/accounts/signup/",
+        {"email": "dora@example.com", "password1": GOOD_PASSWORD, "password2": GOOD_PASSWORD + "x"},
     )
     assert response.status_code == 400
     assert "differ" in response.context["form"].errors["password2"][0]
@@ -59,7 +67,9 @@ def test_sign_up_with_mismatched_passwords_is_refused():
 
 def test_sign_in_is_by_email_whatever_its_case_and_sign_out_works(alice):
     client = Client()
-    response = client.post("/accounts/login/", {"username": "Alice@Example.COM", "password": "correct horse battery staple"})
+    response = client.post(
+        "/accounts/login/", {"username": "Alice@Example.COM", "password": "correct horse battery staple"}
+    )
     assert response.status_code == 302
     assert client.get("/").status_code == 200
     assert client.post("/accounts/logout/").status_code == 302
@@ -82,7 +92,11 @@ def test_changing_the_password(alice):
     assert weak.status_code == 200 and weak.context["form"].errors["new_password2"]
     response = client.post(
         "/accounts/password/change/",
-        {"old_password": "correct horse battery staple", "new_password1": GOOD_PASSWORD, "new_password2": GOOD_PASSWORD},
+        {
+            "old_password": "correct horse battery staple",
+            "new_password1": GOOD_PASSWORD,
+            "new_password2": GOOD_PASSWORD,
+        },
     )
     assert response["Location"] == "/accounts/password/change/done/"
     alice.refresh_from_db()
@@ -92,7 +106,10 @@ def test_changing_the_password(alice):
 def test_resetting_a_forgotten_password_by_email_link():
     user = UserFactory(email="dora@example.com")
     client = Client()
-    assert client.post("/accounts/password/reset/", {"email": "DORA@example.com"})["Location"] == "/accounts/password/reset/sent/"
+    assert (
+        client.post("/accounts/password/reset/", {"email": "DORA@example.com"})["Location"]
+        == "/accounts/password/reset/sent/"
+    )
     assert len(mail.outbox) == 1 and mail.outbox[0].to == ["dora@example.com"]
     link = re.search(r"http://testserver(/accounts/password/reset/\S+/)", mail.outbox[0].body).group(1)
 

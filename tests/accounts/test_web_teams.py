@@ -96,7 +96,9 @@ def test_a_member_changing_a_role_is_refused_with_a_message(bob, vera, team):
 
 def test_the_owner_changes_a_role_and_removes_a_member(alice, bob, vera, team):
     client = browser_for(alice)
-    assert client.post(f"/accounts/teams/{team.id}/members/{bob.id}/role/", {"role": "admin"}).status_code == 302
+    assert (
+        client.post(f"/accounts/teams/{team.id}/members/{bob.id}/role/", {"role": "admin"}).status_code == 302
+    )
     assert client.post(f"/accounts/teams/{team.id}/members/{vera.id}/remove/").status_code == 302
     assert (role_of(bob, team), role_of(vera, team)) == ("admin", None)
 
@@ -118,7 +120,9 @@ def test_a_member_leaves(bob, alice, team):
 
 def test_the_owner_creates_an_invitation_and_sees_its_link_once(alice, team):
     client = browser_for(alice)
-    response = client.post(f"/accounts/teams/{team.id}/invitations/", {"email": "dora@example.com", "role": "viewer"})
+    response = client.post(
+        f"/accounts/teams/{team.id}/invitations/", {"email": "dora@example.com", "role": "viewer"}
+    )
 
     assert response.status_code == 201
     page = response.content.decode()
@@ -129,7 +133,9 @@ def test_the_owner_creates_an_invitation_and_sees_its_link_once(alice, team):
 
 
 def test_an_invitation_form_error_shows_next_to_the_field(alice, bob, team):
-    response = browser_for(alice).post(f"/accounts/teams/{team.id}/invitations/", {"email": "bob@example.com", "role": "member"})
+    response = browser_for(alice).post(
+        f"/accounts/teams/{team.id}/invitations/", {"email": "bob@example.com", "role": "member"}
+    )
     assert response.status_code == 409
     assert "already a member" in response.context["invite_form"].errors["email"][0]
     assert not Invitation.objects.exists()
@@ -149,7 +155,9 @@ def test_a_visitor_opening_an_invitation_is_offered_to_sign_up_with_that_email(t
     invitation = InvitationFactory(team=team, email="dora@example.com")
     page = Client().get(f"/accounts/invitations/{invitation.token}/").content.decode()
     assert "Join Alice&#x27;s Team" in page
-    assert f"/accounts/signup/?next=/accounts/invitations/{invitation.token}/&amp;email=dora@example.com" in page
+    assert (
+        f"/accounts/signup/?next=/accounts/invitations/{invitation.token}/&amp;email=dora@example.com" in page
+    )
 
 
 def test_signing_up_from_an_invitation_link_comes_back_to_it_and_accepts(team):
@@ -158,7 +166,12 @@ def test_signing_up_from_an_invitation_link_comes_back_to_it_and_accepts(team):
     here = f"/accounts/invitations/{invitation.token}/"
     response = client.post(
         f"/accounts/signup/?next={here}",
-        {"email": "dora@example.com", "password1": "violet-harbor-1987", "password2": "violet-harbor-1987", "next": here},
+        {
+            "email": "dora@example.com",
+            "password1": "violet-harbor-1987",
+            "password2": "violet-harbor-1987",
+            "next": here,
+        },
     )
     assert response["Location"] == here
     assert "Accept" in client.get(here).content.decode()

@@ -17,7 +17,9 @@ def bearer(key) -> dict:
 
 
 def test_a_member_creates_a_key_that_is_shown_once_and_works(bob_client, anon_client, bob, team):
-    response = bob_client.post("/api/v1/api-keys", {"name": "eval job", "scopes": ["inference", "read"]}, format="json")
+    response = bob_client.post(
+        "/api/v1/api-keys", {"name": "eval job", "scopes": ["inference", "read"]}, format="json"
+    )
 
     assert response.status_code == 201
     body = response.json()
@@ -68,7 +70,11 @@ def test_a_revoked_key_is_refused_with_a_401(alice_client, anon_client, team):
     assert response.status_code == 200 and response.json()["revoked"] is True
     refused = anon_client.get("/api/v1/me", **bearer(key))
     assert refused.status_code == 401
-    assert error_of(refused) == {"code": "revoked_api_key", "message": "This API key was revoked.", "field": None}
+    assert error_of(refused) == {
+        "code": "revoked_api_key",
+        "message": "This API key was revoked.",
+        "field": None,
+    }
     assert alice_client.delete(f"/api/v1/api-keys/{key.public_id}").status_code == 409
 
 
@@ -85,7 +91,12 @@ def test_an_expired_key_is_refused_with_a_401(anon_client, team):
 
 @pytest.mark.parametrize(
     "presented",
-    ["tf_short", "sk-abcdefgh.0123456789abcdef0123456789abcdef", "tf_abc.def", "tf_abcdefgh.0123456789abcdef0123456789abcde!"],
+    [
+        "tf_short",
+        "sk-abcdefgh.0123456789abcdef0123456789abcdef",
+        "tf_abc.def",
+        "tf_abcdefgh.0123456789abcdef0123456789abcde!",
+    ],
 )
 def test_a_malformed_key_is_refused_before_any_query(anon_client, team, presented, django_assert_num_queries):
     with django_assert_num_queries(0):
@@ -116,7 +127,10 @@ def test_a_key_needs_a_name_and_valid_scopes_and_a_future_expiry(alice_client, t
         ({"name": "", "scopes": ["read"]}, "name"),
         ({"name": "x", "scopes": []}, "scopes"),
         ({"name": "x", "scopes": ["admin"]}, "scopes.0"),
-        ({"name": "x", "scopes": ["read"], "expires_at": (timezone.now() - timedelta(days=1)).isoformat()}, "expires_at"),
+        (
+            {"name": "x", "scopes": ["read"], "expires_at": (timezone.now() - timedelta(days=1)).isoformat()},
+            "expires_at",
+        ),
     ]
     for body, field in bad:
         response = alice_client.post("/api/v1/api-keys", body, format="json")
@@ -142,7 +156,9 @@ def test_a_key_with_write_scope_manages_its_own_teams_keys(anon_client, team):
     key = ApiKeyFactory(team=team, scopes=["read", "write"])
     other = ApiKeyFactory(team=team, scopes=["read"])
 
-    created = anon_client.post("/api/v1/api-keys", {"name": "child", "scopes": ["read"]}, format="json", **bearer(key))
+    created = anon_client.post(
+        "/api/v1/api-keys", {"name": "child", "scopes": ["read"]}, format="json", **bearer(key)
+    )
     revoked = anon_client.delete(f"/api/v1/api-keys/{other.public_id}", **bearer(key))
 
     assert created.status_code == 201 and created.json()["created_by"] is None
@@ -154,7 +170,9 @@ def test_a_read_only_key_cannot_create_or_revoke_keys(anon_client, team):
     key = ApiKeyFactory(team=team, scopes=["read"])
     other = ApiKeyFactory(team=team)
 
-    created = anon_client.post("/api/v1/api-keys", {"name": "child", "scopes": ["read"]}, format="json", **bearer(key))
+    created = anon_client.post(
+        "/api/v1/api-keys", {"name": "child", "scopes": ["read"]}, format="json", **bearer(key)
+    )
     revoked = anon_client.delete(f"/api/v1/api-keys/{other.public_id}", **bearer(key))
 
     assert (created.status_code, revoked.status_code) == (403, 403)

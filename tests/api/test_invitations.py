@@ -35,9 +35,13 @@ def test_an_owner_invites_by_link_and_the_link_is_shown_once(alice_client, team,
 
 
 def test_the_invitee_accepts_joins_with_the_role_and_switches(alice_client, dora_client, dora, team):
-    created = alice_client.post(f"/api/v1/teams/{team.id}/invitations", {"email": "dora@example.com", "role": "viewer"}, format="json")
+    created = alice_client.post(
+        f"/api/v1/teams/{team.id}/invitations", {"email": "dora@example.com", "role": "viewer"}, format="json"
+    )
 
-    response = dora_client.post("/api/v1/invitations/accept", {"token": token_of(created.json()["accept_url"])}, format="json")
+    response = dora_client.post(
+        "/api/v1/invitations/accept", {"token": token_of(created.json()["accept_url"])}, format="json"
+    )
 
     assert response.status_code == 200
     assert response.json()["id"] == team.id
@@ -48,7 +52,10 @@ def test_the_invitee_accepts_joins_with_the_role_and_switches(alice_client, dora
 
 def test_an_invitation_cannot_be_used_twice(dora_client, dora, team):
     invitation = InvitationFactory(team=team, email=dora.email)
-    assert dora_client.post("/api/v1/invitations/accept", {"token": invitation.token}, format="json").status_code == 200
+    assert (
+        dora_client.post("/api/v1/invitations/accept", {"token": invitation.token}, format="json").status_code
+        == 200
+    )
     Membership.objects.filter(team=team, user=dora).delete()
 
     response = dora_client.post("/api/v1/invitations/accept", {"token": invitation.token}, format="json")
@@ -59,7 +66,9 @@ def test_an_invitation_cannot_be_used_twice(dora_client, dora, team):
 
 
 def test_an_expired_invitation_is_refused(dora_client, dora, team):
-    invitation = InvitationFactory(team=team, email=dora.email, expires_at=timezone.now() - timedelta(minutes=1))
+    invitation = InvitationFactory(
+        team=team, email=dora.email, expires_at=timezone.now() - timedelta(minutes=1)
+    )
 
     response = dora_client.post("/api/v1/invitations/accept", {"token": invitation.token}, format="json")
 
@@ -106,7 +115,10 @@ def test_a_revoked_invitation_no_longer_works(alice_client, dora_client, dora, t
     response = alice_client.delete(f"/api/v1/teams/{team.id}/invitations/{invitation.id}")
 
     assert response.status_code == 200 and response.json()["status"] == "revoked"
-    assert dora_client.post("/api/v1/invitations/accept", {"token": invitation.token}, format="json").status_code == 409
+    assert (
+        dora_client.post("/api/v1/invitations/accept", {"token": invitation.token}, format="json").status_code
+        == 409
+    )
     assert alice_client.delete(f"/api/v1/teams/{team.id}/invitations/{invitation.id}").status_code == 409
 
 
@@ -126,7 +138,9 @@ def test_members_and_viewers_cannot_invite_or_revoke(request, team, persona):
 
 
 def test_an_admin_cannot_invite_an_owner(adam_client, team):
-    response = adam_client.post(f"/api/v1/teams/{team.id}/invitations", {"email": "eve@example.com", "role": "owner"}, format="json")
+    response = adam_client.post(
+        f"/api/v1/teams/{team.id}/invitations", {"email": "eve@example.com", "role": "owner"}, format="json"
+    )
 
     assert response.status_code == 403
     assert not Invitation.objects.filter(team=team).exists()
@@ -134,8 +148,12 @@ def test_an_admin_cannot_invite_an_owner(adam_client, team):
 
 def test_inviting_a_member_or_someone_already_invited_is_a_409(alice_client, team, bob):
     InvitationFactory(team=team, email="dora@example.com")
-    member = alice_client.post(f"/api/v1/teams/{team.id}/invitations", {"email": "BOB@example.com"}, format="json")
-    twice = alice_client.post(f"/api/v1/teams/{team.id}/invitations", {"email": "dora@example.com"}, format="json")
+    member = alice_client.post(
+        f"/api/v1/teams/{team.id}/invitations", {"email": "BOB@example.com"}, format="json"
+    )
+    twice = alice_client.post(
+        f"/api/v1/teams/{team.id}/invitations", {"email": "dora@example.com"}, format="json"
+    )
     assert (member.status_code, twice.status_code) == (409, 409)
     assert "already a member" in error_of(member)["message"]
     assert "pending invitation" in error_of(twice)["message"]
@@ -143,7 +161,9 @@ def test_inviting_a_member_or_someone_already_invited_is_a_409(alice_client, tea
 
 
 def test_an_invitation_with_a_bad_email_is_a_400(alice_client, team):
-    response = alice_client.post(f"/api/v1/teams/{team.id}/invitations", {"email": "not-an-email"}, format="json")
+    response = alice_client.post(
+        f"/api/v1/teams/{team.id}/invitations", {"email": "not-an-email"}, format="json"
+    )
     assert response.status_code == 400
     assert error_of(response)["field"] == "email"
 
@@ -152,16 +172,23 @@ def test_the_invitation_list_marks_expired_ones_and_filters_by_status(alice_clie
     InvitationFactory(team=team, email="old@example.com", expires_at=timezone.now() - timedelta(days=1))
     InvitationFactory(team=team, email="new@example.com", status="declined")
     body = alice_client.get(f"/api/v1/teams/{team.id}/invitations").json()
-    assert {(i["email"], i["status"]) for i in body["data"]} == {("old@example.com", "expired"), ("new@example.com", "declined")}
+    assert {(i["email"], i["status"]) for i in body["data"]} == {
+        ("old@example.com", "expired"),
+        ("new@example.com", "declined"),
+    }
     declined = alice_client.get(f"/api/v1/teams/{team.id}/invitations?status=declined").json()["data"]
     assert [i["email"] for i in declined] == ["new@example.com"]
 
 
-def test_the_invitation_link_is_also_emailed_to_the_invitee(alice_client, team, django_capture_on_commit_callbacks):
+def test_the_invitation_link_is_also_emailed_to_the_invitee(
+    alice_client, team, django_capture_on_commit_callbacks
+):
     from django.core import mail
 
     with django_capture_on_commit_callbacks(execute=True):
-        body = alice_client.post(f"/api/v1/teams/{team.id}/invitations", {"email": "dora@example.com"}, format="json").json()
+        body = alice_client.post(
+            f"/api/v1/teams/{team.id}/invitations", {"email": "dora@example.com"}, format="json"
+        ).json()
 
     assert len(mail.outbox) == 1
     message = mail.outbox[0]

@@ -104,7 +104,9 @@ def test_an_api_key_cannot_create_teams(anon_client, team):
     key = ApiKeyFactory(team=team, scopes=["read", "write"])
     count = Team.objects.count()
 
-    response = anon_client.post("/api/v1/teams", {"name": "Key team"}, format="json", HTTP_AUTHORIZATION=f"Bearer {key.raw}")
+    response = anon_client.post(
+        "/api/v1/teams", {"name": "Key team"}, format="json", HTTP_AUTHORIZATION=f"Bearer {key.raw}"
+    )
 
     assert response.status_code == 403
     assert "API keys cannot create teams" in error_of(response)["message"]

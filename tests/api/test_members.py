@@ -24,14 +24,18 @@ def test_the_member_list_pages_by_user_id_cursor(alice_client, team, bob, vera):
 
 
 def test_an_owner_changes_a_members_role(alice_client, team, bob):
-    response = alice_client.patch(f"/api/v1/teams/{team.id}/members/{bob.id}", {"role": "admin"}, format="json")
+    response = alice_client.patch(
+        f"/api/v1/teams/{team.id}/members/{bob.id}", {"role": "admin"}, format="json"
+    )
     assert response.status_code == 200
     assert response.json()["role"] == "admin"
     assert role_of(bob, team) == "admin"
 
 
 def test_an_admin_changes_roles_below_owner(adam_client, team, bob):
-    response = adam_client.patch(f"/api/v1/teams/{team.id}/members/{bob.id}", {"role": "viewer"}, format="json")
+    response = adam_client.patch(
+        f"/api/v1/teams/{team.id}/members/{bob.id}", {"role": "viewer"}, format="json"
+    )
     assert response.status_code == 200
     assert role_of(bob, team) == "viewer"
 
@@ -56,28 +60,41 @@ def test_a_member_cannot_promote_themselves(bob_client, team, bob):
 
 
 def test_an_admin_cannot_make_an_owner(adam_client, team, bob):
-    response = adam_client.patch(f"/api/v1/teams/{team.id}/members/{bob.id}", {"role": "owner"}, format="json")
+    response = adam_client.patch(
+        f"/api/v1/teams/{team.id}/members/{bob.id}", {"role": "owner"}, format="json"
+    )
     assert response.status_code == 403
     assert "Only an owner" in error_of(response)["message"]
     assert role_of(bob, team) == "member"
 
 
 def test_an_admin_cannot_demote_or_remove_an_owner(adam_client, team, alice):
-    demote = adam_client.patch(f"/api/v1/teams/{team.id}/members/{alice.id}", {"role": "member"}, format="json")
+    demote = adam_client.patch(
+        f"/api/v1/teams/{team.id}/members/{alice.id}", {"role": "member"}, format="json"
+    )
     remove = adam_client.delete(f"/api/v1/teams/{team.id}/members/{alice.id}")
     assert (demote.status_code, remove.status_code) == (403, 403)
     assert role_of(alice, team) == "owner"
 
 
 def test_an_owner_makes_another_owner_and_then_may_step_down(alice_client, team, alice, bob):
-    assert alice_client.patch(f"/api/v1/teams/{team.id}/members/{bob.id}", {"role": "owner"}, format="json").status_code == 200
-    response = alice_client.patch(f"/api/v1/teams/{team.id}/members/{alice.id}", {"role": "admin"}, format="json")
+    assert (
+        alice_client.patch(
+            f"/api/v1/teams/{team.id}/members/{bob.id}", {"role": "owner"}, format="json"
+        ).status_code
+        == 200
+    )
+    response = alice_client.patch(
+        f"/api/v1/teams/{team.id}/members/{alice.id}", {"role": "admin"}, format="json"
+    )
     assert response.status_code == 200
     assert (role_of(alice, team), role_of(bob, team)) == ("admin", "owner")
 
 
 def test_the_last_owner_cannot_be_demoted(alice_client, team, alice, bob):
-    response = alice_client.patch(f"/api/v1/teams/{team.id}/members/{alice.id}", {"role": "admin"}, format="json")
+    response = alice_client.patch(
+        f"/api/v1/teams/{team.id}/members/{alice.id}", {"role": "admin"}, format="json"
+    )
     assert response.status_code == 409
     error = error_of(response)
     assert error["code"] == "last_owner"
@@ -94,7 +111,9 @@ def test_the_last_owner_cannot_leave_nor_remove_themselves(alice_client, team, a
 
 
 def test_an_unknown_role_is_a_400(alice_client, team, bob):
-    response = alice_client.patch(f"/api/v1/teams/{team.id}/members/{bob.id}", {"role": "king"}, format="json")
+    response = alice_client.patch(
+        f"/api/v1/teams/{team.id}/members/{bob.id}", {"role": "king"}, format="json"
+    )
     assert response.status_code == 400
     assert error_of(response)["field"] == "role"
     assert role_of(bob, team) == "member"
@@ -139,7 +158,9 @@ def test_api_keys_may_read_members_but_not_manage_them(anon_client, team, bob):
     key = ApiKeyFactory(team=team, scopes=["read", "write"])
     auth = {"HTTP_AUTHORIZATION": f"Bearer {key.raw}"}
     assert anon_client.get(f"/api/v1/teams/{team.id}/members", **auth).status_code == 200
-    response = anon_client.patch(f"/api/v1/teams/{team.id}/members/{bob.id}", {"role": "admin"}, format="json", **auth)
+    response = anon_client.patch(
+        f"/api/v1/teams/{team.id}/members/{bob.id}", {"role": "admin"}, format="json", **auth
+    )
     assert response.status_code == 403
     assert error_of(response)["code"] == "person_required"
     assert role_of(bob, team) == "member"

@@ -17,10 +17,19 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def base_models(db):
     return [
-        BaseModel.objects.create(name="sentence-transformers/all-MiniLM-L6-v2", display_name="MiniLM", source="x",
-                                 kind="encoder", is_default=True),
-        BaseModel.objects.create(name="sshleifer/tiny-gpt2", display_name="tiny", source="y", kind="causal_lm"),
-        BaseModel.objects.create(name="retired/model", display_name="old", source="z", kind="encoder", enabled=False),
+        BaseModel.objects.create(
+            name="sentence-transformers/all-MiniLM-L6-v2",
+            display_name="MiniLM",
+            source="x",
+            kind="encoder",
+            is_default=True,
+        ),
+        BaseModel.objects.create(
+            name="sshleifer/tiny-gpt2", display_name="tiny", source="y", kind="causal_lm"
+        ),
+        BaseModel.objects.create(
+            name="retired/model", display_name="old", source="z", kind="encoder", enabled=False
+        ),
     ]
 
 
@@ -32,7 +41,10 @@ def test_models_lists_the_enabled_base_models_in_openais_shape(anon_client, team
     assert response.status_code == 200
     body = response.json()
     assert body["object"] == "list"
-    assert [m["id"] for m in body["data"]] == ["sentence-transformers/all-MiniLM-L6-v2", "sshleifer/tiny-gpt2"]
+    assert [m["id"] for m in body["data"]] == [
+        "sentence-transformers/all-MiniLM-L6-v2",
+        "sshleifer/tiny-gpt2",
+    ]
     first = body["data"][0]
     assert first["object"] == "model" and first["owned_by"] == "tuneforge"
     assert first["created"] == int(base_models[0].created_at.timestamp())

@@ -44,7 +44,9 @@ def test_these_routes_generate_a_valid_schema_without_warnings():
     GENERATOR_STATS.reset()
     schema = SchemaGenerator(patterns=patterns).get_schema(request=None, public=True)
 
-    assert not GENERATOR_STATS._warn_cache and not GENERATOR_STATS._error_cache, dict(GENERATOR_STATS._warn_cache)
+    assert not GENERATOR_STATS._warn_cache and not GENERATOR_STATS._error_cache, dict(
+        GENERATOR_STATS._warn_cache
+    )
     validate_schema(schema)
     assert set(schema["paths"]) == set(OUR_PATHS)
 

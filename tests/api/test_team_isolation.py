@@ -58,7 +58,11 @@ def snapshot(team) -> tuple:
 
 
 def call(client, method, url, body, **extra):
-    return getattr(client, method)(url, body, format="json", **extra) if body else getattr(client, method)(url, **extra)
+    return (
+        getattr(client, method)(url, body, format="json", **extra)
+        if body
+        else getattr(client, method)(url, **extra)
+    )
 
 
 @pytest.mark.parametrize(("method", "url", "body"), ROUTES, ids=[f"{m} {u}" for m, u, _ in ROUTES])
@@ -71,15 +75,21 @@ def test_charlie_gets_a_404_on_alices_team(charlie_client, charlie, alices_thing
 
 
 @pytest.mark.parametrize(("method", "url", "body"), ROUTES, ids=[f"{m} {u}" for m, u, _ in ROUTES])
-def test_a_key_of_charlies_team_gets_a_404_on_alices_team(anon_client, charlie_team, alices_things, team, method, url, body):
+def test_a_key_of_charlies_team_gets_a_404_on_alices_team(
+    anon_client, charlie_team, alices_things, team, method, url, body
+):
     key = ApiKeyFactory(team=charlie_team, scopes=["read", "write", "inference"])
     before = snapshot(team)
-    response = call(anon_client, method, url.format(**alices_things), body, HTTP_AUTHORIZATION=f"Bearer {key.raw}")
+    response = call(
+        anon_client, method, url.format(**alices_things), body, HTTP_AUTHORIZATION=f"Bearer {key.raw}"
+    )
     assert response.status_code == 404, response.content
     assert snapshot(team) == before
 
 
-@pytest.mark.parametrize(("method", "url", "body"), VIEWER_WRITES, ids=[f"{m} {u}" for m, u, _ in VIEWER_WRITES])
+@pytest.mark.parametrize(
+    ("method", "url", "body"), VIEWER_WRITES, ids=[f"{m} {u}" for m, u, _ in VIEWER_WRITES]
+)
 def test_a_viewer_cannot_write(vera_client, alices_things, team, method, url, body):
     before = snapshot(team)
     response = call(vera_client, method, url.format(**alices_things), body)

@@ -87,8 +87,9 @@ def test_the_selector_hides_other_teams_versions(version, charlie_team):
 # --- deletion ------------------------------------------------------------------------------------
 
 
-def test_deleting_a_version_removes_its_row_and_files(alice_client, version, media_root,
-                                                      django_capture_on_commit_callbacks):
+def test_deleting_a_version_removes_its_row_and_files(
+    alice_client, version, media_root, django_capture_on_commit_callbacks
+):
     assert len(stored_files(media_root)) == 2
     with django_capture_on_commit_callbacks(execute=True):
         response = alice_client.delete(f"/api/v1/dataset-versions/{version.id}")
@@ -100,10 +101,18 @@ def test_deleting_a_version_removes_its_row_and_files(alice_client, version, med
 def _job_on(version):
     from finetune.models import BaseModel, FineTuneJob
 
-    base = BaseModel.objects.create(name="tiny-encoder", display_name="Tiny", source="tiny", kind="encoder",
-                                    tasks=["classification"])
-    return FineTuneJob.objects.create(team=version.team, base_model=base, dataset_version=version,
-                                      task="classification", method="full", device_class="cpu", queue="cpu")
+    base = BaseModel.objects.create(
+        name="tiny-encoder", display_name="Tiny", source="tiny", kind="encoder", tasks=["classification"]
+    )
+    return FineTuneJob.objects.create(
+        team=version.team,
+        base_model=base,
+        dataset_version=version,
+        task="classification",
+        method="full",
+        device_class="cpu",
+        queue="cpu",
+    )
 
 
 def test_a_version_used_by_a_job_cannot_be_deleted(alice_client, version, media_root):
@@ -128,8 +137,9 @@ def test_a_dataset_with_a_version_in_use_cannot_be_deleted(alice_client, version
     assert len(stored_files(media_root)) == 4
 
 
-def test_deleting_a_dataset_removes_every_version_and_file(alice_client, version, media_root,
-                                                           django_capture_on_commit_callbacks):
+def test_deleting_a_dataset_removes_every_version_and_file(
+    alice_client, version, media_root, django_capture_on_commit_callbacks
+):
     DatasetVersionFactory(team=version.team, dataset=version.dataset, seed=3)
     assert dataset_version_in_use(version=version) is False
     with django_capture_on_commit_callbacks(execute=True):

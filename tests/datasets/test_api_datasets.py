@@ -25,13 +25,19 @@ def stored_rows(name: str) -> list[dict]:
 # --- the three real data sets ----------------------------------------------------------------------
 
 
-def test_banking77_imports_as_a_classification_dataset_with_a_stratified_split(alice_client, alice, team, media_root):
+def test_banking77_imports_as_a_classification_dataset_with_a_stratified_split(
+    alice_client, alice, team, media_root
+):
     response = post_file(alice_client, BANKING, name="Banking77")
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["created"] is True
     version = body["version"]
-    assert (version["task"], version["row_count"], version["validation_row_count"]) == ("classification", 270, 30)
+    assert (version["task"], version["row_count"], version["validation_row_count"]) == (
+        "classification",
+        270,
+        30,
+    )
     assert len(version["labels"]) == 75
     assert version["column_mapping"] == {"text": "text", "label": "category", "text_pair": None}
     assert body["dataset"]["name"] == "Banking77" and body["dataset"]["version_count"] == 1
@@ -48,10 +54,16 @@ def test_banking77_imports_as_a_classification_dataset_with_a_stratified_split(a
 
 def test_the_twitter_files_import_with_their_own_validation_split(alice_client):
     with open(TWITTER_TRAIN, "rb") as train, open(TWITTER_VALID, "rb") as valid:
-        response = alice_client.post("/api/v1/datasets", {
-            "file": train, "validation_file": valid, "name": "Twitter sentiment",
-            "label_names": json.dumps({"0": "bearish", "1": "bullish", "2": "neutral"}),
-        }, format="multipart")
+        response = alice_client.post(
+            "/api/v1/datasets",
+            {
+                "file": train,
+                "validation_file": valid,
+                "name": "Twitter sentiment",
+                "label_names": json.dumps({"0": "bearish", "1": "bullish", "2": "neutral"}),
+            },
+            format="multipart",
+        )
     assert response.status_code == 201, response.content
     version = response.json()["version"]
     assert (version["row_count"], version["validation_row_count"]) == (300, 100)
@@ -111,20 +123,31 @@ def test_a_version_of_another_task_is_refused(alice_client):
 
 def test_column_overrides_choose_the_columns(alice_client):
     content = b"id,body,topic,label\n1,first text,sports,x\n2,second text,news,y\n3,third,sports,x\n"
-    response = alice_client.post("/api/v1/datasets", {
-        "file": SimpleUploadedFile("multi.csv", content), "text_column": "body", "label_column": "topic",
-        "validation_fraction": "0"}, format="multipart")
+    response = alice_client.post(
+        "/api/v1/datasets",
+        {
+            "file": SimpleUploadedFile("multi.csv", content),
+            "text_column": "body",
+            "label_column": "topic",
+            "validation_fraction": "0",
+        },
+        format="multipart",
+    )
     assert response.status_code == 201, response.content
     version = response.json()["version"]
     assert version["column_mapping"]["text"] == "body" and version["labels"] == ["news", "sports"]
 
 
 def test_pii_masking_stores_only_masked_text_and_counts_it(alice_client, media_root):
-    content = (b"text,label\nwrite to jane@example.com,contact\ncall +1 (555) 123-4567 now,contact\n"
-               b"pay with 4111-1111-1111-1111,payment\nIBAN DE89 3704 0044 0532 0130 00 please,payment\n")
-    response = alice_client.post("/api/v1/datasets", {
-        "file": SimpleUploadedFile("pii.csv", content), "pii_masking": "true", "validation_fraction": "0"},
-        format="multipart")
+    content = (
+        b"text,label\nwrite to jane@example.com,contact\ncall +1 (555) 123-4567 now,contact\n"
+        b"pay with 4111-1111-1111-1111,payment\nIBAN DE89 3704 0044 0532 0130 00 please,payment\n"
+    )
+    response = alice_client.post(
+        "/api/v1/datasets",
+        {"file": SimpleUploadedFile("pii.csv", content), "pii_masking": "true", "validation_fraction": "0"},
+        format="multipart",
+    )
     assert response.status_code == 201, response.content
     assert response.json()["dataset"]["pii_masking"] is True
     assert response.json()["report"]["masked"] == {"email": 1, "phone": 1, "card": 1, "iban": 1}
@@ -135,9 +158,11 @@ def test_pii_masking_stores_only_masked_text_and_counts_it(alice_client, media_r
 
 def test_deduplicate_drops_repeated_rows(alice_client):
     content = b"text,label\nsame,a\nsame,a\nother,b\nthird,a\n"
-    response = alice_client.post("/api/v1/datasets", {
-        "file": SimpleUploadedFile("dups.csv", content), "deduplicate": "true", "validation_fraction": "0"},
-        format="multipart")
+    response = alice_client.post(
+        "/api/v1/datasets",
+        {"file": SimpleUploadedFile("dups.csv", content), "deduplicate": "true", "validation_fraction": "0"},
+        format="multipart",
+    )
     assert response.json()["version"]["row_count"] == 3
     assert response.json()["report"]["stats"]["duplicates_removed"] == 1
 
@@ -148,8 +173,9 @@ def test_datasets_are_listed_and_can_be_renamed(alice_client):
     listing = alice_client.get("/api/v1/datasets").json()
     assert listing["object"] == "list" and [d["name"] for d in listing["data"]] == ["Chat", "Banking"]
     dataset_id = listing["data"][1]["id"]
-    response = alice_client.patch(f"/api/v1/datasets/{dataset_id}", {"name": "Banking 77", "description": "intents"},
-                                  format="json")
+    response = alice_client.patch(
+        f"/api/v1/datasets/{dataset_id}", {"name": "Banking 77", "description": "intents"}, format="json"
+    )
     assert response.status_code == 200 and response.json()["name"] == "Banking 77"
     clash = alice_client.patch(f"/api/v1/datasets/{dataset_id}", {"name": "Chat"}, format="json")
     assert clash.status_code == 409
@@ -189,7 +215,11 @@ def test_report_preview_stats_examples_and_downloads(alice_client):
     assert len(validation["data"]) == 30
 
     stats = alice_client.get(f"{base}/stats").json()
-    assert stats["labels"][0] == {"label": "wrong_exchange_rate_for_cash_withdrawal", "train": 12, "validation": 1}
+    assert stats["labels"][0] == {
+        "label": "wrong_exchange_rate_for_cash_withdrawal",
+        "train": 12,
+        "validation": 1,
+    }
     tokens = stats["token_lengths"]
     assert tokens["model"] == "sentence-transformers/all-MiniLM-L6-v2" and tokens["sampled"] == 270
     assert sum(b["count"] for b in tokens["bins"]) == 270 and 5 < tokens["p50"] < 40
@@ -216,20 +246,27 @@ def test_bad_read_parameters_are_400(alice_client):
     assert alice_client.get(f"{base}/preview", {"limit": 1000}).status_code == 400
     assert alice_client.get(f"{base}/examples", {"label": "nope"}).json()["error"]["field"] == "label"
     assert alice_client.get(f"{base}/download", {"format": "xlsx"}).json()["error"]["field"] == "format"
-    assert alice_client.get(f"{base}/stats", {"model": "gpt-99"}).json()["error"]["field"] == "tokenizer_model"
+    assert (
+        alice_client.get(f"{base}/stats", {"model": "gpt-99"}).json()["error"]["field"] == "tokenizer_model"
+    )
 
 
 def test_csv_downloads_neutralize_formulas(alice_client):
     content = b'text,label\n"=HYPERLINK(""http://evil"")",a\n@SUM(1),b\n-2+3,a\nplain,b\n'
-    response = alice_client.post("/api/v1/datasets", {
-        "file": SimpleUploadedFile("inject.csv", content), "validation_fraction": "0"}, format="multipart")
+    response = alice_client.post(
+        "/api/v1/datasets",
+        {"file": SimpleUploadedFile("inject.csv", content), "validation_fraction": "0"},
+        format="multipart",
+    )
     version_id = response.json()["version"]["id"]
     download = alice_client.get(f"/api/v1/dataset-versions/{version_id}/download", {"format": "csv"})
     records = list(csv.reader(io.StringIO(b"".join(download.streaming_content).decode("utf-8-sig"))))
-    assert [r[0] for r in records[1:]] == ["'=HYPERLINK(\"http://evil\")", "'@SUM(1)", "'-2+3", "plain"]
+    assert [r[0] for r in records[1:]] == ['\'=HYPERLINK("http://evil")', "'@SUM(1)", "'-2+3", "plain"]
     # The JSONL keeps the data exactly as uploaded.
     jsonl = alice_client.get(f"/api/v1/dataset-versions/{version_id}/download", {"format": "jsonl"})
-    assert json.loads(b"".join(jsonl.streaming_content).splitlines()[0])["text"] == '=HYPERLINK("http://evil")'
+    assert (
+        json.loads(b"".join(jsonl.streaming_content).splitlines()[0])["text"] == '=HYPERLINK("http://evil")'
+    )
 
 
 def test_chat_versions_download_one_message_per_csv_row(alice_client):
@@ -239,16 +276,25 @@ def test_chat_versions_download_one_message_per_csv_row(alice_client):
     assert records[0] == ["conversation", "turn", "role", "content"]
     assert records[1][:3] == ["1", "1", "user"]
     examples = alice_client.get(f"/api/v1/dataset-versions/{version_id}/examples")
-    assert examples.status_code == 400 and "Chat datasets have no labels" in examples.json()["error"]["message"]
+    assert (
+        examples.status_code == 400 and "Chat datasets have no labels" in examples.json()["error"]["message"]
+    )
 
 
 def test_the_openapi_schema_documents_the_dataset_routes(alice_client):
     schema = alice_client.get("/api/schema/", {"format": "json"})
     paths = json.loads(schema.content)["paths"]
-    for route in ("/api/v1/datasets", "/api/v1/datasets/{dataset_id}", "/api/v1/datasets/{dataset_id}/versions",
-                  "/api/v1/dataset-versions/{version_id}", "/api/v1/dataset-versions/{version_id}/report",
-                  "/api/v1/dataset-versions/{version_id}/preview", "/api/v1/dataset-versions/{version_id}/stats",
-                  "/api/v1/dataset-versions/{version_id}/examples", "/api/v1/dataset-versions/{version_id}/download"):
+    for route in (
+        "/api/v1/datasets",
+        "/api/v1/datasets/{dataset_id}",
+        "/api/v1/datasets/{dataset_id}/versions",
+        "/api/v1/dataset-versions/{version_id}",
+        "/api/v1/dataset-versions/{version_id}/report",
+        "/api/v1/dataset-versions/{version_id}/preview",
+        "/api/v1/dataset-versions/{version_id}/stats",
+        "/api/v1/dataset-versions/{version_id}/examples",
+        "/api/v1/dataset-versions/{version_id}/download",
+    ):
         assert route in paths, route
     upload = paths["/api/v1/datasets"]["post"]
     assert "multipart/form-data" in upload["requestBody"]["content"]
@@ -257,17 +303,20 @@ def test_the_openapi_schema_documents_the_dataset_routes(alice_client):
 
 def test_patching_only_the_description_keeps_pii_masking(alice_client):
     content = b"text,label\nmail a@b.example,x\nhello,y\n"
-    response = alice_client.post("/api/v1/datasets", {"file": SimpleUploadedFile("p.csv", content),
-                                                      "pii_masking": "true"}, format="multipart")
+    response = alice_client.post(
+        "/api/v1/datasets",
+        {"file": SimpleUploadedFile("p.csv", content), "pii_masking": "true"},
+        format="multipart",
+    )
     dataset_id = response.json()["dataset"]["id"]
-    patched = alice_client.patch(f"/api/v1/datasets/{dataset_id}", {"description": "masked data"},
-                                 format="multipart")
+    patched = alice_client.patch(
+        f"/api/v1/datasets/{dataset_id}", {"description": "masked data"}, format="multipart"
+    )
     assert patched.status_code == 200
     assert patched.json()["description"] == "masked data" and patched.json()["pii_masking"] is True
 
 
-def test_the_list_shows_each_datasets_newest_version_with_a_constant_number_of_queries(
-        alice_client, team):
+def test_the_list_shows_each_datasets_newest_version_with_a_constant_number_of_queries(alice_client, team):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 

@@ -91,8 +91,13 @@ def test_it_rejects_a_file_with_a_single_label(alice_client, nothing_stored):
 
 def test_it_rejects_a_csv_without_a_label_column(alice_client, nothing_stored):
     response = upload(alice_client, "nolabel.csv", b"text,comment\nhello,fine\nbye,ok\n")
-    refused(response, 422, "nolabel.csv", "No label column found among the columns (text, comment)",
-            "label_column")
+    refused(
+        response,
+        422,
+        "nolabel.csv",
+        "No label column found among the columns (text, comment)",
+        "label_column",
+    )
     assert first_error(response)["field"] == "label_column"
     nothing_stored()
 
@@ -128,8 +133,10 @@ def test_it_rejects_jsonl_broken_at_line_57(alice_client, nothing_stored):
 
 
 def test_it_rejects_a_chat_message_with_role_robot(alice_client, nothing_stored):
-    content = (b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
-               b'{"messages": [{"role": "user", "content": "hi"}, {"role": "robot", "content": "beep"}]}\n')
+    content = (
+        b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
+        b'{"messages": [{"role": "user", "content": "hi"}, {"role": "robot", "content": "beep"}]}\n'
+    )
     response = upload(alice_client, "chat.jsonl", content)
     refused(response, 422, "chat.jsonl", "line 2", "messages[1].role", "unknown role 'robot'")
     nothing_stored()
@@ -141,14 +148,22 @@ def test_it_rejects_a_label_column_that_is_all_empty(alice_client, nothing_store
     nothing_stored()
 
 
-@pytest.mark.parametrize(("filename", "maker", "what"), [
-    ("data.zip", lambda raw: _zip(raw), "ZIP archive"),
-    ("data.csv.gz", lambda raw: gzip.compress(raw), "gzip archive"),
-    ("sneaky.csv", lambda raw: _zip(raw), "ZIP archive"),
-])
+@pytest.mark.parametrize(
+    ("filename", "maker", "what"),
+    [
+        ("data.zip", lambda raw: _zip(raw), "ZIP archive"),
+        ("data.csv.gz", lambda raw: gzip.compress(raw), "gzip archive"),
+        ("sneaky.csv", lambda raw: _zip(raw), "ZIP archive"),
+    ],
+)
 def test_it_refuses_archives_without_opening_them(alice_client, nothing_stored, filename, maker, what):
-    refused(upload(alice_client, filename, maker(b"text,label\na,x\nb,y\n")), 422, filename, what,
-            "Upload the uncompressed")
+    refused(
+        upload(alice_client, filename, maker(b"text,label\na,x\nb,y\n")),
+        422,
+        filename,
+        what,
+        "Upload the uncompressed",
+    )
     nothing_stored()
 
 
@@ -175,28 +190,50 @@ def test_a_file_over_the_limit_is_refused_while_streaming(alice_client, nothing_
     nothing_stored()
 
 
-def test_a_path_in_the_file_name_is_stripped_and_nothing_lands_outside_the_team_prefix(alice_client, team,
-                                                                                       media_root, tmp_path):
+def test_a_path_in_the_file_name_is_stripped_and_nothing_lands_outside_the_team_prefix(
+    alice_client, team, media_root, tmp_path
+):
     response = upload(alice_client, "../../../etc/evil.csv", b"text,label\nhello,a\nbye,b\n")
     assert response.status_code == 201, response.content
     version = DatasetVersion.objects.get()
     assert version.source_filename == "evil.csv"
     files = stored_files(media_root)
-    assert files and all(str(p.relative_to(media_root)).startswith(f"teams/{team.id}/datasets/") for p in files)
+    assert files and all(
+        str(p.relative_to(media_root)).startswith(f"teams/{team.id}/datasets/") for p in files
+    )
     assert not (tmp_path / "etc").exists()
     assert settings.MEDIA_ROOT == str(media_root)
 
 
 def test_bad_upload_parameters_are_400_and_store_nothing(alice_client, nothing_stored):
     content = b"text,label\nhello,a\nbye,b\n"
-    refused(upload(alice_client, "a.csv", content, validation_fraction="1.5"), 400, "less than or equal to 0.9",
-            field="validation_fraction")
-    refused(upload(alice_client, "a.csv", content, task="regression"), 400, "not a valid choice", field="task")
-    refused(upload(alice_client, "a.csv", content, label_names="[1, 2]"), 400, "label_names must be a JSON object",
-            field="label_names")
-    refused(upload(alice_client, "a.csv", content, tokenizer_model="/etc/passwd"), 400,
-            "Unknown tokenizer model '/etc/passwd'")
-    refused(upload(alice_client, "a.csv", content, text_column="body"), 422, "text_column 'body' is not a column")
-    refused(alice_client.post("/api/v1/datasets", {"name": "no file"}, format="multipart"), 400, "No file",
-            field="file")
+    refused(
+        upload(alice_client, "a.csv", content, validation_fraction="1.5"),
+        400,
+        "less than or equal to 0.9",
+        field="validation_fraction",
+    )
+    refused(
+        upload(alice_client, "a.csv", content, task="regression"), 400, "not a valid choice", field="task"
+    )
+    refused(
+        upload(alice_client, "a.csv", content, label_names="[1, 2]"),
+        400,
+        "label_names must be a JSON object",
+        field="label_names",
+    )
+    refused(
+        upload(alice_client, "a.csv", content, tokenizer_model="/etc/passwd"),
+        400,
+        "Unknown tokenizer model '/etc/passwd'",
+    )
+    refused(
+        upload(alice_client, "a.csv", content, text_column="body"), 422, "text_column 'body' is not a column"
+    )
+    refused(
+        alice_client.post("/api/v1/datasets", {"name": "no file"}, format="multipart"),
+        400,
+        "No file",
+        field="file",
+    )
     nothing_stored()

@@ -65,7 +65,9 @@ def test_dropping_banking77_shows_the_report_and_the_label_chart(live_server, br
     version = DatasetVersion.objects.get()
     assert (version.row_count, version.validation_row_count) == (270, 30)
     if os.environ.get("TUNEFORGE_SCREENSHOTS"):
-        page.screenshot(path=os.path.join(os.environ["TUNEFORGE_SCREENSHOTS"], "dataset-version.png"), full_page=True)
+        page.screenshot(
+            path=os.path.join(os.environ["TUNEFORGE_SCREENSHOTS"], "dataset-version.png"), full_page=True
+        )
 
     # The same content again is recognised, not duplicated.
     page.goto("/datasets/new/")

@@ -14,8 +14,14 @@ from datasets_app.ingest.report import MAX_LISTED_ERRORS, IngestFailed
 from tests.datasets.conftest import BANKING, OASST, TWITTER_TRAIN, TWITTER_VALID
 
 
-def run(tmp_path: Path, data: bytes | Path, name: str = "data.csv", validation: bytes | None = None,
-        validation_name: str = "valid.csv", **options):
+def run(
+    tmp_path: Path,
+    data: bytes | Path,
+    name: str = "data.csv",
+    validation: bytes | None = None,
+    validation_name: str = "valid.csv",
+    **options,
+):
     raw = data.read_bytes() if isinstance(data, Path) else data
     source = Source(io.BytesIO(raw), name)
     val = Source(io.BytesIO(validation), validation_name) if validation is not None else None
@@ -49,8 +55,10 @@ def test_banking77_is_read_with_its_category_column_and_split_stratified(tmp_pat
     assert result.row_count + result.validation_row_count == 300
     assert result.validation_row_count == 30
     first = rows(result.train_path)[0]
-    assert first == {"text": "I've transferred money into my account but the balance is the same",
-                     "label": "balance_not_updated_after_bank_transfer"}
+    assert first == {
+        "text": "I've transferred money into my account but the balance is the same",
+        "label": "balance_not_updated_after_bank_transfer",
+    }
     # Stratified: labels with a single example stay in training.
     assert result.label_counts["age_limit"] == 1
     assert "age_limit" not in result.validation_label_counts
@@ -59,8 +67,13 @@ def test_banking77_is_read_with_its_category_column_and_split_stratified(tmp_pat
 
 
 def test_the_twitter_files_import_with_crlf_line_ends_and_integer_labels_as_strings(tmp_path):
-    result = run(tmp_path, TWITTER_TRAIN, "sent_train_300.csv", validation=TWITTER_VALID.read_bytes(),
-                 validation_name="sent_valid_100.csv")
+    result = run(
+        tmp_path,
+        TWITTER_TRAIN,
+        "sent_train_300.csv",
+        validation=TWITTER_VALID.read_bytes(),
+        validation_name="sent_valid_100.csv",
+    )
     assert (result.row_count, result.validation_row_count) == (300, 100)
     assert result.labels == ["0", "1", "2"]
     assert all(not r["text"].endswith("\r") for r in rows(result.train_path))
@@ -70,25 +83,39 @@ def test_the_twitter_files_import_with_crlf_line_ends_and_integer_labels_as_stri
 
 
 def test_label_names_rename_the_twitter_labels(tmp_path):
-    result = run(tmp_path, TWITTER_VALID, "sent_valid_100.csv",
-                 label_names={"0": "bearish", "1": "bullish", "2": "neutral"})
+    result = run(
+        tmp_path,
+        TWITTER_VALID,
+        "sent_valid_100.csv",
+        label_names={"0": "bearish", "1": "bullish", "2": "neutral"},
+    )
     assert set(result.labels) == {"bearish", "bullish", "neutral"}
 
 
 def test_alpaca_json_becomes_chat_messages_with_history_and_input(tmp_path):
-    data = json.dumps([
-        {"instruction": "Translate", "input": "hello", "output": "你好", "history": [["hi", "hey"]]},
-        {"instruction": "Say yes", "input": "", "output": "yes", "history": []},
-        {"instruction": "Be brief", "output": "ok", "system": "You are terse."},
-    ], ensure_ascii=False).encode()
+    data = json.dumps(
+        [
+            {"instruction": "Translate", "input": "hello", "output": "你好", "history": [["hi", "hey"]]},
+            {"instruction": "Say yes", "input": "", "output": "yes", "history": []},
+            {"instruction": "Be brief", "output": "ok", "system": "You are terse."},
+        ],
+        ensure_ascii=False,
+    ).encode()
     result = run(tmp_path, data, "sft.json", validation_fraction=0)
     assert result.task == "chat_sft"
     converted = rows(result.train_path)
-    assert converted[0] == {"messages": [
-        {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hey"},
-        {"role": "user", "content": "Translate\n\nhello"}, {"role": "assistant", "content": "你好"}]}
-    assert converted[1]["messages"] == [{"role": "user", "content": "Say yes"},
-                                        {"role": "assistant", "content": "yes"}]
+    assert converted[0] == {
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "hey"},
+            {"role": "user", "content": "Translate\n\nhello"},
+            {"role": "assistant", "content": "你好"},
+        ]
+    }
+    assert converted[1]["messages"] == [
+        {"role": "user", "content": "Say yes"},
+        {"role": "assistant", "content": "yes"},
+    ]
     assert converted[2]["messages"][0] == {"role": "system", "content": "You are terse."}
 
 
@@ -115,17 +142,22 @@ def test_tsv_and_semicolon_files_have_their_delimiter_detected(tmp_path):
 def test_quoted_newlines_a_bom_and_crlf_are_handled(tmp_path):
     data = '\ufefftext,label\r\n"first line\r\nsecond line",a\r\n"say ""hi""",b\r\n'.encode()
     result = run(tmp_path, data, validation_fraction=0)
-    assert rows(result.train_path) == [{"text": "first line\r\nsecond line", "label": "a"},
-                                       {"text": 'say "hi"', "label": "b"}]
+    assert rows(result.train_path) == [
+        {"text": "first line\r\nsecond line", "label": "a"},
+        {"text": 'say "hi"', "label": "b"},
+    ]
     assert result.report["stats"]["encoding"] == "utf-8-sig"
 
 
-@pytest.mark.parametrize(("header", "text_col", "label_col"), [
-    ("tweet,sentiment", "tweet", "sentiment"),
-    ("Utterance,Intent", "Utterance", "Intent"),
-    ("content,class", "content", "class"),
-    ("id,sentence,category", "sentence", "category"),
-])
+@pytest.mark.parametrize(
+    ("header", "text_col", "label_col"),
+    [
+        ("tweet,sentiment", "tweet", "sentiment"),
+        ("Utterance,Intent", "Utterance", "Intent"),
+        ("content,class", "content", "class"),
+        ("id,sentence,category", "sentence", "category"),
+    ],
+)
 def test_columns_are_detected_by_common_names(header, text_col, label_col):
     mapping = detect_mapping(header.split(","))
     assert (mapping.text, mapping.label) == (text_col, label_col)
@@ -154,7 +186,9 @@ def test_multilabel_jsonl_rows_keep_sorted_label_lists(tmp_path):
 
 
 def test_chat_jsonl_is_kept_as_messages(tmp_path):
-    data = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n' * 3
+    data = (
+        b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n' * 3
+    )
     result = run(tmp_path, data, "chat.jsonl", validation_fraction=0)
     assert result.task == "chat_sft"
     assert rows(result.train_path)[0]["messages"][1] == {"role": "assistant", "content": "hello"}
@@ -176,17 +210,23 @@ def test_invalid_json_is_reported_with_its_line(tmp_path):
 def test_a_row_missing_its_text_or_label_is_an_error_naming_line_and_field(tmp_path):
     exc = failure(tmp_path, b"text,label\nhello,a\n,b\nthere,\nok,b\nfine,a\n")
     assert [(e["line"], e["row"], e["field"], e["code"]) for e in exc.report["errors"]] == [
-        (3, 2, "text", "missing_text"), (4, 3, "label", "missing_label")]
+        (3, 2, "text", "missing_text"),
+        (4, 3, "label", "missing_label"),
+    ]
     assert "line 3, field 'text': the text is empty." in exc.message
     data = b'{"text": "a", "label": "x"}\n{"text": "b"}\n{"label": "y"}\n{"text": "c", "label": "y"}\n'
     exc = failure(tmp_path, data, "data.jsonl")
     assert [(e["line"], e["field"], e["code"]) for e in exc.report["errors"]] == [
-        (2, "label", "missing_label"), (3, "text", "missing_text")]
+        (2, "label", "missing_label"),
+        (3, "text", "missing_text"),
+    ]
 
 
 def test_an_unknown_chat_role_names_the_message(tmp_path):
-    data = (b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
-            b'{"messages": [{"role": "user", "content": "hi"}, {"role": "robot", "content": "beep"}]}\n')
+    data = (
+        b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
+        b'{"messages": [{"role": "user", "content": "hi"}, {"role": "robot", "content": "beep"}]}\n'
+    )
     exc = failure(tmp_path, data, "chat.jsonl")
     error = exc.report["errors"][0]
     assert (error["line"], error["field"]) == (2, "messages[1].role")
@@ -282,7 +322,7 @@ def test_the_split_is_reproducible_for_a_seed_and_changes_with_it(tmp_path):
 
 def test_the_content_hash_ignores_formatting_but_not_content(tmp_path):
     a = run(tmp_path, b"text,label\nhello,x\nbye,y\n", validation_fraction=0)
-    b = run(tmp_path, b"\xef\xbb\xbftext,label\r\n\"hello\",x\r\nbye,y\r\n", validation_fraction=0)
+    b = run(tmp_path, b'\xef\xbb\xbftext,label\r\n"hello",x\r\nbye,y\r\n', validation_fraction=0)
     c = run(tmp_path, b"text,label\nhello,x\nbye,z\n", validation_fraction=0)
     assert a.sha256 == b.sha256 != c.sha256
 
@@ -292,8 +332,10 @@ def test_the_content_hash_ignores_formatting_but_not_content(tmp_path):
 
 def test_pii_is_replaced_by_typed_placeholders_and_counted():
     counts: dict[str, int] = {}
-    text = ("Mail jane.doe@example.com or call +44 20 7946 0958; card 4111 1111 1111 1111, "
-            "IBAN GB82 WEST 1234 5698 7654 32, from 192.168.0.7")
+    text = (
+        "Mail jane.doe@example.com or call +44 20 7946 0958; card 4111 1111 1111 1111, "
+        "IBAN GB82 WEST 1234 5698 7654 32, from 192.168.0.7"
+    )
     assert mask_pii(text, counts) == "Mail [EMAIL] or call [PHONE]; card [CARD], IBAN [IBAN], from [IP]"
     assert counts == {"email": 1, "phone": 1, "card": 1, "iban": 1, "ip": 1}
 
@@ -321,7 +363,7 @@ def test_csv_export_neutralizes_spreadsheet_formulas():
     assert neutralize("=SUM(A1)") == "'=SUM(A1)"
     assert neutralize("@cmd") == "'@cmd" and neutralize("-1+2") == "'-1+2" and neutralize("\tx") == "'\tx"
     assert neutralize("plain") == "plain"
-    text = "".join(csv_lines([{"text": "=HYPERLINK(\"x\")", "label": "+a"}], "classification"))
+    text = "".join(csv_lines([{"text": '=HYPERLINK("x")', "label": "+a"}], "classification"))
     assert text == 'text,label\r\n"\'=HYPERLINK(""x"")",\'+a\r\n'
 
 
@@ -344,12 +386,15 @@ def test_json_array_records_spanning_read_chunks_are_parsed_with_their_lines():
     assert parsed[0][0] == 2 and parsed[1][0] == 6  # `[` is line 1; each record takes 4 lines
 
 
-@pytest.mark.parametrize(("raw", "line", "phrase"), [
-    (b'[\n{"a": 1}\n{"a": 2}\n]', 3, "expected ',' or ']'"),
-    (b'[\n{"a": 1},\n{"a": tru}\n]', 3, "invalid JSON"),
-    (b'[\n{"a": 1},\n{"a": 2}\n', 4, "not closed"),
-    (b'{"a": 1}', 1, "expected a JSON array"),
-])
+@pytest.mark.parametrize(
+    ("raw", "line", "phrase"),
+    [
+        (b'[\n{"a": 1}\n{"a": 2}\n]', 3, "expected ',' or ']'"),
+        (b'[\n{"a": 1},\n{"a": tru}\n]', 3, "invalid JSON"),
+        (b'[\n{"a": 1},\n{"a": 2}\n', 4, "not closed"),
+        (b'{"a": 1}', 1, "expected a JSON array"),
+    ],
+)
 def test_json_array_syntax_errors_name_their_line(raw, line, phrase):
     from datasets_app.ingest.readers import iter_json_array
     from datasets_app.ingest.report import FatalIngestError

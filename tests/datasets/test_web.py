@@ -29,8 +29,15 @@ def test_the_list_shows_name_task_versions_rows_and_labels(alice, version):
 
 def test_the_upload_page_has_a_dropzone_progress_bar_and_mapping_options(alice):
     page = web(alice).get("/datasets/new/").content.decode()
-    for marker in ('id="dropzone"', 'id="progress-bar"', 'name="label_column"', 'name="pii_masking"',
-                   'name="validation_file"', 'data-upload-url="/api/v1/datasets"', "datasets/upload.js"):
+    for marker in (
+        'id="dropzone"',
+        'id="progress-bar"',
+        'name="label_column"',
+        'name="pii_masking"',
+        'name="validation_file"',
+        'data-upload-url="/api/v1/datasets"',
+        "datasets/upload.js",
+    ):
         assert marker in page, marker
 
 
@@ -80,7 +87,9 @@ def test_charlie_gets_404_on_alices_pages(charlie, version):
     assert "Intents" not in client.get("/datasets/").content.decode()
 
 
-def test_deleting_a_version_needs_the_confirmation_box(alice, version, media_root, django_capture_on_commit_callbacks):
+def test_deleting_a_version_needs_the_confirmation_box(
+    alice, version, media_root, django_capture_on_commit_callbacks
+):
     client = web(alice)
     response = client.post(f"/datasets/versions/{version.id}/delete/", follow=True)
     assert "Tick the confirmation box" in response.content.decode()

@@ -155,14 +155,23 @@ def test_the_adapter_config_names_the_base_model_as_the_user_chose_it(trained, t
 
 
 def test_a_platform_given_base_model_name_replaces_the_local_path_in_every_artifact(
-        tmp_path, tiny_bert, data_dir, cache_dir):
+    tmp_path, tiny_bert, data_dir, cache_dir
+):
     # A platform trains from a local copy but names the model as its registry does.
-    spec = JobSpec.from_dict({
-        "base_model": tiny_bert, "base_model_name": "acme/tiny-bert", "task": "classification", "method": "lora",
-        "train_file": str(data_dir / "train.jsonl"), "validation_file": str(data_dir / "valid.jsonl"),
-        "output_dir": str(tmp_path / "out"), "cache_dir": cache_dir, "max_steps": 2,
-        "hyperparameters": {"n_epochs": 1, "batch_size": 16, "learning_rate": 1e-2},
-    })
+    spec = JobSpec.from_dict(
+        {
+            "base_model": tiny_bert,
+            "base_model_name": "acme/tiny-bert",
+            "task": "classification",
+            "method": "lora",
+            "train_file": str(data_dir / "train.jsonl"),
+            "validation_file": str(data_dir / "valid.jsonl"),
+            "output_dir": str(tmp_path / "out"),
+            "cache_dir": cache_dir,
+            "max_steps": 2,
+            "hyperparameters": {"n_epochs": 1, "batch_size": 16, "learning_rate": 1e-2},
+        }
+    )
     out = Path(train(spec).output_dir)
     adapter = json.loads((out / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == "acme/tiny-bert"

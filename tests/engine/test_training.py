@@ -242,7 +242,9 @@ def test_null_reporter_never_stops_a_run():
 
 
 def test_lora_target_modules_can_be_overridden_and_land_in_the_adapter(make_spec):
-    res = train(make_spec(max_steps=2, validation_file=None, hyperparameters={"target_modules": ["key", "dense"]}))
+    res = train(
+        make_spec(max_steps=2, validation_file=None, hyperparameters={"target_modules": ["key", "dense"]})
+    )
     config = json.loads((Path(res.output_dir) / "adapter_config.json").read_text())
     assert sorted(config["target_modules"]) == ["dense", "key"]
     trained = set(weights(res.output_dir))
@@ -261,7 +263,9 @@ def test_warmup_ramps_the_learning_rate_up_then_it_decays_to_zero(make_spec):
 def test_label_smoothing_changes_the_training_loss_of_the_same_run(make_spec):
     plain, smoothed = RecordingReporter(), RecordingReporter()
     train(make_spec(out="plain", max_steps=3, validation_file=None), plain)
-    train(make_spec(out="smooth", max_steps=3, validation_file=None, hyperparameters={"label_smoothing": 0.3}),
-          smoothed)
+    train(
+        make_spec(out="smooth", max_steps=3, validation_file=None, hyperparameters={"label_smoothing": 0.3}),
+        smoothed,
+    )
     # Same seed, same first batch: only the target distribution differs.
     assert smoothed.steps[0]["train_loss"] != pytest.approx(plain.steps[0]["train_loss"], abs=1e-6)

@@ -43,9 +43,15 @@ def test_readyz_names_the_database_when_it_is_unreachable():
         "import django, json; django.setup(); from django.test import Client; "
         "r = Client().get('/readyz'); print(r.status_code); print(json.dumps(r.json()))"
     )
-    env = {**os.environ, "DATABASE_URL": "postgres://postgres@127.0.0.1:1/nowhere",
-           "DJANGO_SETTINGS_MODULE": "config.settings.test", "PYTHONPATH": f"{root}:{root / 'platform'}"}
-    out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, check=True)
+    env = {
+        **os.environ,
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:1/nowhere",
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "PYTHONPATH": f"{root}:{root / 'platform'}",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, check=True
+    )
     status, body = out.stdout.strip().splitlines()[-2:]
     assert status == "503"
     assert "database unreachable" in body and '"redis": "ok"' in body

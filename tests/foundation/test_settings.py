@@ -7,8 +7,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load_production(**env_vars) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL"}}
-    env.update(DJANGO_SETTINGS_MODULE="config.settings.production", PYTHONPATH=f"{ROOT}:{ROOT / 'platform'}", **env_vars)
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL"}
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings.production",
+        PYTHONPATH=f"{ROOT}:{ROOT / 'platform'}",
+        **env_vars,
+    )
     code = (
         "import django; from django.conf import settings; django.setup(); "
         "print(settings.SESSION_COOKIE_SECURE, settings.CSRF_COOKIE_SECURE, settings.SECURE_HSTS_SECONDS, "
@@ -31,19 +37,29 @@ def test_production_names_the_one_variable_that_is_missing():
 
 def test_production_has_secure_cookies_hsts_explicit_hosts_and_object_storage():
     result = _load_production(
-        SECRET_KEY="s" * 50, DATABASE_URL="postgres://u@db/x", CELERY_BROKER_URL="redis://r:6379/0",
+        SECRET_KEY="s" * 50,
+        DATABASE_URL="postgres://u@db/x",
+        CELERY_BROKER_URL="redis://r:6379/0",
         ALLOWED_HOSTS="tuneforge.example.com",
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
-        "True", "True", "31536000", "False", "['tuneforge.example.com']", "storages.backends.s3.S3Storage"
+        "True",
+        "True",
+        "31536000",
+        "False",
+        "['tuneforge.example.com']",
+        "storages.backends.s3.S3Storage",
     ]
 
 
 def test_the_laptop_defaults_need_no_server():
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL"}}
-    env.update(DJANGO_SETTINGS_MODULE="config.settings.local", PYTHONPATH=f"{ROOT}:{ROOT / 'platform'}",
-               TUNEFORGE_VAR_DIR="/tmp/tuneforge-local-defaults")
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings.local",
+        PYTHONPATH=f"{ROOT}:{ROOT / 'platform'}",
+        TUNEFORGE_VAR_DIR="/tmp/tuneforge-local-defaults",
+    )
     code = (
         "import django; from django.conf import settings; django.setup(); "
         "print(settings.DATABASES['default']['ENGINE'], settings.CELERY_BROKER_URL, settings.MEDIA_ROOT)"

@@ -32,7 +32,9 @@ def test_the_django_process_loads_the_standard_library_platform_module():
         "print(platform.__file__); print(torch.__version__)"
     )
     env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'platform'}"}
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
     platform_file, torch_version = out.stdout.split()
     assert _is_stdlib(platform_file)
     assert torch_version.startswith("2.13.0")
@@ -41,6 +43,12 @@ def test_the_django_process_loads_the_standard_library_platform_module():
 def test_the_celery_worker_loads_the_standard_library_platform_module():
     # The worker's entry point (`celery -A workers.celery_app`) imports the app module first.
     code = "import workers.celery_app, django; django.setup(); import platform; print(platform.__file__)"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert _is_stdlib(out.stdout.strip())

@@ -14,8 +14,11 @@ from workers.models import WorkerNode
 @pytest.mark.slow
 def test_a_real_celery_worker_loads_the_standard_library_platform_module_and_torch(start_worker):
     worker = start_worker(queues="default", name="stdlib-check")
-    wait_until(lambda: WorkerNode.objects.filter(name=worker.hostname).exists(), timeout=30,
-               message="the worker to register")
+    wait_until(
+        lambda: WorkerNode.objects.filter(name=worker.hostname).exists(),
+        timeout=30,
+        message="the worker to register",
+    )
     node = WorkerNode.objects.get(name=worker.hostname)
     assert node.os_platform == platform.platform()
     assert node.torch_version == torch.__version__

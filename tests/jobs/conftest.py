@@ -32,8 +32,13 @@ def base_model(db, tiny_bert_dir):
     from finetune.models import BaseModel
 
     return BaseModel.objects.create(
-        name="tiny-bert", display_name="Tiny BERT (tests)", source=str(tiny_bert_dir), kind=BaseModel.Kind.ENCODER,
-        tasks=["classification", "multilabel_classification"], max_length=64, parameters_millions=0.11,
+        name="tiny-bert",
+        display_name="Tiny BERT (tests)",
+        source=str(tiny_bert_dir),
+        kind=BaseModel.Kind.ENCODER,
+        tasks=["classification", "multilabel_classification"],
+        max_length=64,
+        parameters_millions=0.11,
         is_default=True,
     )
 
@@ -51,7 +56,12 @@ def job_payload(version, **overrides) -> dict:
         "method": "full",
         "device_class": "cpu",
         "max_steps": 40,
-        "hyperparameters": {"batch_size": 8, "max_length": 32, "eval_every_steps": 20, "save_every_steps": 20},
+        "hyperparameters": {
+            "batch_size": 8,
+            "max_length": 32,
+            "eval_every_steps": 20,
+            "save_every_steps": 20,
+        },
     }
     hyperparameters = overrides.pop("hyperparameters", None)
     payload.update(overrides)
@@ -74,9 +84,12 @@ def wait_for_job(client, job_id: str, predicate, *, timeout: float, what: str = 
         if predicate(body):
             return body
         time.sleep(0.3)
-    raise AssertionError(f"Timed out after {timeout}s waiting for {what}; last seen: {json.dumps(body)[:2000]}")
+    raise AssertionError(
+        f"Timed out after {timeout}s waiting for {what}; last seen: {json.dumps(body)[:2000]}"
+    )
 
 
 def wait_for_status(client, job_id: str, *statuses: str, timeout: float = 60) -> dict:
-    return wait_for_job(client, job_id, lambda body: body["status"] in statuses, timeout=timeout,
-                        what=f"status in {statuses}")
+    return wait_for_job(
+        client, job_id, lambda body: body["status"] in statuses, timeout=timeout, what=f"status in {statuses}"
+    )

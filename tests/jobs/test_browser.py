@@ -18,8 +18,9 @@ pytestmark = [
 ]
 
 
-def test_a_member_estimates_launches_and_follows_a_job_to_its_model(live_server, browser, team, dataset_version,
-                                                                     start_worker):
+def test_a_member_estimates_launches_and_follows_a_job_to_its_model(
+    live_server, browser, team, dataset_version, start_worker
+):
     from playwright.sync_api import expect
 
     user = UserFactory(email="mia@example.com", password=PASSWORD)

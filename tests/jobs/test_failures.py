@@ -36,7 +36,9 @@ def test_failures_on_the_worker_name_their_code_field_and_fix(alice_client, data
 @pytest.mark.django_db
 def test_running_out_of_memory_advises_a_smaller_batch_or_max_length(alice_client, dataset_version):
     job = FineTuneJob.objects.get(pk=submit(alice_client, dataset_version, device_class="h100")["id"])
-    code, message, param = _failure_for(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), job)
+    code, message, param = _failure_for(
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), job
+    )
     assert code == "out_of_memory" and param == "hyperparameters.batch_size"
     assert "ran out of GPU memory (batch_size=8, max_length=32)" in message
     assert "Lower hyperparameters.batch_size or hyperparameters.max_length" in message
@@ -61,8 +63,9 @@ def test_beat_runs_the_jobs_reconciler_every_few_seconds():
 
 
 @pytest.mark.django_db
-def test_a_job_message_goes_to_its_device_class_queue_on_commit(alice_client, dataset_version,
-                                                              django_capture_on_commit_callbacks):
+def test_a_job_message_goes_to_its_device_class_queue_on_commit(
+    alice_client, dataset_version, django_capture_on_commit_callbacks
+):
     from workers.celery_app import app
 
     def waiting(queue: str) -> int:

@@ -22,8 +22,13 @@ def alice_job(alice_client, dataset_version):
 def alice_model(alice_job, team):
     job = FineTuneJob.objects.get(pk=alice_job)
     return ModelVersion.objects.create(
-        team=team, name=f"ft:tiny-bert:{team.slug}::{job.id}", job=job, base_model=job.base_model,
-        task="classification", method="full", storage_prefix=f"teams/{team.id}/models/mv-x",
+        team=team,
+        name=f"ft:tiny-bert:{team.slug}::{job.id}",
+        job=job,
+        base_model=job.base_model,
+        task="classification",
+        method="full",
+        storage_prefix=f"teams/{team.id}/models/mv-x",
         files=[{"path": "label_map.json", "size": 2}],
     )
 
@@ -61,7 +66,10 @@ def test_a_viewer_cannot_control_a_job(vera_client, alice_job, suffix):
 
 def test_a_viewer_cannot_submit_or_estimate(vera_client, dataset_version):
     assert vera_client.post("/api/v1/jobs", job_payload(dataset_version), format="json").status_code == 403
-    assert vera_client.post("/api/v1/jobs/estimate", job_payload(dataset_version), format="json").status_code == 403
+    assert (
+        vera_client.post("/api/v1/jobs/estimate", job_payload(dataset_version), format="json").status_code
+        == 403
+    )
 
 
 def test_anonymous_callers_must_authenticate(anon_client, alice_job):
@@ -91,13 +99,22 @@ def test_the_jobs_routes_are_in_the_openapi_schema(alice_client):
     schema = alice_client.get("/api/schema/?format=json")
     assert schema.status_code == 200
     paths = schema.json()["paths"]
-    for path in ("/api/v1/jobs", "/api/v1/jobs/estimate", "/api/v1/jobs/{job_id}", "/api/v1/jobs/{job_id}/cancel",
-                 "/api/v1/jobs/{job_id}/metrics", "/api/v1/jobs/{job_id}/logs", "/api/v1/base-models",
-                 "/api/v1/models/{version_id}/files/{path}"):
+    for path in (
+        "/api/v1/jobs",
+        "/api/v1/jobs/estimate",
+        "/api/v1/jobs/{job_id}",
+        "/api/v1/jobs/{job_id}/cancel",
+        "/api/v1/jobs/{job_id}/metrics",
+        "/api/v1/jobs/{job_id}/logs",
+        "/api/v1/base-models",
+        "/api/v1/models/{version_id}/files/{path}",
+    ):
         assert path in paths, path
 
 
-def test_v1_models_lists_the_teams_fine_tuned_models_and_no_one_elses(anon_client, team, charlie_team, alice_model):
+def test_v1_models_lists_the_teams_fine_tuned_models_and_no_one_elses(
+    anon_client, team, charlie_team, alice_model
+):
     from tests.factories import ApiKeyFactory
 
     mine = ApiKeyFactory(team=team, scopes=["inference"])
@@ -110,4 +127,9 @@ def test_v1_models_lists_the_teams_fine_tuned_models_and_no_one_elses(anon_clien
     assert one.status_code == 200 and one.json()["id"] == alice_model.name
     other = anon_client.get("/v1/models", HTTP_AUTHORIZATION=f"Bearer {theirs.raw}").json()["data"]
     assert [m["id"] for m in other] == ["tiny-bert"]
-    assert anon_client.get(f"/v1/models/{alice_model.name}", HTTP_AUTHORIZATION=f"Bearer {theirs.raw}").status_code == 404
+    assert (
+        anon_client.get(
+            f"/v1/models/{alice_model.name}", HTTP_AUTHORIZATION=f"Bearer {theirs.raw}"
+        ).status_code
+        == 404
+    )

@@ -42,15 +42,26 @@ def _status(job_id: str) -> str:
 
 
 def test_a_job_whose_worker_is_killed_resumes_from_its_checkpoint_on_another_worker(
-        alice_client, dataset_version, start_worker):
+    alice_client, dataset_version, start_worker
+):
     total = 800
     a = start_worker(queues="cpu", name="doomed", env=RECOVERY_ENV)
-    job = submit(alice_client, dataset_version, max_steps=total,
-                 hyperparameters={"eval_every_steps": 500, "save_every_steps": 100})
-    wait_for_job(alice_client, job["id"],
-                 lambda b: b["progress"]["step"] >= 150 and alice_client.get(
-                     f"/api/v1/jobs/{job['id']}/checkpoints").json()["data"], timeout=60,
-                 what="a checkpoint and progress past it")
+    job = submit(
+        alice_client,
+        dataset_version,
+        max_steps=total,
+        hyperparameters={"eval_every_steps": 500, "save_every_steps": 100},
+    )
+    wait_for_job(
+        alice_client,
+        job["id"],
+        lambda b: (
+            b["progress"]["step"] >= 150
+            and alice_client.get(f"/api/v1/jobs/{job['id']}/checkpoints").json()["data"]
+        ),
+        timeout=60,
+        what="a checkpoint and progress past it",
+    )
 
     a.kill_hard()
     killed_at = FineTuneJob.objects.get(pk=job["id"]).step
@@ -72,23 +83,35 @@ def test_a_job_whose_worker_is_killed_resumes_from_its_checkpoint_on_another_wor
     assert done["status"] == "succeeded", done["error"]
     assert done["attempts"] == 2 and done["crashes"] == 1
     assert done["worker"].startswith("rescuer-")
-    steps = list(MetricPoint.objects.filter(job_id=job["id"], kind="train").order_by("step")
-                 .values_list("step", flat=True))
+    steps = list(
+        MetricPoint.objects.filter(job_id=job["id"], kind="train")
+        .order_by("step")
+        .values_list("step", flat=True)
+    )
     assert steps == list(range(1, total + 1))  # strictly increasing, no gaps, no duplicates
     attempts = list(JobAttempt.objects.filter(job_id=job["id"]).order_by("number"))
     assert [a.outcome for a in attempts] == ["lost", "succeeded"]
     assert attempts[1].resumed_from_step is not None and attempts[1].resumed_from_step <= killed_at
     logs = alice_client.get(f"/api/v1/jobs/{job['id']}/logs").content.decode()
-    assert "stopped responding" in logs and f"resume from its checkpoint at step {attempts[1].resumed_from_step}" in logs
+    assert (
+        "stopped responding" in logs
+        and f"resume from its checkpoint at step {attempts[1].resumed_from_step}" in logs
+    )
 
 
 def test_a_job_that_kills_its_worker_three_times_fails_with_a_clear_error(
-        alice_client, dataset_version, start_worker, fast_reconciler):
+    alice_client, dataset_version, start_worker, fast_reconciler
+):
     job = submit(alice_client, dataset_version, max_steps=100_000)
     for attempt in (1, 2, 3):
         worker = start_worker(queues="cpu", name=f"crash{attempt}", env=RECOVERY_ENV)
-        wait_for_job(alice_client, job["id"], lambda b, n=attempt: b["attempts"] == n and b["status"] == "running",
-                     timeout=60, what=f"attempt {attempt} to run")
+        wait_for_job(
+            alice_client,
+            job["id"],
+            lambda b, n=attempt: b["attempts"] == n and b["status"] == "running",
+            timeout=60,
+            what=f"attempt {attempt} to run",
+        )
         worker.kill_hard()
         _reconcile_until(lambda: _status(job["id"]) != "running", timeout=20, what="the loss to be noticed")
 
@@ -103,7 +126,8 @@ def test_a_job_that_kills_its_worker_three_times_fails_with_a_clear_error(
 
 
 def test_queued_jobs_survive_a_flushed_broker_through_the_reconciler(
-        alice_client, dataset_version, start_worker, fast_reconciler):
+    alice_client, dataset_version, start_worker, fast_reconciler
+):
     job = submit(alice_client, dataset_version)
     redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()  # the message is gone
     start_worker(queues="cpu", name="after-flush", env=FAST_WORKER_ENV)
@@ -116,7 +140,9 @@ def test_queued_jobs_survive_a_flushed_broker_through_the_reconciler(
 
     assert done["status"] == "succeeded", done["error"]
     assert done["attempts"] == 1
-    events = [e["message"] for e in alice_client.get(f"/api/v1/jobs/{job['id']}/events?limit=100").json()["data"]]
+    events = [
+        e["message"] for e in alice_client.get(f"/api/v1/jobs/{job['id']}/events?limit=100").json()["data"]
+    ]
     assert any("its message was lost by the broker" in m for m in events)
 
 
@@ -136,15 +162,19 @@ def test_a_duplicate_message_never_runs_a_job_twice(alice_client, dataset_versio
 
 
 def test_with_one_worker_the_other_teams_job_runs_second(
-        alice_client, charlie_client, team, charlie_team, dataset_version, start_worker):
+    alice_client, charlie_client, team, charlie_team, dataset_version, start_worker
+):
     team.max_concurrent_jobs = 5
     team.save()
     start_worker(queues="cpu", name="fair", env=FAST_WORKER_ENV)
     a_jobs = [submit(alice_client, dataset_version)["id"] for _ in range(3)]
     b_job = submit(charlie_client, make_dataset_version(charlie_team))["id"]
 
-    wait_until(lambda: FineTuneJob.objects.filter(status="succeeded").count() == 4, timeout=120,
-               message="all four jobs to finish")
+    wait_until(
+        lambda: FineTuneJob.objects.filter(status="succeeded").count() == 4,
+        timeout=120,
+        message="all four jobs to finish",
+    )
 
     order = list(FineTuneJob.objects.order_by("started_at").values_list("id", flat=True))
     assert order == [a_jobs[0], b_job, a_jobs[1], a_jobs[2]]

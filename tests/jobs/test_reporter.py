@@ -24,7 +24,9 @@ def running_job(alice_client, dataset_version):
 
 
 def _steps(job, kind="train"):
-    return list(MetricPoint.objects.filter(job=job, kind=kind).order_by("step").values_list("step", flat=True))
+    return list(
+        MetricPoint.objects.filter(job=job, kind=kind).order_by("step").values_list("step", flat=True)
+    )
 
 
 def test_points_are_written_in_batches_and_a_resumed_series_overwrites_instead_of_duplicating(running_job):
@@ -61,7 +63,9 @@ def test_python_logging_of_the_training_process_becomes_job_log_lines(running_jo
     assert "worker plumbing" not in logs
 
 
-def test_only_the_newest_log_lines_are_kept_and_the_dropped_ones_are_counted(running_job, alice_client, settings):
+def test_only_the_newest_log_lines_are_kept_and_the_dropped_ones_are_counted(
+    running_job, alice_client, settings
+):
     settings.TUNEFORGE_JOB_LOG_MAX_LINES = 50
     reporter = JobReporter(running_job)
     for n in range(70):  # a flood between two flushes
@@ -71,7 +75,11 @@ def test_only_the_newest_log_lines_are_kept_and_the_dropped_ones_are_counted(run
         reporter.on_log("info", f"line {n}")
     reporter.flush()
 
-    kept = list(JobEvent.objects.filter(job=running_job, source="log").order_by("id").values_list("message", flat=True))
+    kept = list(
+        JobEvent.objects.filter(job=running_job, source="log")
+        .order_by("id")
+        .values_list("message", flat=True)
+    )
     assert kept == [f"line {n}" for n in range(50, 100)]
     job = FineTuneJob.objects.get(pk=running_job.pk)
     assert (job.log_lines, job.log_lines_dropped) == (50, 50)
@@ -108,13 +116,29 @@ def test_progress_of_a_running_job_shows_in_the_api_with_eta_and_throughput(runn
 
     reporter = JobReporter(running_job)
     reporter.on_step({"step": 12, "epoch": 1.2, "train_loss": 0.7, "learning_rate": 1e-4})
-    reporter.on_progress(Progress(step=12, total_steps=40, epoch=1.2, percent=30.0, eta_seconds=21.5,
-                                  samples_per_second=48.0, tokens_per_second=1536.0))
+    reporter.on_progress(
+        Progress(
+            step=12,
+            total_steps=40,
+            epoch=1.2,
+            percent=30.0,
+            eta_seconds=21.5,
+            samples_per_second=48.0,
+            tokens_per_second=1536.0,
+        )
+    )
     reporter.flush()
 
     body = alice_client.get(f"/api/v1/jobs/{running_job.id}").json()
     assert body["status"] == "running"
-    assert body["progress"] == {"step": 12, "total_steps": 40, "epoch": 1.2, "percent": 30.0, "eta_seconds": 21.5,
-                                "samples_per_second": 48.0, "tokens_per_second": 1536.0}
+    assert body["progress"] == {
+        "step": 12,
+        "total_steps": 40,
+        "epoch": 1.2,
+        "percent": 30.0,
+        "eta_seconds": 21.5,
+        "samples_per_second": 48.0,
+        "tokens_per_second": 1536.0,
+    }
     points = alice_client.get(f"/api/v1/jobs/{running_job.id}/metrics?kind=train").json()["data"]
     assert [p["step"] for p in points] == [12] and points[0]["values"]["train_loss"] == 0.7

@@ -19,11 +19,16 @@ LONG = {"max_steps": 100_000, "hyperparameters": {"eval_every_steps": 200, "save
 
 
 def _train_steps(job_id: str) -> list[int]:
-    return list(MetricPoint.objects.filter(job_id=job_id, kind="train").order_by("step").values_list("step", flat=True))
+    return list(
+        MetricPoint.objects.filter(job_id=job_id, kind="train")
+        .order_by("step")
+        .values_list("step", flat=True)
+    )
 
 
 def test_a_submitted_job_trains_on_a_worker_and_produces_a_model_version_with_artifacts(
-        alice_client, dataset_version, start_worker, team):
+    alice_client, dataset_version, start_worker, team
+):
     start_worker(queues="cpu", name="e2e", env=FAST_WORKER_ENV)
     job = submit(alice_client, dataset_version, suffix="e2e")
 
@@ -38,8 +43,15 @@ def test_a_submitted_job_trains_on_a_worker_and_produces_a_model_version_with_ar
     version = ModelVersion.objects.get(pk=done["result_model_version"])
     assert version.team_id == team.id and version.name == done["fine_tuned_model"]
     paths = {f["path"] for f in version.files}
-    assert {"label_map.json", "metrics.json", "spec.json", "README.md", "config.json", "model.safetensors",
-            "tokenizer.json"} <= paths
+    assert {
+        "label_map.json",
+        "metrics.json",
+        "spec.json",
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+    } <= paths
     assert not any(p.startswith("checkpoints/") for p in paths)
     assert version.storage_prefix.startswith(f"teams/{team.id}/models/{version.id}")
     for entry in version.files:
@@ -75,19 +87,29 @@ def test_a_submitted_job_trains_on_a_worker_and_produces_a_model_version_with_ar
     assert download.status_code == 200
     assert json.loads(b"".join(download.streaming_content))["labels"] == sorted(dataset_version.labels)
     # The artifacts name the base model as the registry does, never the worker's local path to it.
-    spec = json.loads(b"".join(alice_client.get(f"/api/v1/models/{version.id}/files/spec.json").streaming_content))
-    card = b"".join(alice_client.get(f"/api/v1/models/{version.id}/files/README.md").streaming_content).decode()
+    spec = json.loads(
+        b"".join(alice_client.get(f"/api/v1/models/{version.id}/files/spec.json").streaming_content)
+    )
+    card = b"".join(
+        alice_client.get(f"/api/v1/models/{version.id}/files/README.md").streaming_content
+    ).decode()
     assert spec["base_model_name"] == "tiny-bert" and "`tiny-bert`" in card
     assert BaseModel.objects.get(name="tiny-bert").source not in card
 
 
 def test_cancel_stops_a_running_job_within_ten_seconds_and_removes_a_queued_one(
-        alice_client, bob_client, dataset_version, start_worker):
+    alice_client, bob_client, dataset_version, start_worker
+):
     start_worker(queues="cpu", name="cancel", env=FAST_WORKER_ENV)
     running = submit(alice_client, dataset_version, **LONG)
     waiting = submit(bob_client, dataset_version, **LONG)
-    wait_for_job(alice_client, running["id"], lambda b: b["status"] == "running" and b["progress"]["step"] > 0,
-                 timeout=60, what="training to start")
+    wait_for_job(
+        alice_client,
+        running["id"],
+        lambda b: b["status"] == "running" and b["progress"]["step"] > 0,
+        timeout=60,
+        what="training to start",
+    )
 
     assert alice_client.get(f"/api/v1/jobs/{waiting['id']}").json()["queue_position"] == 1
     assert bob_client.post(f"/api/v1/jobs/{waiting['id']}/cancel").json()["status"] == "cancelled"
@@ -104,11 +126,16 @@ def test_cancel_stops_a_running_job_within_ten_seconds_and_removes_a_queued_one(
 
 
 def test_pause_checkpoints_and_frees_the_worker_and_resume_continues_from_the_checkpoint(
-        alice_client, dataset_version, start_worker):
+    alice_client, dataset_version, start_worker
+):
     start_worker(queues="cpu", name="pause", env=FAST_WORKER_ENV)
     total = 1000
-    job = submit(alice_client, dataset_version, max_steps=total,
-                 hyperparameters={"eval_every_steps": 100, "save_every_steps": 100})
+    job = submit(
+        alice_client,
+        dataset_version,
+        max_steps=total,
+        hyperparameters={"eval_every_steps": 100, "save_every_steps": 100},
+    )
     wait_for_job(alice_client, job["id"], lambda b: b["progress"]["step"] >= 30, timeout=60, what="step 30")
 
     alice_client.post(f"/api/v1/jobs/{job['id']}/pause")
@@ -118,7 +145,9 @@ def test_pause_checkpoints_and_frees_the_worker_and_resume_continues_from_the_ch
     paused_at = paused["progress"]["step"]
     assert checkpoints[0]["step_number"] == paused_at and checkpoints[0]["files"]
     other = submit(alice_client, dataset_version)  # the worker is free: another job runs meanwhile
-    assert wait_for_status(alice_client, other["id"], "succeeded", "failed", timeout=60)["status"] == "succeeded"
+    assert (
+        wait_for_status(alice_client, other["id"], "succeeded", "failed", timeout=60)["status"] == "succeeded"
+    )
 
     resumed = alice_client.post(f"/api/v1/jobs/{job['id']}/resume").json()
     assert resumed["status"] == "queued"
@@ -135,21 +164,33 @@ def test_pause_checkpoints_and_frees_the_worker_and_resume_continues_from_the_ch
 
 
 def test_pausing_the_worker_checkpoints_and_requeues_its_job_which_resumes_when_a_worker_takes_it(
-        alice_client, dataset_version, start_worker):
+    alice_client, dataset_version, start_worker
+):
     from tests.celery_harness import wait_until
     from workers.models import WorkerNode
     from workers.services import worker_pause, worker_resume
 
     worker = start_worker(queues="cpu", name="wpause", env=FAST_WORKER_ENV)
-    wait_until(lambda: WorkerNode.objects.filter(name=worker.hostname).exists(), timeout=10, message="registration")
+    wait_until(
+        lambda: WorkerNode.objects.filter(name=worker.hostname).exists(), timeout=10, message="registration"
+    )
     total = 1000
-    job = submit(alice_client, dataset_version, max_steps=total,
-                 hyperparameters={"eval_every_steps": 500, "save_every_steps": 500})
+    job = submit(
+        alice_client,
+        dataset_version,
+        max_steps=total,
+        hyperparameters={"eval_every_steps": 500, "save_every_steps": 500},
+    )
     wait_for_job(alice_client, job["id"], lambda b: b["progress"]["step"] >= 30, timeout=60, what="step 30")
 
     worker_pause(name=worker.hostname, actor=None)
-    requeued = wait_for_job(alice_client, job["id"], lambda b: b["status"] != "running", timeout=15,
-                            what="the job to leave the paused worker")
+    requeued = wait_for_job(
+        alice_client,
+        job["id"],
+        lambda b: b["status"] != "running",
+        timeout=15,
+        what="the job to leave the paused worker",
+    )
     assert requeued["status"] == "queued", "the run ended before the pause took effect; make it longer"
     assert requeued["queue_position"] == 1
     step = requeued["progress"]["step"]

@@ -19,7 +19,11 @@ from tests.jobs.conftest import FAST_WORKER_ENV, make_dataset_version, submit, w
 pytestmark = pytest.mark.slow
 
 BUCKET = "tuneforge-test"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_S3_REGION_NAME": "us-east-1"}
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_S3_REGION_NAME": "us-east-1",
+}
 
 
 def _free_port() -> int:
@@ -31,8 +35,11 @@ def _free_port() -> int:
 @pytest.fixture
 def s3_endpoint():
     port = _free_port()
-    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 20
     while True:
         try:
@@ -52,13 +59,26 @@ def s3_endpoint():
 def bucket(s3_endpoint, settings):
     import boto3
 
-    client = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="testing",
-                          aws_secret_access_key="testing", region_name="us-east-1")
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
     client.create_bucket(Bucket=BUCKET)
-    options = {**django_settings.S3_STORAGE["OPTIONS"], "bucket_name": BUCKET, "endpoint_url": s3_endpoint,
-               "access_key": "testing", "secret_key": "testing", "region_name": "us-east-1"}
-    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "storages.backends.s3.S3Storage",
-                                                          "OPTIONS": options}}
+    options = {
+        **django_settings.S3_STORAGE["OPTIONS"],
+        "bucket_name": BUCKET,
+        "endpoint_url": s3_endpoint,
+        "access_key": "testing",
+        "secret_key": "testing",
+        "region_name": "us-east-1",
+    }
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options},
+    }
 
     def keys() -> list[str]:
         pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
@@ -68,14 +88,23 @@ def bucket(s3_endpoint, settings):
 
 
 def test_a_worker_on_s3_storage_reads_the_dataset_and_writes_checkpoints_and_artifacts_to_the_bucket(
-        alice_client, team, base_model, start_worker, bucket, s3_endpoint, tmp_path):
+    alice_client, team, base_model, start_worker, bucket, s3_endpoint, tmp_path
+):
     version = make_dataset_version(team)
     assert version.normalized_file.name in bucket()  # the upload went to the bucket, not a folder
     worker_disk = tmp_path / "worker-machine"  # its own media, work and cache folders: nothing shared
-    start_worker(queues="cpu", name="s3", env={
-        **FAST_WORKER_ENV, **CREDENTIALS, "TUNEFORGE_STORAGE": "s3", "AWS_STORAGE_BUCKET_NAME": BUCKET,
-        "AWS_S3_ENDPOINT_URL": s3_endpoint, "TUNEFORGE_TEST_DIR": str(worker_disk),
-    })
+    start_worker(
+        queues="cpu",
+        name="s3",
+        env={
+            **FAST_WORKER_ENV,
+            **CREDENTIALS,
+            "TUNEFORGE_STORAGE": "s3",
+            "AWS_STORAGE_BUCKET_NAME": BUCKET,
+            "AWS_S3_ENDPOINT_URL": s3_endpoint,
+            "TUNEFORGE_TEST_DIR": str(worker_disk),
+        },
+    )
     job = submit(alice_client, version, max_steps=40)
 
     done = wait_for_status(alice_client, job["id"], "succeeded", "failed", timeout=120)

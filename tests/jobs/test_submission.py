@@ -35,7 +35,9 @@ def test_a_submitted_job_is_queued_with_its_estimate_events_and_queue_position(a
     assert messages[2] == "Queued on cpu (cpu)."
     assert all(e["object"] == "fine_tuning.job.event" and e["id"].startswith("ftevent-") for e in events)
     assert [e["data"]["status"] for e in reversed(events) if e["data"] and "status" in e["data"]] == [
-        "validating_files", "queued"]
+        "validating_files",
+        "queued",
+    ]
 
 
 def test_the_estimate_is_returned_before_launch_and_creates_nothing(alice_client, dataset_version):
@@ -56,8 +58,9 @@ def test_the_estimate_is_returned_before_launch_and_creates_nothing(alice_client
 
 def test_a_gpu_estimate_is_faster_than_a_cpu_one_and_counts_gpu_hours(alice_client, dataset_version):
     cpu = alice_client.post("/api/v1/jobs/estimate", job_payload(dataset_version), format="json").json()
-    h100 = alice_client.post("/api/v1/jobs/estimate", job_payload(dataset_version, device_class="h100"),
-                             format="json").json()
+    h100 = alice_client.post(
+        "/api/v1/jobs/estimate", job_payload(dataset_version, device_class="h100"), format="json"
+    ).json()
     assert h100["tokens_per_second"] > 100 * cpu["tokens_per_second"]
     assert h100["trained_tokens"] == cpu["trained_tokens"]
     assert h100["estimated_seconds"] <= cpu["estimated_seconds"]
@@ -69,8 +72,16 @@ def test_a_gpu_estimate_is_faster_than_a_cpu_one_and_counts_gpu_hours(alice_clie
     [
         ({"model": "no-such-model"}, "model", "Unknown base model 'no-such-model'"),
         ({"hyperparameters": {"batch_size": 0}}, "hyperparameters.batch_size", "must be at least 1"),
-        ({"hyperparameters": {"learning_rat": 0.1}}, "hyperparameters.learning_rat", "unknown hyperparameter"),
-        ({"hyperparameters": {"max_length": 4096}}, "hyperparameters.max_length", "exceeds the model's limit"),
+        (
+            {"hyperparameters": {"learning_rat": 0.1}},
+            "hyperparameters.learning_rat",
+            "unknown hyperparameter",
+        ),
+        (
+            {"hyperparameters": {"max_length": 4096}},
+            "hyperparameters.max_length",
+            "exceeds the model's limit",
+        ),
         ({"device_class": "tpu9"}, "device_class", "Unknown device class 'tpu9'"),
         ({"priority": "urgent"}, "priority", "is not a valid choice"),
         ({"suffix": "has:colon"}, "suffix", "suffix may hold"),
@@ -79,13 +90,17 @@ def test_a_gpu_estimate_is_faster_than_a_cpu_one_and_counts_gpu_hours(alice_clie
         ({"hyperparameters": {"learning_rate": 0}}, "hyperparameters.learning_rate", "must be positive"),
         ({"hyperparameters": {"learning_rate": -1e-4}}, "hyperparameters.learning_rate", "must be positive"),
         ({"hyperparameters": {"max_length": 0}}, "hyperparameters.max_length", "at least"),
-        ({"method": "lora", "hyperparameters": {"target_modules": ["q_proj"]}}, "hyperparameters.target_modules",
-         "q_proj"),
+        (
+            {"method": "lora", "hyperparameters": {"target_modules": ["q_proj"]}},
+            "hyperparameters.target_modules",
+            "q_proj",
+        ),
         ({"method": "qlora"}, "method", "CUDA"),
     ],
 )
-def test_a_bad_spec_is_refused_naming_its_field_and_nothing_is_created(alice_client, dataset_version, overrides,
-                                                                        field, fragment):
+def test_a_bad_spec_is_refused_naming_its_field_and_nothing_is_created(
+    alice_client, dataset_version, overrides, field, fragment
+):
     response = alice_client.post("/api/v1/jobs", job_payload(dataset_version, **overrides), format="json")
     assert response.status_code == 400, response.json()
     error = response.json()["error"]
@@ -107,7 +122,9 @@ def test_a_dataset_version_still_processing_cannot_be_trained_on(alice_client, t
     assert "processing, not ready" in response.json()["error"]["message"]
 
 
-def test_the_concurrency_quota_refuses_a_third_job_naming_the_limit_and_numbers(alice_client, dataset_version):
+def test_the_concurrency_quota_refuses_a_third_job_naming_the_limit_and_numbers(
+    alice_client, dataset_version
+):
     submit(alice_client, dataset_version)
     submit(alice_client, dataset_version)
     response = alice_client.post("/api/v1/jobs", job_payload(dataset_version), format="json")
@@ -141,11 +158,20 @@ def test_the_monthly_gpu_hours_quota_refuses_gpu_jobs_but_not_cpu_jobs(alice_cli
     FineTuneJob.objects.filter(pk=job.pk).update(status="succeeded")
     now = timezone.now()
     start = max(now - timedelta(hours=6), now.replace(day=1, hour=0, minute=0, second=0, microsecond=0))
-    JobAttempt.objects.create(job=job, number=1, worker="gpu0@host", device_class="h100", started_at=start,
-                              last_seen_at=start + timedelta(hours=5, minutes=30), ended_at=start + timedelta(hours=5, minutes=30),
-                              outcome="succeeded")
+    JobAttempt.objects.create(
+        job=job,
+        number=1,
+        worker="gpu0@host",
+        device_class="h100",
+        started_at=start,
+        last_seen_at=start + timedelta(hours=5, minutes=30),
+        ended_at=start + timedelta(hours=5, minutes=30),
+        outcome="succeeded",
+    )
 
-    response = alice_client.post("/api/v1/jobs", job_payload(dataset_version, device_class="h100"), format="json")
+    response = alice_client.post(
+        "/api/v1/jobs", job_payload(dataset_version, device_class="h100"), format="json"
+    )
 
     assert response.status_code == 429
     error = response.json()["error"]
@@ -162,10 +188,21 @@ def test_gpu_hours_of_earlier_months_do_not_count(alice_client, team, dataset_ve
     done = submit(alice_client, dataset_version, device_class="gpu")
     FineTuneJob.objects.filter(pk=done["id"]).update(status="succeeded")
     last_month = timezone.now().replace(day=1) - timedelta(days=3)
-    JobAttempt.objects.create(job_id=done["id"], number=1, worker="w", device_class="gpu", started_at=last_month,
-                              last_seen_at=last_month + timedelta(hours=20), ended_at=last_month + timedelta(hours=20))
-    assert alice_client.post("/api/v1/jobs", job_payload(dataset_version, device_class="gpu"),
-                             format="json").status_code == 201
+    JobAttempt.objects.create(
+        job_id=done["id"],
+        number=1,
+        worker="w",
+        device_class="gpu",
+        started_at=last_month,
+        last_seen_at=last_month + timedelta(hours=20),
+        ended_at=last_month + timedelta(hours=20),
+    )
+    assert (
+        alice_client.post(
+            "/api/v1/jobs", job_payload(dataset_version, device_class="gpu"), format="json"
+        ).status_code
+        == 201
+    )
 
 
 def test_a_viewer_can_read_jobs_but_cannot_submit_or_control_them(alice_client, vera_client, dataset_version):
@@ -224,9 +261,17 @@ def test_fair_share_puts_the_team_with_fewer_running_jobs_first_then_priority_th
     other_version = make_dataset_version(other)
 
     def job(team_, version_, priority, status="queued"):
-        return FineTuneJob.objects.create(team=team_, base_model=base_model, dataset_version=version_,
-                                          task="classification", method="full", device_class="cpu", queue="cpu",
-                                          priority=priority, status=status)
+        return FineTuneJob.objects.create(
+            team=team_,
+            base_model=base_model,
+            dataset_version=version_,
+            task="classification",
+            method="full",
+            device_class="cpu",
+            queue="cpu",
+            priority=priority,
+            status=status,
+        )
 
     job(team, version, 1, status="running")
     a_high = job(team, version, 2)
@@ -240,7 +285,8 @@ def test_fair_share_puts_the_team_with_fewer_running_jobs_first_then_priority_th
 
 
 def test_queue_positions_alternate_between_teams_so_a_busy_team_does_not_hold_the_line(
-        alice_client, charlie_client, team, charlie_team, dataset_version):
+    alice_client, charlie_client, team, charlie_team, dataset_version
+):
     team.max_concurrent_jobs = 5
     team.save()
     a = [submit(alice_client, dataset_version)["id"] for _ in range(3)]

@@ -18,10 +18,23 @@ def _web(user) -> Client:
 
 
 def _form(version, **overrides) -> dict:
-    data = {"dataset_version": version.id, "model": "tiny-bert", "task": "", "method": "full", "n_epochs": "auto",
-            "batch_size": "8", "learning_rate": "auto", "max_length": "32", "eval_every_steps": "",
-            "save_every_steps": "", "max_steps": "40", "device_class": "cpu", "priority": "normal",
-            "suffix": "web", "seed": "42"}
+    data = {
+        "dataset_version": version.id,
+        "model": "tiny-bert",
+        "task": "",
+        "method": "full",
+        "n_epochs": "auto",
+        "batch_size": "8",
+        "learning_rate": "auto",
+        "max_length": "32",
+        "eval_every_steps": "",
+        "save_every_steps": "",
+        "max_steps": "40",
+        "device_class": "cpu",
+        "priority": "normal",
+        "suffix": "web",
+        "seed": "42",
+    }
     data.update(overrides)
     return data
 
@@ -30,11 +43,24 @@ def _model_version(job_id: str, team) -> ModelVersion:
     job = FineTuneJob.objects.get(pk=job_id)
     FineTuneJob.objects.filter(pk=job_id).update(status="succeeded")
     return ModelVersion.objects.create(
-        team=team, name=f"ft:tiny-bert:{team.slug}::{job.id}", job=job, base_model=job.base_model,
-        task="classification", method="full", labels=["a", "b"], metrics={"final": {"valid_accuracy": 0.75}},
-        lineage={"base_model": "tiny-bert", "dataset_version": job.dataset_version_id, "dataset_sha256": "abc",
-                 "seed": 42, "code_version": "git:123", "resolved_spec": {"seed": 42}},
-        storage_prefix=f"teams/{team.id}/models/x", files=[{"path": "label_map.json", "size": 10}],
+        team=team,
+        name=f"ft:tiny-bert:{team.slug}::{job.id}",
+        job=job,
+        base_model=job.base_model,
+        task="classification",
+        method="full",
+        labels=["a", "b"],
+        metrics={"final": {"valid_accuracy": 0.75}},
+        lineage={
+            "base_model": "tiny-bert",
+            "dataset_version": job.dataset_version_id,
+            "dataset_sha256": "abc",
+            "seed": 42,
+            "code_version": "git:123",
+            "resolved_spec": {"seed": 42},
+        },
+        storage_prefix=f"teams/{team.id}/models/x",
+        files=[{"path": "label_map.json", "size": 10}],
     )
 
 
@@ -53,7 +79,11 @@ def test_the_new_job_form_shows_the_estimate_before_launching(alice, dataset_ver
     launched = web.post("/jobs/new/", _form(dataset_version, action="launch"))
     job = FineTuneJob.objects.get()
     assert launched.status_code == 302 and launched["Location"] == f"/jobs/{job.id}/"
-    assert job.suffix == "web" and job.hyperparameters["batch_size"] == 8 and job.hyperparameters["n_epochs"] == "auto"
+    assert (
+        job.suffix == "web"
+        and job.hyperparameters["batch_size"] == 8
+        and job.hyperparameters["n_epochs"] == "auto"
+    )
 
 
 def test_the_form_names_a_bad_field_and_shows_a_quota_refusal_clearly(alice, alice_client, dataset_version):
@@ -78,11 +108,13 @@ def test_the_job_list_shows_status_progress_and_queue_position(alice, bob_client
     second = submit(bob_client, dataset_version)
     page = _web(alice).get("/jobs/").content.decode()
     assert first["id"] in page and second["id"] in page
-    assert "#2 in queue" in page and 'badge queued' in page
+    assert "#2 in queue" in page and "badge queued" in page
     assert "2 of 2 concurrent jobs" in page
 
 
-def test_the_job_page_shows_progress_events_and_controls_for_members(alice, vera, dataset_version, alice_client):
+def test_the_job_page_shows_progress_events_and_controls_for_members(
+    alice, vera, dataset_version, alice_client
+):
     job = submit(alice_client, dataset_version)
     page = _web(alice).get(f"/jobs/{job['id']}/").content.decode()
     assert 'id="job-progress"' in page and "Position 1 in the queue" in page
@@ -101,7 +133,10 @@ def test_the_job_page_shows_progress_events_and_controls_for_members(alice, vera
     assert FineTuneJob.objects.get(pk=job["id"]).status == "paused"
     assert "Pause requested." in response.content.decode()
     resumed = _web(alice).post(f"/jobs/{job['id']}/resume/", follow=True)
-    assert FineTuneJob.objects.get(pk=job["id"]).status == "queued" and "Job resumed." in resumed.content.decode()
+    assert (
+        FineTuneJob.objects.get(pk=job["id"]).status == "queued"
+        and "Job resumed." in resumed.content.decode()
+    )
     refused = _web(alice).post(f"/jobs/{job['id']}/resume/", follow=True).content.decode()
     assert "only paused jobs can be resumed" in refused
 
@@ -130,7 +165,11 @@ def test_another_team_gets_404_on_every_page(charlie, team, alice_client, datase
 def test_the_dashboard_counts_the_teams_jobs(alice, alice_client, dataset_version):
     submit(alice_client, dataset_version)
     page = _web(alice).get("/").content.decode()
-    assert "Fine-tuning jobs" in page and "<strong>1</strong> queued" in page and "<strong>0</strong> running" in page
+    assert (
+        "Fine-tuning jobs" in page
+        and "<strong>1</strong> queued" in page
+        and "<strong>0</strong> running" in page
+    )
 
 
 def test_viewers_are_sent_back_from_the_new_job_form(vera, dataset_version):
@@ -138,7 +177,6 @@ def test_viewers_are_sent_back_from_the_new_job_form(vera, dataset_version):
     assert "Viewers cannot submit jobs" in response.content.decode()
     assert _web(vera).post("/jobs/new/", _form(dataset_version, action="launch")).status_code == 302
     assert not FineTuneJob.objects.exists()
-
 
 
 def test_admins_manage_base_models_and_read_jobs_and_model_versions(team, alice_client, dataset_version):

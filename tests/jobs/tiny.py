@@ -19,8 +19,15 @@ def _csv(rows: list[dict]) -> bytes:
     return out.getvalue().encode()
 
 
-def make_dataset_version(team, *, n_train: int = 80, n_valid: int = 16, name: str = "banking", status: str = "ready",
-                         repeat: int = 1):
+def make_dataset_version(
+    team,
+    *,
+    n_train: int = 80,
+    n_valid: int = 16,
+    name: str = "banking",
+    status: str = "ready",
+    repeat: int = 1,
+):
     """A classification dataset version made by the datasets app's own upload service from the
     Banking77 sample (`n_valid` rows of its test split as the validation file; `repeat` copies the
     training rows, for long epochs). `status` other than ready is set afterwards, for refusal tests."""
@@ -32,7 +39,12 @@ def make_dataset_version(team, *, n_train: int = 80, n_valid: int = 16, name: st
     train = ContentFile(_csv(banking_rows()[:n_train] * repeat), name="train.csv")
     valid = ContentFile(_csv(banking_rows(BANKING_TEST)[:n_valid]), name="valid.csv") if n_valid else None
     outcome = dataset_create_from_upload(
-        team=team, user=None, file=train, filename="train.csv", name=name, validation_file=valid,
+        team=team,
+        user=None,
+        file=train,
+        filename="train.csv",
+        name=name,
+        validation_file=valid,
         validation_filename="valid.csv" if valid else None,
         options=UploadOptions(task="classification", validation_fraction=0.0),
     )

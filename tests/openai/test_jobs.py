@@ -157,7 +157,9 @@ def test_a_job_submitted_through_the_client_trains_and_its_model_is_retrievable(
         job = alice_openai.fine_tuning.jobs.retrieve(job.id)
 
     assert job.status == "succeeded", job.error
-    assert job.fine_tuned_model.startswith("ft:tiny-bert:") and job.fine_tuned_model.endswith(f":e2e:{job.id}")
+    assert job.fine_tuned_model.startswith("ft:tiny-bert:") and job.fine_tuned_model.endswith(
+        f":e2e:{job.id}"
+    )
     assert job.trained_tokens > 0 and job.finished_at >= job.created_at
     model = alice_openai.models.retrieve(job.fine_tuned_model)
     assert model.id == job.fine_tuned_model and model.object == "model"

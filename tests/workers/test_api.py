@@ -19,8 +19,12 @@ def worker():
 
 
 def test_staff_list_every_worker_with_status_device_and_utilisation(olga_client, worker):
-    WorkerNodeFactory(name="cpu@node-b.example", device_kind="cpu", queues=["cpu"],
-                      last_heartbeat_at=timezone.now() - timedelta(hours=1))
+    WorkerNodeFactory(
+        name="cpu@node-b.example",
+        device_kind="cpu",
+        queues=["cpu"],
+        last_heartbeat_at=timezone.now() - timedelta(hours=1),
+    )
     response = olga_client.get("/api/v1/workers")
     assert response.status_code == 200
     body = response.json()
@@ -31,7 +35,11 @@ def test_staff_list_every_worker_with_status_device_and_utilisation(olga_client,
     assert gpu["object"] == "worker"
     assert gpu["status"] == "online"
     assert gpu["queues"] == ["gpu", "gpu.h200"]
-    assert (gpu["device_name"], gpu["device_class"], gpu["device_memory_mb"]) == ("NVIDIA H200", "h200", 143771)
+    assert (gpu["device_name"], gpu["device_class"], gpu["device_memory_mb"]) == (
+        "NVIDIA H200",
+        "h200",
+        143771,
+    )
     assert (gpu["cuda_version"], gpu["torch_version"]) == ("12.8", "2.13.0")
     assert gpu["current_job_id"] == "ftjob-abc"
     assert gpu["utilisation"]["gpu_percent"] == 73

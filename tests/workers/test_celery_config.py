@@ -30,7 +30,11 @@ def test_the_app_runs_with_the_house_rules():
 
 def test_the_app_uses_the_broker_from_settings():
     assert app.conf.broker_url == settings.CELERY_BROKER_URL
-    assert app.connection_for_write().as_uri(include_password=True).startswith(settings.CELERY_BROKER_URL.rstrip("/")[:20])
+    assert (
+        app.connection_for_write()
+        .as_uri(include_password=True)
+        .startswith(settings.CELERY_BROKER_URL.rstrip("/")[:20])
+    )
 
 
 def test_beat_marks_silent_workers_offline_every_ten_seconds():
@@ -59,7 +63,9 @@ def test_the_registry_tasks_carry_the_house_options():
 
 
 def test_the_house_decorator_gives_every_task_explicit_limits_and_queue():
-    @tuneforge_task("workers.test_probe", queue="gpu.h200", time_limit=7200, soft_time_limit=7000, max_retries=0)
+    @tuneforge_task(
+        "workers.test_probe", queue="gpu.h200", time_limit=7200, soft_time_limit=7000, max_retries=0
+    )
     def probe(job_id: str) -> None:
         return None
 

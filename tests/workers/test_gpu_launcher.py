@@ -49,7 +49,10 @@ def test_it_starts_one_solo_single_job_worker_per_gpu_pinned_to_that_gpu():
 
 def test_workers_are_named_after_the_physical_gpu_when_the_launcher_sees_a_subset():
     # The launcher itself ran with CUDA_VISIBLE_DEVICES=2,3: torch calls them 0 and 1.
-    gpus = [GpuDevice(index=0, visible_id="2", name="NVIDIA L4"), GpuDevice(index=1, visible_id="3", name="NVIDIA L4")]
+    gpus = [
+        GpuDevice(index=0, visible_id="2", name="NVIDIA L4"),
+        GpuDevice(index=1, visible_id="3", name="NVIDIA L4"),
+    ]
     specs = build_worker_specs(gpus)
     assert [s.name for s in specs] == ["gpu2", "gpu3"]
     assert [s.env["CUDA_VISIBLE_DEVICES"] for s in specs] == ["2", "3"]
@@ -59,7 +62,9 @@ def test_workers_are_named_after_the_physical_gpu_when_the_launcher_sees_a_subse
 
 
 def test_the_device_class_can_be_overridden_for_the_whole_machine():
-    (spec,) = build_worker_specs([GpuDevice(index=0, visible_id="0", name="NVIDIA H100 NVL")], device_class_override="h100nvl")
+    (spec,) = build_worker_specs(
+        [GpuDevice(index=0, visible_id="0", name="NVIDIA H100 NVL")], device_class_override="h100nvl"
+    )
     assert _option(spec.argv, "-Q") == "gpu,gpu.h100nvl"
     assert spec.env["TUNEFORGE_DEVICE_CLASS"] == "h100nvl"
 
@@ -89,8 +94,12 @@ def test_it_reads_cuda_visible_devices():
 
 def _launcher(*args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "workers.gpu_launcher", *args], cwd=ROOT, capture_output=True, text=True,
-        env={**os.environ, **env}, timeout=60,
+        [sys.executable, "-m", "workers.gpu_launcher", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=60,
     )
 
 
@@ -105,7 +114,10 @@ def test_with_cpu_it_plans_one_cpu_worker():
     result = _launcher("--cpu", "--dry-run", "--extra-queues", "default", CUDA_VISIBLE_DEVICES="")
     assert result.returncode == 0, result.stderr
     assert "cpu: CPU; queues cpu,default" in result.stdout
-    assert "-m celery -A workers.celery_app worker --pool solo --concurrency 1 -Q cpu,default --hostname cpu@%h" in result.stdout
+    assert (
+        "-m celery -A workers.celery_app worker --pool solo --concurrency 1 -Q cpu,default --hostname cpu@%h"
+        in result.stdout
+    )
 
 
 def test_more_than_one_job_per_gpu_is_refused():
@@ -132,7 +144,9 @@ def _wait(predicate, timeout: float = 10.0) -> None:
 def test_the_supervisor_restarts_a_worker_that_crashes(tmp_path):
     crashing = WorkerSpec(name="crashy", argv=[sys.executable, "-c", "import sys; sys.exit(3)"])
     steady = WorkerSpec(name="steady", argv=[sys.executable, "-c", "import time; time.sleep(60)"])
-    supervisor = Supervisor([crashing, steady], cwd=tmp_path, min_backoff=0.05, max_backoff=0.2, poll_interval=0.02)
+    supervisor = Supervisor(
+        [crashing, steady], cwd=tmp_path, min_backoff=0.05, max_backoff=0.2, poll_interval=0.02
+    )
     thread = _run_in_thread(supervisor)
     try:
         _wait(lambda: supervisor.restarts["crashy"] >= 3)
@@ -148,10 +162,14 @@ def test_the_supervisor_restarts_a_worker_that_crashes(tmp_path):
 
 def test_the_supervisor_stops_every_worker_gracefully_then_kills_stragglers(tmp_path):
     graceful = WorkerSpec(name="graceful", argv=[sys.executable, "-c", "import time; time.sleep(60)"])
-    stubborn = WorkerSpec(name="stubborn", argv=[
-        sys.executable, "-c",
-        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)",
-    ])
+    stubborn = WorkerSpec(
+        name="stubborn",
+        argv=[
+            sys.executable,
+            "-c",
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)",
+        ],
+    )
     supervisor = Supervisor([graceful, stubborn], cwd=tmp_path, stop_timeout=1.0, poll_interval=0.02)
     thread = _run_in_thread(supervisor)
     _wait(lambda: len(supervisor.processes) == 2)

@@ -133,12 +133,16 @@ def test_a_worker_that_missed_the_pause_command_hands_a_job_message_back(start_w
     assert f"handed workers.ping back to queue {queue}" in worker.output()
 
     worker_resume(name=name, actor=None)
-    wait_until(lambda: _row(name).last_ping == "handed-back", timeout=10, message="the handed-back ping to run")
+    wait_until(
+        lambda: _row(name).last_ping == "handed-back", timeout=10, message="the handed-back ping to run"
+    )
 
 
 def test_a_worker_whose_row_was_deleted_registers_again_and_keeps_taking_work(start_worker):
     queue = _queue()
-    worker = start_worker(queues=queue, name="phoenix", env={**FAST, "TUNEFORGE_WORKER_HEARTBEAT_SECONDS": "2"})
+    worker = start_worker(
+        queues=queue, name="phoenix", env={**FAST, "TUNEFORGE_WORKER_HEARTBEAT_SECONDS": "2"}
+    )
     name = worker.hostname
     wait_until(lambda: _row(name) is not None, timeout=10, message="registration")
     WorkerNode.objects.filter(name=name).delete()  # an admin tidied the registry up
@@ -156,24 +160,40 @@ def test_the_launcher_restarts_a_crashed_worker_which_stays_paused_and_stops_all
     WorkerNode.objects.filter(name=name).delete()
     launcher = subprocess.Popen(
         [sys.executable, "-m", "workers.gpu_launcher", "--cpu", "--stop-timeout", "15"],
-        cwd=ROOT, env=worker_env(**FAST), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT,
+        env=worker_env(**FAST),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,
     )
     try:
-        wait_until(lambda: _row(name) is not None and _row(name).status == "online", timeout=30, message="registration")
+        wait_until(
+            lambda: _row(name) is not None and _row(name).status == "online",
+            timeout=30,
+            message="registration",
+        )
         first_pid = _row(name).pid
         assert _row(name).queues == ["cpu"]
         worker_pause(name=name, actor=None)
-        wait_until(lambda: _consumed_queues(name) == set(), timeout=10, message="the paused worker to stop consuming")
+        wait_until(
+            lambda: _consumed_queues(name) == set(), timeout=10, message="the paused worker to stop consuming"
+        )
 
         os.kill(first_pid, signal.SIGKILL)  # the worker crashes; the launcher starts a new one
-        wait_until(lambda: _row(name).pid != first_pid, timeout=30, message="the restarted worker to register")
-        wait_until(lambda: _consumed_queues(name) is not None, timeout=15, message="the restarted worker to answer")
+        wait_until(
+            lambda: _row(name).pid != first_pid, timeout=30, message="the restarted worker to register"
+        )
+        wait_until(
+            lambda: _consumed_queues(name) is not None, timeout=15, message="the restarted worker to answer"
+        )
         assert _consumed_queues(name) == set()  # still paused: it came up without consuming
         assert _row(name).status == "paused"
 
         worker_resume(name=name, actor=None)
-        wait_until(lambda: _consumed_queues(name) == {"cpu"}, timeout=10, message="the resumed worker to consume")
+        wait_until(
+            lambda: _consumed_queues(name) == {"cpu"}, timeout=10, message="the resumed worker to consume"
+        )
 
         launcher.send_signal(signal.SIGTERM)
         assert launcher.wait(timeout=30) == 0

@@ -36,7 +36,11 @@ def test_a_registered_worker_is_online_with_everything_it_reported():
     worker.refresh_from_db()
     assert worker.status == "online"
     assert worker.queues == ["gpu", "gpu.h200"]
-    assert (worker.device_name, worker.device_memory_mb, worker.device_class) == ("NVIDIA H200", 143771, "h200")
+    assert (worker.device_name, worker.device_memory_mb, worker.device_class) == (
+        "NVIDIA H200",
+        143771,
+        "h200",
+    )
     assert (worker.cuda_version, worker.torch_version, worker.pid) == ("12.8", "2.13.0", 4242)
     assert worker.started_at is not None and worker.seconds_since_heartbeat < 5
 
@@ -54,7 +58,9 @@ def test_a_restarted_worker_keeps_its_row_and_its_admin_state():
 
 def test_a_heartbeat_records_utilisation_and_the_current_job():
     worker = WorkerNodeFactory(last_heartbeat_at=_ago(20))
-    assert services.worker_heartbeat(name=worker.name, current_job_id="ftjob-abc", utilisation={"gpu_percent": 99})
+    assert services.worker_heartbeat(
+        name=worker.name, current_job_id="ftjob-abc", utilisation={"gpu_percent": 99}
+    )
     worker.refresh_from_db()
     assert worker.current_job_id == "ftjob-abc"
     assert worker.utilisation == {"gpu_percent": 99}
@@ -63,7 +69,9 @@ def test_a_heartbeat_records_utilisation_and_the_current_job():
 
 def test_a_heartbeat_from_a_prefork_parent_leaves_the_current_job_alone():
     worker = WorkerNodeFactory(current_job_id="ftjob-running")
-    services.worker_heartbeat(name=worker.name, current_job_id=services.KEEP, utilisation={"cpu_percent": 12.5})
+    services.worker_heartbeat(
+        name=worker.name, current_job_id=services.KEEP, utilisation={"cpu_percent": 12.5}
+    )
     worker.refresh_from_db()
     assert worker.current_job_id == "ftjob-running"
 
@@ -111,7 +119,11 @@ def test_a_silent_worker_is_offline_and_the_sweep_marks_it(settings):
 def test_drain_pause_and_resume_change_the_admin_state_and_record_who_did_it(olga):
     worker = WorkerNodeFactory()
     drained = services.worker_drain(name=worker.name, actor=olga)
-    assert (drained.admin_state, drained.status, drained.admin_state_changed_by) == ("draining", "draining", olga)
+    assert (drained.admin_state, drained.status, drained.admin_state_changed_by) == (
+        "draining",
+        "draining",
+        olga,
+    )
     paused = services.worker_pause(name=worker.name, actor=olga)
     assert (paused.admin_state, paused.status) == ("paused", "paused")
     resumed = services.worker_resume(name=worker.name, actor=olga)

@@ -26,9 +26,15 @@ def _browser_for(user) -> Client:
 
 def test_staff_see_each_worker_with_status_device_job_heartbeat_and_utilisation(olga_browser):
     WorkerNodeFactory(name=NAME, current_job_id="ftjob-abc123")
-    WorkerNodeFactory(name="cpu@node-b.example", device_kind="cpu", device_name="AMD EPYC (16 cores)",
-                      device_class="cpu", queues=["cpu"], admin_state="paused",
-                      utilisation={"cpu_percent": 12.5, "rss_mb": 512, "memory_total_mb": 65536})
+    WorkerNodeFactory(
+        name="cpu@node-b.example",
+        device_kind="cpu",
+        device_name="AMD EPYC (16 cores)",
+        device_class="cpu",
+        queues=["cpu"],
+        admin_state="paused",
+        utilisation={"cpu_percent": 12.5, "rss_mb": 512, "memory_total_mb": 65536},
+    )
     page = olga_browser.get("/workers/").content.decode()
     assert NAME in page and "cpu@node-b.example" in page
     assert '<span class="badge online">online</span>' in page
@@ -58,10 +64,13 @@ def test_an_empty_registry_says_how_to_start_a_worker(olga_browser):
     assert "python -m workers.gpu_launcher" in page
 
 
-@pytest.mark.parametrize(("action", "state", "message"), [
-    ("drain", "draining", "is draining"),
-    ("pause", "paused", "is paused"),
-])
+@pytest.mark.parametrize(
+    ("action", "state", "message"),
+    [
+        ("drain", "draining", "is draining"),
+        ("pause", "paused", "is paused"),
+    ],
+)
 def test_staff_drain_or_pause_with_a_button_then_resume(olga_browser, action, state, message):
     WorkerNodeFactory(name=NAME)
     response = olga_browser.post(f"/workers/{NAME}/{action}/", follow=True)
@@ -129,5 +138,7 @@ def test_workers_are_in_the_django_admin_with_the_actions(olga):
     page = client.get("/admin/workers/workernode/").content.decode()
     assert NAME in page and "worker_pause_selected" in page
     node = WorkerNode.objects.get(name=NAME)
-    client.post("/admin/workers/workernode/", {"action": "worker_pause_selected", "_selected_action": [node.pk]})
+    client.post(
+        "/admin/workers/workernode/", {"action": "worker_pause_selected", "_selected_action": [node.pk]}
+    )
     assert WorkerNode.objects.get(name=NAME).admin_state == "paused"

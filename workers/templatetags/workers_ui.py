@@ -51,8 +51,13 @@ def utilisation(figures: dict | None) -> str:
     if "gpu_percent" in figures:
         used, total = figures.get("memory_used_mb") or 0, figures.get("memory_total_mb") or 0
         return _("%(gpu)s %% GPU · %(used).1f / %(total).1f GiB") % {
-            "gpu": figures["gpu_percent"], "used": used / 1024, "total": total / 1024
+            "gpu": figures["gpu_percent"],
+            "used": used / 1024,
+            "total": total / 1024,
         }
     if "cpu_percent" in figures:
-        return _("%(cpu)s %% CPU · %(rss)s RSS") % {"cpu": figures["cpu_percent"], "rss": gib(figures.get("rss_mb"))}
+        return _("%(cpu)s %% CPU · %(rss)s RSS") % {
+            "cpu": figures["cpu_percent"],
+            "rss": gib(figures.get("rss_mb")),
+        }
     return "—"

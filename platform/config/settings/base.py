@@ -185,7 +185,9 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Tuneforge
-TUNEFORGE_DEFAULT_BASE_MODEL = env("TUNEFORGE_DEFAULT_BASE_MODEL", default="sentence-transformers/all-MiniLM-L6-v2")
+TUNEFORGE_DEFAULT_BASE_MODEL = env(
+    "TUNEFORGE_DEFAULT_BASE_MODEL", default="sentence-transformers/all-MiniLM-L6-v2"
+)
 TUNEFORGE_INVITATION_TTL_DAYS = env.int("TUNEFORGE_INVITATION_TTL_DAYS", default=7)
 TUNEFORGE_MAX_UPLOAD_BYTES = env.int("TUNEFORGE_MAX_UPLOAD_BYTES", default=500 * 1024 * 1024)
 # Datasets: uploads above FILE_UPLOAD_MAX_MEMORY_SIZE spill to temporary files, never held in memory;
@@ -225,8 +227,9 @@ TUNEFORGE_JOB_FLUSH_POINTS = env.int("TUNEFORGE_JOB_FLUSH_POINTS", default=200)
 TUNEFORGE_JOB_CONTROL_POLL_SECONDS = env.float("TUNEFORGE_JOB_CONTROL_POLL_SECONDS", default=1.0)
 TUNEFORGE_JOB_LOG_MAX_LINES = env.int("TUNEFORGE_JOB_LOG_MAX_LINES", default=5000)
 # Tokens/second per device class for estimates, overriding finetune/estimates.py ("cpu=2000,h100=280000").
-TUNEFORGE_THROUGHPUT_TOKENS_PER_SECOND = env.dict("TUNEFORGE_THROUGHPUT_TOKENS_PER_SECOND", cast={"value": float},
-                                                  default={})
+TUNEFORGE_THROUGHPUT_TOKENS_PER_SECOND = env.dict(
+    "TUNEFORGE_THROUGHPUT_TOKENS_PER_SECOND", cast={"value": float}, default={}
+)
 TUNEFORGE_CODE_VERSION = env("TUNEFORGE_CODE_VERSION", default="")
 CELERY_BEAT_SCHEDULE["finetune-reconcile-jobs"] = {
     "task": "finetune.reconcile_jobs",

@@ -9,10 +9,38 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-TEXT_NAMES = ["text", "sentence", "utterance", "content", "tweet", "review", "comment", "message", "query",
-              "question", "body", "document", "sentence1", "premise", "input", "prompt"]
-LABEL_NAMES = ["label", "labels", "category", "intent", "class", "sentiment", "target", "tag", "tags",
-               "topic", "emotion", "y"]
+TEXT_NAMES = [
+    "text",
+    "sentence",
+    "utterance",
+    "content",
+    "tweet",
+    "review",
+    "comment",
+    "message",
+    "query",
+    "question",
+    "body",
+    "document",
+    "sentence1",
+    "premise",
+    "input",
+    "prompt",
+]
+LABEL_NAMES = [
+    "label",
+    "labels",
+    "category",
+    "intent",
+    "class",
+    "sentiment",
+    "target",
+    "tag",
+    "tags",
+    "topic",
+    "emotion",
+    "y",
+]
 PAIR_NAMES = ["text_pair", "text2", "text_b", "sentence2", "hypothesis", "second_text", "pair"]
 
 
@@ -56,12 +84,20 @@ def _override(columns: list[str], wanted: str | None, role: str) -> str | None:
     by_fold = {fold(c): c for c in columns}
     if fold(wanted) in by_fold:
         return by_fold[fold(wanted)]
-    raise MappingError(f"{role}_column {wanted!r} is not a column of this file (columns: {', '.join(columns)}).",
-                       field=f"{role}_column")
+    raise MappingError(
+        f"{role}_column {wanted!r} is not a column of this file (columns: {', '.join(columns)}).",
+        field=f"{role}_column",
+    )
 
 
-def detect_mapping(columns: list[str], *, text: str | None = None, label: str | None = None,
-                   text_pair: str | None = None, need_label: bool = True) -> ColumnMapping:
+def detect_mapping(
+    columns: list[str],
+    *,
+    text: str | None = None,
+    label: str | None = None,
+    text_pair: str | None = None,
+    need_label: bool = True,
+) -> ColumnMapping:
     text_col = _override(columns, text, "text")
     label_col = _override(columns, label, "label")
     pair_col = _override(columns, text_pair, "text_pair")
@@ -79,11 +115,15 @@ def detect_mapping(columns: list[str], *, text: str | None = None, label: str | 
     if text_col is None:
         raise MappingError(
             f"No text column found among the columns ({', '.join(columns) or 'none'}). Name it one of "
-            f"{', '.join(TEXT_NAMES[:6])}, or choose it with text_column.", field="text_column")
+            f"{', '.join(TEXT_NAMES[:6])}, or choose it with text_column.",
+            field="text_column",
+        )
     if label_col is None and need_label:
         raise MappingError(
             f"No label column found among the columns ({', '.join(columns)}). Name it one of "
-            f"{', '.join(LABEL_NAMES[:6])}, or choose it with label_column.", field="label_column")
+            f"{', '.join(LABEL_NAMES[:6])}, or choose it with label_column.",
+            field="label_column",
+        )
     if label_col is not None and label_col == text_col:
         raise MappingError(f"The text and label columns are both {text_col!r}.", field="label_column")
     return ColumnMapping(text=text_col, label=label_col, text_pair=pair_col)

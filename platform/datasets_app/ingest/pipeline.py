@@ -139,7 +139,9 @@ def _label_text(value: Any, field_name: str) -> str:
         return str(int(value))
     if isinstance(value, float):
         return repr(value)
-    raise _RowError(field_name, "invalid_label", f"a label must be a string or a number, not {type(value).__name__}.")
+    raise _RowError(
+        field_name, "invalid_label", f"a label must be a string or a number, not {type(value).__name__}."
+    )
 
 
 class _Labels:
@@ -160,8 +162,17 @@ class _Labels:
 class _Parser:
     """Parses one file into a `_Part`, reporting row errors into the shared report."""
 
-    def __init__(self, *, source: Source, role: str, options: IngestOptions, report: Report, labels: _Labels,
-                 workdir: Path, task: str | None) -> None:
+    def __init__(
+        self,
+        *,
+        source: Source,
+        role: str,
+        options: IngestOptions,
+        report: Report,
+        labels: _Labels,
+        workdir: Path,
+        task: str | None,
+    ) -> None:
         self.source = source
         self.filename = source.filename
         self.role = role
@@ -195,12 +206,17 @@ class _Parser:
         elif value is None:
             raise _RowError(field_name, "missing_text", "the text is missing.")
         else:
-            raise _RowError(field_name, "invalid_text", f"the text must be a string, not {type(value).__name__}.")
+            raise _RowError(
+                field_name, "invalid_text", f"the text must be a string, not {type(value).__name__}."
+            )
         if not value:
             raise _RowError(field_name, "missing_text", "the text is empty.")
         if len(value) > self.options.max_text_chars:
-            raise _RowError(field_name, "text_too_long",
-                            f"the text has {len(value):,} characters; the limit is {self.options.max_text_chars:,}.")
+            raise _RowError(
+                field_name,
+                "text_too_long",
+                f"the text has {len(value):,} characters; the limit is {self.options.max_text_chars:,}.",
+            )
         if self.options.pii_masking:
             value = mask_pii(value, self.masked)
         return value
@@ -259,18 +275,27 @@ class _Parser:
             label_field = part.mapping.get("label") or "label"
             self.report.error(
                 f"the label column {label_field!r} is empty in every row ({self.missing_labels:,} rows).",
-                file=self.filename, code="empty_label_column", field=label_field)
+                file=self.filename,
+                code="empty_label_column",
+                field=label_field,
+            )
             # The column-level error is the one worth reading first.
             self.report.errors.insert(0, self.report.errors.pop())
         if self.unmapped_labels:
             shown = sorted(self.unmapped_labels)[:20]
-            self.report.warn("unmapped_labels", f"{self.filename}: {len(self.unmapped_labels)} label(s) are not in "
-                             f"label_names and were kept as they are: {', '.join(shown)}.",
-                             count=len(self.unmapped_labels), labels=shown)
+            self.report.warn(
+                "unmapped_labels",
+                f"{self.filename}: {len(self.unmapped_labels)} label(s) are not in "
+                f"label_names and were kept as they are: {', '.join(shown)}.",
+                count=len(self.unmapped_labels),
+                labels=shown,
+            )
 
     # --- CSV / TSV: classification and multi-label
     def text_stream(self, kind: SourceKind):
-        return open_text(self.source.fileobj, encoding=kind.encoding, max_line_bytes=self.options.max_line_bytes)
+        return open_text(
+            self.source.fileobj, encoding=kind.encoding, max_line_bytes=self.options.max_line_bytes
+        )
 
     def decode_failed(self) -> None:
         """Lists every line that is not UTF-8 (the text stream only says that one was not)."""
@@ -288,26 +313,34 @@ class _Parser:
             raise csv_failure(exc, 1) from None
         except UnicodeDecodeError:
             self.decode_failed()
-            raise FatalIngestError("the file is not valid UTF-8 (see the lines listed).",
-                                   code="unsupported_encoding") from None
+            raise FatalIngestError(
+                "the file is not valid UTF-8 (see the lines listed).", code="unsupported_encoding"
+            ) from None
         if header is None:
             raise FatalIngestError("the file is empty.", code="empty_file")
         header = [h.strip() for h in header]
         task = self.task or CLASSIFICATION
         if task == CHAT:
             raise FatalIngestError(
-                "chat data must be JSONL ({\"messages\": [...]}) or Alpaca-style JSON, not "
-                f"{kind.format.upper()}.", code="unsupported_format")
+                'chat data must be JSONL ({"messages": [...]}) or Alpaca-style JSON, not '
+                f"{kind.format.upper()}.",
+                code="unsupported_format",
+            )
         try:
-            mapping = detect_mapping(header, text=self.options.text_column, label=self.options.label_column,
-                                     text_pair=self.options.text_pair_column)
+            mapping = detect_mapping(
+                header,
+                text=self.options.text_column,
+                label=self.options.label_column,
+                text_pair=self.options.text_pair_column,
+            )
         except MappingError as exc:
             raise FatalIngestError(exc.message, code="column_mapping", field=exc.field, line=1) from None
         if self.task is None and fold(mapping.label or "") in ("labels", "tags"):
             task = MULTILABEL
         self.task = task
-        part = _Part(role=self.role, filename=self.filename, kind=kind, task=task, path=path,
-                     mapping=mapping.as_dict())
+        part = _Part(
+            role=self.role, filename=self.filename, kind=kind, task=task, path=path, mapping=mapping.as_dict()
+        )
         self.resolve_counter(part)
         try:
             self.csv_loop(reader, header, mapping, part, out)
@@ -317,8 +350,9 @@ class _Parser:
                 raise
             return part
         if part.rows == 0 and self.report.error_count == 0:
-            raise FatalIngestError(f"the file has a header ({', '.join(header)}) but no data rows.",
-                                   code="no_rows", line=2)
+            raise FatalIngestError(
+                f"the file has a header ({', '.join(header)}) but no data rows.", code="no_rows", line=2
+            )
         return part
 
     def csv_loop(self, reader, header: list[str], mapping: ColumnMapping, part: _Part, out) -> None:
@@ -357,8 +391,15 @@ class _Parser:
                 row_number += 1
                 # The common case (a well-formed single-label row) stays inline: this loop is the hot path.
                 if len(fields) != width:
-                    self.row_error(line, row_number, _RowError(
-                        None, "ragged_row", f"expected {width} fields ({', '.join(header)}), found {len(fields)}."))
+                    self.row_error(
+                        line,
+                        row_number,
+                        _RowError(
+                            None,
+                            "ragged_row",
+                            f"expected {width} fields ({', '.join(header)}), found {len(fields)}.",
+                        ),
+                    )
                     continue
                 text = fields[ti].strip()
                 label = fields[li].strip()
@@ -380,8 +421,11 @@ class _Parser:
                     else:
                         if label_names:
                             label = self.map_label(label)
-                        row = {"text": text, "label": label} if pair is None else {
-                            "text": text, "text_pair": pair, "label": label}
+                        row = (
+                            {"text": text, "label": label}
+                            if pair is None
+                            else {"text": text, "text_pair": pair, "label": label}
+                        )
                         key = label_key(label)
                     encoded = self.encode(row) + "\n"
                 else:
@@ -413,10 +457,15 @@ class _Parser:
     def parse_json(self, kind: SourceKind, path: Path, out) -> _Part:
         if kind.format == "json":
             records: Iterator[tuple[int, Any]] = iter_json_array(
-                self.source.fileobj, max_element_bytes=self.options.max_line_bytes)
+                self.source.fileobj, max_element_bytes=self.options.max_line_bytes
+            )
         else:
-            records = iter_jsonl_records(self.text_stream(kind), on_error=lambda line, code, message: self.report.error(
-                message, file=self.filename, code=code, line=line))
+            records = iter_jsonl_records(
+                self.text_stream(kind),
+                on_error=lambda line, code, message: self.report.error(
+                    message, file=self.filename, code=code, line=line
+                ),
+            )
         part: _Part | None = None
         build: Callable[[dict], tuple[dict, Any, int, str]] | None = None
         row_number = 0
@@ -432,15 +481,35 @@ class _Parser:
         if part is None:
             if self.report.error_count == 0:
                 raise FatalIngestError("the file contains no records.", code="no_rows")
-            part = _Part(role=self.role, filename=self.filename, kind=kind, task=self.task or CLASSIFICATION,
-                         path=path, mapping={})
+            part = _Part(
+                role=self.role,
+                filename=self.filename,
+                kind=kind,
+                task=self.task or CLASSIFICATION,
+                path=path,
+                mapping={},
+            )
         return part
 
-    def json_record(self, kind: SourceKind, path: Path, out, line: int, row_number: int, record: Any,
-                    part: _Part | None, build):
+    def json_record(
+        self,
+        kind: SourceKind,
+        path: Path,
+        out,
+        line: int,
+        row_number: int,
+        record: Any,
+        part: _Part | None,
+        build,
+    ):
         if not isinstance(record, dict):
-            self.report.error(f"expected a JSON object, got {type(record).__name__}.", file=self.filename,
-                              code="not_an_object", line=line, row=row_number)
+            self.report.error(
+                f"expected a JSON object, got {type(record).__name__}.",
+                file=self.filename,
+                code="not_an_object",
+                line=line,
+                row=row_number,
+            )
             return part, build
         if build is None:
             part, build = self.json_builder(kind, path, record)
@@ -465,29 +534,54 @@ class _Parser:
             detected = CHAT
         else:
             label_key = self.options.label_column or next(
-                (k for k in first if fold(k) in ("labels", "label", "tags")), None)
-            detected = MULTILABEL if label_key is not None and isinstance(first.get(label_key), list) else CLASSIFICATION
+                (k for k in first if fold(k) in ("labels", "label", "tags")), None
+            )
+            detected = (
+                MULTILABEL
+                if label_key is not None and isinstance(first.get(label_key), list)
+                else CLASSIFICATION
+            )
         task = self.task or detected
         if (task == CHAT) != (detected == CHAT) or (task == CLASSIFICATION and detected == MULTILABEL):
-            raise FatalIngestError(f"this file holds {detected} data, but the task is {task}.",
-                                   code="task_mismatch", field="task")
+            raise FatalIngestError(
+                f"this file holds {detected} data, but the task is {task}.",
+                code="task_mismatch",
+                field="task",
+            )
         self.task = task
         if task == CHAT:
             alpaca = "messages" not in first and "instruction" in first
-            mapping = ({"format": "alpaca", "instruction": "instruction", "input": "input", "output": "output",
-                        "history": "history", "system": "system"} if alpaca else {"format": "messages",
-                                                                                  "messages": "messages"})
-            part = _Part(role=self.role, filename=self.filename, kind=kind, task=task, path=path, mapping=mapping)
+            mapping = (
+                {
+                    "format": "alpaca",
+                    "instruction": "instruction",
+                    "input": "input",
+                    "output": "output",
+                    "history": "history",
+                    "system": "system",
+                }
+                if alpaca
+                else {"format": "messages", "messages": "messages"}
+            )
+            part = _Part(
+                role=self.role, filename=self.filename, kind=kind, task=task, path=path, mapping=mapping
+            )
             self.resolve_counter(part)
             return part, self.chat_row
         try:
-            columns = detect_mapping(list(first.keys()), text=self.options.text_column,
-                                     label=self.options.label_column, text_pair=self.options.text_pair_column)
+            columns = detect_mapping(
+                list(first.keys()),
+                text=self.options.text_column,
+                label=self.options.label_column,
+                text_pair=self.options.text_pair_column,
+            )
         except MappingError as exc:
-            raise FatalIngestError(f"in the first record: {exc.message}", code="column_mapping",
-                                   field=exc.field) from None
-        part = _Part(role=self.role, filename=self.filename, kind=kind, task=task, path=path,
-                     mapping=columns.as_dict())
+            raise FatalIngestError(
+                f"in the first record: {exc.message}", code="column_mapping", field=exc.field
+            ) from None
+        part = _Part(
+            role=self.role, filename=self.filename, kind=kind, task=task, path=path, mapping=columns.as_dict()
+        )
         self.resolve_counter(part)
 
         def classification_row(record: dict) -> tuple[dict, Any, int, str]:
@@ -495,7 +589,11 @@ class _Parser:
             if raw is None or raw == "" or raw == []:
                 raise _RowError(columns.label, "missing_label", "the label is missing or empty.")
             text = self.text_value(record.get(columns.text), columns.text)
-            pair = self.text_value(record.get(columns.text_pair), columns.text_pair) if columns.text_pair else None
+            pair = (
+                self.text_value(record.get(columns.text_pair), columns.text_pair)
+                if columns.text_pair
+                else None
+            )
             if task == MULTILABEL:
                 if isinstance(raw, str):
                     raw = [p for p in raw.split(MULTILABEL_SEPARATOR) if p.strip()]
@@ -510,10 +608,18 @@ class _Parser:
                 label = _label_text(raw, columns.label)
                 if self.label_names:
                     label = self.map_label(label)
-                row = {"text": text, "label": label} if pair is None else {"text": text, "text_pair": pair,
-                                                                              "label": label}
+                row = (
+                    {"text": text, "label": label}
+                    if pair is None
+                    else {"text": text, "text_pair": pair, "label": label}
+                )
                 key = self.labels.key(label)
-            return row, (text if pair is None else (text, pair)), key, text if pair is None else f"{text}\n{pair}"
+            return (
+                row,
+                (text if pair is None else (text, pair)),
+                key,
+                text if pair is None else f"{text}\n{pair}",
+            )
 
         return part, classification_row
 
@@ -521,12 +627,17 @@ class _Parser:
         if not isinstance(value, str):
             if value is None:
                 raise _RowError(field_name, "missing_text", "the content is missing.")
-            raise _RowError(field_name, "invalid_text", f"the content must be a string, not {type(value).__name__}.")
+            raise _RowError(
+                field_name, "invalid_text", f"the content must be a string, not {type(value).__name__}."
+            )
         if not value.strip():
             raise _RowError(field_name, "missing_text", "the content is empty.")
         if len(value) > self.options.max_text_chars:
-            raise _RowError(field_name, "text_too_long",
-                            f"the content has {len(value):,} characters; the limit is {self.options.max_text_chars:,}.")
+            raise _RowError(
+                field_name,
+                "text_too_long",
+                f"the content has {len(value):,} characters; the limit is {self.options.max_text_chars:,}.",
+            )
         return mask_pii(value, self.masked) if self.options.pii_masking else value
 
     def chat_row(self, record: dict) -> tuple[dict, Any, int, str]:
@@ -538,20 +649,32 @@ class _Parser:
             for i, message in enumerate(raw):
                 where = f"messages[{i}]"
                 if not isinstance(message, dict):
-                    raise _RowError(where, "invalid_messages", "each message must be an object with role and content.")
+                    raise _RowError(
+                        where, "invalid_messages", "each message must be an object with role and content."
+                    )
                 role = message.get("role")
                 if role not in ROLES:
-                    raise _RowError(f"{where}.role", "unknown_role",
-                                    f"unknown role {role!r}; expected one of {', '.join(ROLES)}.")
-                messages.append({"role": role, "content": self.content(message.get("content"), f"{where}.content")})
+                    raise _RowError(
+                        f"{where}.role",
+                        "unknown_role",
+                        f"unknown role {role!r}; expected one of {', '.join(ROLES)}.",
+                    )
+                messages.append(
+                    {"role": role, "content": self.content(message.get("content"), f"{where}.content")}
+                )
         elif "instruction" in record or "output" in record:
             messages = self.alpaca_messages(record)
         else:
-            raise _RowError("messages", "invalid_messages",
-                            "expected 'messages' (chat) or 'instruction' and 'output' (Alpaca).")
+            raise _RowError(
+                "messages",
+                "invalid_messages",
+                "expected 'messages' (chat) or 'instruction' and 'output' (Alpaca).",
+            )
         last_assistant = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=-1)
         if last_assistant < 0:
-            raise _RowError("messages", "no_assistant_turn", "the conversation has no assistant turn to learn from.")
+            raise _RowError(
+                "messages", "no_assistant_turn", "the conversation has no assistant turn to learn from."
+            )
         prompt = self.encode(messages[:last_assistant])
         return {"messages": messages}, prompt, 0, "\n".join(m["content"] for m in messages)
 
@@ -562,10 +685,14 @@ class _Parser:
             messages.append({"role": "system", "content": self.content(system, "system")})
         history = record.get("history") or []
         if not isinstance(history, list):
-            raise _RowError("history", "invalid_history", "'history' must be a list of [user, assistant] pairs.")
+            raise _RowError(
+                "history", "invalid_history", "'history' must be a list of [user, assistant] pairs."
+            )
         for i, pair in enumerate(history):
             if not isinstance(pair, list | tuple) or len(pair) != 2:
-                raise _RowError(f"history[{i}]", "invalid_history", "each history entry must be a [user, assistant] pair.")
+                raise _RowError(
+                    f"history[{i}]", "invalid_history", "each history entry must be a [user, assistant] pair."
+                )
             messages.append({"role": "user", "content": self.content(pair[0], f"history[{i}][0]")})
             messages.append({"role": "assistant", "content": self.content(pair[1], f"history[{i}][1]")})
         instruction = self.content(record.get("instruction"), "instruction")
@@ -577,7 +704,9 @@ class _Parser:
         messages.append({"role": "user", "content": instruction})
         output = record.get("output")
         if output is None or (isinstance(output, str) and not output.strip()):
-            raise _RowError("output", "no_assistant_turn", "'output' (the assistant's answer) is missing or empty.")
+            raise _RowError(
+                "output", "no_assistant_turn", "'output' (the assistant's answer) is missing or empty."
+            )
         messages.append({"role": "assistant", "content": self.content(output, "output")})
         return messages
 
@@ -601,7 +730,9 @@ def stratified_split(keys: np.ndarray, eligible: np.ndarray, *, fraction: float,
     group_keys, starts, sizes = np.unique(keys[order], return_index=True, return_counts=True)
     quotas = [min(int(size * fraction), int(size) - 1) for size in sizes]
     remaining = target - sum(quotas)
-    by_remainder = sorted(range(len(sizes)), key=lambda g: (-(sizes[g] * fraction - int(sizes[g] * fraction)), g))
+    by_remainder = sorted(
+        range(len(sizes)), key=lambda g: (-(sizes[g] * fraction - int(sizes[g] * fraction)), g)
+    )
     for g in by_remainder:
         if remaining <= 0:
             break
@@ -638,18 +769,22 @@ def _conflicts(inputs: np.ndarray, rows: np.ndarray) -> int:
     return int((counts > 1).sum())
 
 
-def _label_counts(keys: np.ndarray, selected: np.ndarray, label_keys: list[Any], multilabel: bool) -> dict[str, int]:
+def _label_counts(
+    keys: np.ndarray, selected: np.ndarray, label_keys: list[Any], multilabel: bool
+) -> dict[str, int]:
     per_key = np.bincount(keys[selected], minlength=len(label_keys)) if len(keys) else []
     counts: dict[str, int] = {}
     for key, n in enumerate(per_key):
         if not n:
             continue
-        for label in (label_keys[key] if multilabel else (label_keys[key],)):
+        for label in label_keys[key] if multilabel else (label_keys[key],):
             counts[label] = counts.get(label, 0) + int(n)
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
-def _write(sources: list[tuple[Path, np.ndarray]], train_path: Path, val_path: Path) -> tuple[str, str, int, int]:
+def _write(
+    sources: list[tuple[Path, np.ndarray]], train_path: Path, val_path: Path
+) -> tuple[str, str, int, int]:
     """Copies the scratch rows into the final files by flag: 0 training, 1 validation, 2 dropped."""
     train_hash, val_hash = hashlib.sha256(), hashlib.sha256()
     n_train = n_val = 0
@@ -659,7 +794,7 @@ def _write(sources: list[tuple[Path, np.ndarray]], train_path: Path, val_path: P
             offset = 0
             with open(path, "rb") as rows:
                 while lines := rows.readlines(1 << 20):
-                    chunk = flag_bytes[offset:offset + len(lines)]
+                    chunk = flag_bytes[offset : offset + len(lines)]
                     offset += len(lines)
                     if not chunk.strip(b"\x00"):
                         train_part, val_part = b"".join(lines), b""
@@ -680,39 +815,75 @@ def content_sha256(train_sha: str, validation_sha: str | None) -> str:
     return hashlib.sha256(f"train:{train_sha}\nvalidation:{validation_sha or ''}\n".encode()).hexdigest()
 
 
-def _label_checks(report: Report, part: _Part, counts: dict[str, int], filename: str, field_name: str | None) -> None:
+def _label_checks(
+    report: Report, part: _Part, counts: dict[str, int], filename: str, field_name: str | None
+) -> None:
     if len(counts) < 2:
         only = f" (only {next(iter(counts))!r})" if counts else ""
-        report.error(f"found {len(counts)} distinct label{'s' if len(counts) != 1 else ''}{only} in "
-                     f"{part.rows:,} rows; a classifier needs at least 2 labels.",
-                     file=filename, code="too_few_labels", field=field_name)
+        report.error(
+            f"found {len(counts)} distinct label{'s' if len(counts) != 1 else ''}{only} in "
+            f"{part.rows:,} rows; a classifier needs at least 2 labels.",
+            file=filename,
+            code="too_few_labels",
+            field=field_name,
+        )
         return
     rare = {label: n for label, n in counts.items() if n < RARE_LABEL_MIN}
     if rare:
         shown = sorted(rare, key=lambda label: (rare[label], label))[:20]
-        report.warn("rare_labels", f"{len(rare)} label(s) have fewer than {RARE_LABEL_MIN} training examples: "
-                    + ", ".join(f"{label} ({rare[label]})" for label in shown) + (" …" if len(rare) > 20 else ""),
-                    count=len(rare), labels={label: rare[label] for label in shown})
+        report.warn(
+            "rare_labels",
+            f"{len(rare)} label(s) have fewer than {RARE_LABEL_MIN} training examples: "
+            + ", ".join(f"{label} ({rare[label]})" for label in shown)
+            + (" …" if len(rare) > 20 else ""),
+            count=len(rare),
+            labels={label: rare[label] for label in shown},
+        )
     most, least = max(counts.items(), key=lambda i: i[1]), min(counts.items(), key=lambda i: i[1])
     if least[1] and most[1] / least[1] >= IMBALANCE_RATIO:
-        report.warn("class_imbalance", f"heavy class imbalance: {most[0]!r} has {most[1]:,} examples, {least[0]!r} "
-                    f"has {least[1]:,} (ratio {most[1] / least[1]:.0f}:1).", count=round(most[1] / least[1]),
-                    most=most[0], least=least[0])
+        report.warn(
+            "class_imbalance",
+            f"heavy class imbalance: {most[0]!r} has {most[1]:,} examples, {least[0]!r} "
+            f"has {least[1]:,} (ratio {most[1] / least[1]:.0f}:1).",
+            count=round(most[1] / least[1]),
+            most=most[0],
+            least=least[0],
+        )
 
 
-def _parse_all(train: Source, validation: Source | None, options: IngestOptions, report: Report,
-               labels: _Labels, workdir: Path) -> tuple[_Part, _Part | None]:
+def _parse_all(
+    train: Source,
+    validation: Source | None,
+    options: IngestOptions,
+    report: Report,
+    labels: _Labels,
+    workdir: Path,
+) -> tuple[_Part, _Part | None]:
     try:
-        train_part = _Parser(source=train, role="train", options=options, report=report, labels=labels,
-                             workdir=workdir, task=options.task).parse()
+        train_part = _Parser(
+            source=train,
+            role="train",
+            options=options,
+            report=report,
+            labels=labels,
+            workdir=workdir,
+            task=options.task,
+        ).parse()
     except FatalIngestError as exc:
         report.error(exc.message, file=train.filename, code=exc.code, line=exc.line, field=exc.field)
         raise report.failure() from None
     val_part = None
     if validation is not None:
         try:
-            val_part = _Parser(source=validation, role="validation", options=options, report=report,
-                               labels=labels, workdir=workdir, task=train_part.task).parse()
+            val_part = _Parser(
+                source=validation,
+                role="validation",
+                options=options,
+                report=report,
+                labels=labels,
+                workdir=workdir,
+                task=train_part.task,
+            ).parse()
         except FatalIngestError as exc:
             report.error(exc.message, file=validation.filename, code=exc.code, line=exc.line, field=exc.field)
     if report.error_count:
@@ -720,7 +891,9 @@ def _parse_all(train: Source, validation: Source | None, options: IngestOptions,
     return train_part, val_part
 
 
-def ingest(*, train: Source, validation: Source | None, options: IngestOptions, workdir: Path) -> IngestResult:
+def ingest(
+    *, train: Source, validation: Source | None, options: IngestOptions, workdir: Path
+) -> IngestResult:
     """Validates and normalizes an upload into `workdir`; raises `IngestFailed` with the report when
     any blocking error is found (the caller must then store nothing)."""
     if options.task is not None and options.task not in TASKS:
@@ -732,7 +905,9 @@ def ingest(*, train: Source, validation: Source | None, options: IngestOptions, 
     train_part, val_part = _parse_all(train, validation, options, report, labels, workdir)
     task = train_part.task
     multilabel = task == MULTILABEL
-    train_keys = np.frombuffer(train_part.keys, dtype=np.uint32) if train_part.rows else np.zeros(0, np.uint32)
+    train_keys = (
+        np.frombuffer(train_part.keys, dtype=np.uint32) if train_part.rows else np.zeros(0, np.uint32)
+    )
     train_rows, train_inputs = _digests(train_part.row_digests), _digests(train_part.input_digests)
 
     # Duplicates (exact normalized rows) and, optionally, their removal.
@@ -752,9 +927,14 @@ def ingest(*, train: Source, validation: Source | None, options: IngestOptions, 
         moved = np.zeros(train_part.rows, dtype=bool)
     else:
         n_val_dups = 0
-        split = {"method": "stratified" if task != CHAT else "random", "fraction": options.validation_fraction,
-                 "seed": options.seed}
-        moved = stratified_split(train_keys, train_keep, fraction=options.validation_fraction, seed=options.seed)
+        split = {
+            "method": "stratified" if task != CHAT else "random",
+            "fraction": options.validation_fraction,
+            "seed": options.seed,
+        }
+        moved = stratified_split(
+            train_keys, train_keep, fraction=options.validation_fraction, seed=options.seed
+        )
     train_selected = train_keep & ~moved
 
     if task == CHAT:
@@ -762,8 +942,11 @@ def ingest(*, train: Source, validation: Source | None, options: IngestOptions, 
         val_counts: dict[str, int] = {}
     else:
         train_counts = _label_counts(train_keys, train_selected, labels.keys, multilabel)
-        val_counts = (_label_counts(val_keys, val_keep, labels.keys, multilabel) if val_part is not None
-                      else _label_counts(train_keys, moved, labels.keys, multilabel))
+        val_counts = (
+            _label_counts(val_keys, val_keep, labels.keys, multilabel)
+            if val_part is not None
+            else _label_counts(train_keys, moved, labels.keys, multilabel)
+        )
         _label_checks(report, train_part, train_counts, train.filename, train_part.mapping.get("label"))
         if report.error_count:
             raise report.failure()
@@ -789,28 +972,58 @@ def ingest(*, train: Source, validation: Source | None, options: IngestOptions, 
 
     # Warnings.
     if n_dups:
-        report.warn("duplicates", f"{n_dups:,} training row(s) repeat an earlier row exactly"
-                    + ("; they were removed." if options.deduplicate else " (upload with deduplicate to drop them)."),
-                    count=n_dups, removed=bool(options.deduplicate))
+        report.warn(
+            "duplicates",
+            f"{n_dups:,} training row(s) repeat an earlier row exactly"
+            + ("; they were removed." if options.deduplicate else " (upload with deduplicate to drop them)."),
+            count=n_dups,
+            removed=bool(options.deduplicate),
+        )
     if n_val_dups:
-        report.warn("validation_duplicates", f"{n_val_dups:,} validation row(s) repeat an earlier row exactly"
-                    + ("; they were removed." if options.deduplicate else "."), count=n_val_dups,
-                    removed=bool(options.deduplicate))
+        report.warn(
+            "validation_duplicates",
+            f"{n_val_dups:,} validation row(s) repeat an earlier row exactly"
+            + ("; they were removed." if options.deduplicate else "."),
+            count=n_val_dups,
+            removed=bool(options.deduplicate),
+        )
     if conflicts:
-        report.warn("conflicting_labels", f"{conflicts:,} text(s) appear with different labels.", count=conflicts)
+        report.warn(
+            "conflicting_labels", f"{conflicts:,} text(s) appear with different labels.", count=conflicts
+        )
     if leaks:
-        report.warn("leakage", f"{leaks:,} validation row(s) have the same input as a training row "
-                    "(train/validation overlap inflates validation scores).", count=leaks)
+        report.warn(
+            "leakage",
+            f"{leaks:,} validation row(s) have the same input as a training row "
+            "(train/validation overlap inflates validation scores).",
+            count=leaks,
+        )
     if n_val == 0:
-        why = " (too few rows for the chosen fraction)" if options.validation_fraction > 0 and not val_part else ""
+        why = (
+            " (too few rows for the chosen fraction)"
+            if options.validation_fraction > 0 and not val_part
+            else ""
+        )
         report.warn("no_validation", f"the validation split is empty{why}.", count=0)
     if task != CHAT and val_counts:
         only_val = sorted(set(val_counts) - set(train_counts))
         if only_val:
-            report.warn("validation_only_labels", f"{len(only_val)} label(s) occur only in the validation data: "
-                        f"{', '.join(only_val[:20])}.", count=len(only_val), labels=only_val[:20])
-    token_stats = _token_stats(report, train_part.counter, task, train_part, val_part, train_selected, moved,
-                               val_keep if val_part is not None else None)
+            report.warn(
+                "validation_only_labels",
+                f"{len(only_val)} label(s) occur only in the validation data: {', '.join(only_val[:20])}.",
+                count=len(only_val),
+                labels=only_val[:20],
+            )
+    token_stats = _token_stats(
+        report,
+        train_part.counter,
+        task,
+        train_part,
+        val_part,
+        train_selected,
+        moved,
+        val_keep if val_part is not None else None,
+    )
 
     report.stats = {
         "format": train_part.kind.format,
@@ -833,15 +1046,31 @@ def ingest(*, train: Source, validation: Source | None, options: IngestOptions, 
     if val_part is not None:
         mapping["validation"] = val_part.mapping
     return IngestResult(
-        task=task, source_format=train_part.kind.format, column_mapping=mapping, train_path=train_path,
-        validation_path=val_path if n_val else None, row_count=n_train, validation_row_count=n_val,
-        labels=sorted(set(train_counts) | set(val_counts)), label_counts=train_counts,
-        validation_label_counts=val_counts, sha256=sha, report=report.as_dict(),
+        task=task,
+        source_format=train_part.kind.format,
+        column_mapping=mapping,
+        train_path=train_path,
+        validation_path=val_path if n_val else None,
+        row_count=n_train,
+        validation_row_count=n_val,
+        labels=sorted(set(train_counts) | set(val_counts)),
+        label_counts=train_counts,
+        validation_label_counts=val_counts,
+        sha256=sha,
+        report=report.as_dict(),
     )
 
 
-def _token_stats(report: Report, counter: TokenCounter | None, task: str, train_part: _Part, val_part: _Part | None,
-                 train_selected: np.ndarray, moved: np.ndarray, val_keep: np.ndarray | None) -> dict | None:
+def _token_stats(
+    report: Report,
+    counter: TokenCounter | None,
+    task: str,
+    train_part: _Part,
+    val_part: _Part | None,
+    train_selected: np.ndarray,
+    moved: np.ndarray,
+    val_keep: np.ndarray | None,
+) -> dict | None:
     if counter is None:
         return None
     long_train = sum(1 for i in train_part.too_long if train_selected[i])
@@ -852,9 +1081,19 @@ def _token_stats(report: Report, counter: TokenCounter | None, task: str, train_
     max_tokens = max(train_part.max_tokens, val_part.max_tokens if val_part else 0)
     if long_train or long_val:
         what = "conversations" if task == CHAT else "texts"
-        report.warn("too_long", f"{long_train:,} training and {long_val:,} validation {what} are longer than "
-                    f"{counter.max_length} tokens for {counter.name} (longest: {max_tokens:,}); they will be "
-                    "truncated in training.", count=long_train + long_val, train=long_train,
-                    validation=long_val, max_tokens=max_tokens)
-    return {"model": counter.name, "max_length": counter.max_length, "too_long": long_train,
-            "too_long_validation": long_val}
+        report.warn(
+            "too_long",
+            f"{long_train:,} training and {long_val:,} validation {what} are longer than "
+            f"{counter.max_length} tokens for {counter.name} (longest: {max_tokens:,}); they will be "
+            "truncated in training.",
+            count=long_train + long_val,
+            train=long_train,
+            validation=long_val,
+            max_tokens=max_tokens,
+        )
+    return {
+        "model": counter.name,
+        "max_length": counter.max_length,
+        "too_long": long_train,
+        "too_long_validation": long_val,
+    }

@@ -18,6 +18,7 @@ from datasets_app.ingest.sniff import UTF8_BOM, describe_encoding
 # csv's default field limit is 128 KiB; texts may be longer, and the limit must stay finite.
 csv.field_size_limit(8 * 1024 * 1024)
 
+
 def _mb(n: int) -> str:
     return f"{n / (1024 * 1024):g} MB"
 
@@ -62,7 +63,9 @@ class _LineGuard(io.RawIOBase):
         raise FatalIngestError(
             f"the line is longer than the {_mb(self.limit)} limit per line; reading stopped there. Check the "
             "file's format (a missing line break or quote?) or shorten the text.",
-            code="line_too_long", line=self.newlines + 1)
+            code="line_too_long",
+            line=self.newlines + 1,
+        )
 
 
 def open_text(fileobj: BinaryIO, *, encoding: str, max_line_bytes: int) -> io.TextIOWrapper:
@@ -70,8 +73,9 @@ def open_text(fileobj: BinaryIO, *, encoding: str, max_line_bytes: int) -> io.Te
     keeps line endings as they are, which the csv module needs for quoted line breaks."""
     fileobj.seek(0)
     guard = _LineGuard(fileobj, max_line_bytes)
-    return io.TextIOWrapper(io.BufferedReader(guard, buffer_size=guard.chunk), encoding=encoding,
-                            errors="strict", newline="")
+    return io.TextIOWrapper(
+        io.BufferedReader(guard, buffer_size=guard.chunk), encoding=encoding, errors="strict", newline=""
+    )
 
 
 def utf8_errors(fileobj: BinaryIO, *, max_line_bytes: int) -> Iterator[tuple[int, str]]:
@@ -88,8 +92,13 @@ def utf8_errors(fileobj: BinaryIO, *, max_line_bytes: int) -> Iterator[tuple[int
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            yield lineno, (f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); this part of "
-                           f"the file looks like {describe_encoding(raw)}. Save the file as UTF-8.")
+            yield (
+                lineno,
+                (
+                    f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); this part of "
+                    f"the file looks like {describe_encoding(raw)}. Save the file as UTF-8."
+                ),
+            )
 
 
 def csv_failure(exc: csv.Error, start: int) -> FatalIngestError:
@@ -97,15 +106,18 @@ def csv_failure(exc: csv.Error, start: int) -> FatalIngestError:
     if "unexpected end of data" in reason:
         message = "a quoted field is never closed (unterminated quote): it runs to the end of the file."
     elif "field larger than field limit" in reason:
-        message = (f"a field is longer than {_mb(csv.field_size_limit())} (an unterminated quote?); "
-                   "reading stopped there.")
+        message = (
+            f"a field is longer than {_mb(csv.field_size_limit())} (an unterminated quote?); "
+            "reading stopped there."
+        )
     else:
         message = f"malformed CSV ({reason}); reading stopped there."
     return FatalIngestError(message, code="malformed_csv", line=start)
 
 
-def iter_jsonl_records(lines: Iterable[str], *, on_error: Callable[[int, str, str], None]
-                       ) -> Iterator[tuple[int, Any]]:
+def iter_jsonl_records(
+    lines: Iterable[str], *, on_error: Callable[[int, str, str], None]
+) -> Iterator[tuple[int, Any]]:
     """(line, parsed value) for every non-blank line; unparsable lines go to `on_error(line, code, msg)`."""
     loads = json.loads
     for lineno, line in enumerate(lines, start=1):
@@ -117,8 +129,9 @@ def iter_jsonl_records(lines: Iterable[str], *, on_error: Callable[[int, str, st
             on_error(lineno, "invalid_json", f"invalid JSON: {exc.msg} (column {exc.colno})")
 
 
-def iter_json_array(fileobj: BinaryIO, *, max_element_bytes: int, chunk_chars: int = 1 << 20
-                    ) -> Iterator[tuple[int, Any]]:
+def iter_json_array(
+    fileobj: BinaryIO, *, max_element_bytes: int, chunk_chars: int = 1 << 20
+) -> Iterator[tuple[int, Any]]:
     """(start line, element) for each element of a top-level JSON array, parsed incrementally with
     `raw_decode` over a sliding buffer, so a 500 MB array never sits in memory whole."""
     decoder = json.JSONDecoder()
@@ -137,8 +150,12 @@ def iter_json_array(fileobj: BinaryIO, *, max_element_bytes: int, chunk_chars: i
         try:
             text = utf8.decode(raw, final=not raw)
         except UnicodeDecodeError:
-            raise FatalIngestError(f"not valid UTF-8 near here (it looks like {describe_encoding(raw)}). "
-                                   "Save the file as UTF-8.", code="unsupported_encoding", line=line) from None
+            raise FatalIngestError(
+                f"not valid UTF-8 near here (it looks like {describe_encoding(raw)}). "
+                "Save the file as UTF-8.",
+                code="unsupported_encoding",
+                line=line,
+            ) from None
         if not raw:
             eof = True
         if not started and not buf and text.startswith("\ufeff"):
@@ -196,16 +213,25 @@ def iter_json_array(fileobj: BinaryIO, *, max_element_bytes: int, chunk_chars: i
                 truncated = exc.pos >= len(buf) - 8 or exc.msg.startswith("Unterminated string")
                 if not truncated or eof:
                     err_line = line + buf.count("\n", pos, exc.pos)
-                    raise FatalIngestError(f"invalid JSON: {exc.msg}.", code="invalid_json", line=err_line) from None
+                    raise FatalIngestError(
+                        f"invalid JSON: {exc.msg}.", code="invalid_json", line=err_line
+                    ) from None
                 if len(buf) - pos > max_element_bytes:
-                    raise fail(f"a record is larger than {_mb(max_element_bytes)} or is not valid JSON; "
-                               "reading stopped there.", code="record_too_large") from None
+                    raise fail(
+                        f"a record is larger than {_mb(max_element_bytes)} or is not valid JSON; "
+                        "reading stopped there.",
+                        code="record_too_large",
+                    ) from None
                 if not fill():
                     err_line = line + buf.count("\n", pos, exc.pos)
-                    raise FatalIngestError(f"invalid JSON: {exc.msg}.", code="invalid_json", line=err_line) from None
+                    raise FatalIngestError(
+                        f"invalid JSON: {exc.msg}.", code="invalid_json", line=err_line
+                    ) from None
         if end - pos > max_element_bytes:
-            raise fail(f"a record is larger than {_mb(max_element_bytes)}; reading stopped there.",
-                       code="record_too_large")
+            raise fail(
+                f"a record is larger than {_mb(max_element_bytes)}; reading stopped there.",
+                code="record_too_large",
+            )
         start_line = line
         line += buf.count("\n", pos, end)
         pos = end

@@ -41,16 +41,25 @@ class Report:
     stats: dict[str, Any] = field(default_factory=dict)
     masked: dict[str, int] = field(default_factory=dict)
 
-    def error(self, message: str, *, file: str, code: str, line: int | None = None, row: int | None = None,
-              field: str | None = None) -> None:
+    def error(
+        self,
+        message: str,
+        *,
+        file: str,
+        code: str,
+        line: int | None = None,
+        row: int | None = None,
+        field: str | None = None,
+    ) -> None:
         self.error_count += 1
         if len(self.errors) < MAX_LISTED_ERRORS:
             where = [f"line {line}"] if line is not None else []
             if field:
                 where.append(f"field '{field}'")
             text = f"{', '.join(where)}: {message}" if where else message
-            self.errors.append({"file": file, "line": line, "row": row, "field": field, "code": code,
-                                "message": text})
+            self.errors.append(
+                {"file": file, "line": line, "row": row, "field": field, "code": code, "message": text}
+            )
 
     def warn(self, code: str, message: str, *, count: int | None = None, **details: Any) -> None:
         entry: dict[str, Any] = {"code": code, "message": message}

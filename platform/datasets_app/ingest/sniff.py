@@ -23,9 +23,17 @@ UTF8_BOM = codecs.BOM_UTF8
 CSV_EXTENSIONS = {".csv", ".tsv", ".txt"}
 JSON_EXTENSIONS = {".json", ".jsonl", ".ndjson"}
 ARCHIVE_EXTENSIONS = {
-    ".zip": "a ZIP archive", ".gz": "a gzip archive", ".tgz": "a gzip archive", ".bz2": "a bzip2 archive",
-    ".xz": "an xz archive", ".7z": "a 7-Zip archive", ".rar": "a RAR archive", ".tar": "a tar archive",
-    ".zst": "a zstd archive", ".xlsx": "an Excel workbook", ".xls": "an Excel workbook",
+    ".zip": "a ZIP archive",
+    ".gz": "a gzip archive",
+    ".tgz": "a gzip archive",
+    ".bz2": "a bzip2 archive",
+    ".xz": "an xz archive",
+    ".7z": "a 7-Zip archive",
+    ".rar": "a RAR archive",
+    ".tar": "a tar archive",
+    ".zst": "a zstd archive",
+    ".xlsx": "an Excel workbook",
+    ".xls": "an Excel workbook",
     ".parquet": "a Parquet file",
 }
 # Leading bytes of formats people rename or upload by mistake.
@@ -85,10 +93,19 @@ def describe_encoding(sample: bytes) -> str:
     if best is None:
         return "binary data (no text encoding fits)"
     name = best.encoding.replace("_", "-")
-    aliases = {"latin-1": "Latin-1 (ISO-8859-1)", "iso8859-1": "Latin-1 (ISO-8859-1)",
-               "cp1252": "Windows-1252 (Latin-1 family)", "utf-16": "UTF-16", "utf-16-le": "UTF-16 (little-endian)",
-               "utf-16-be": "UTF-16 (big-endian)", "gb18030": "GB18030 (Chinese)", "gbk": "GBK (Chinese)",
-               "big5": "Big5 (Chinese)", "shift-jis": "Shift JIS (Japanese)", "cp932": "Shift JIS (Japanese)"}
+    aliases = {
+        "latin-1": "Latin-1 (ISO-8859-1)",
+        "iso8859-1": "Latin-1 (ISO-8859-1)",
+        "cp1252": "Windows-1252 (Latin-1 family)",
+        "utf-16": "UTF-16",
+        "utf-16-le": "UTF-16 (little-endian)",
+        "utf-16-be": "UTF-16 (big-endian)",
+        "gb18030": "GB18030 (Chinese)",
+        "gbk": "GBK (Chinese)",
+        "big5": "Big5 (Chinese)",
+        "shift-jis": "Shift JIS (Japanese)",
+        "cp932": "Shift JIS (Japanese)",
+    }
     return aliases.get(name.lower(), name)
 
 
@@ -109,9 +126,13 @@ def _looks_latin1(sample: bytes) -> bool:
 
 
 def not_utf8_message(sample: bytes, *, line: int | None = None, byte: int | None = None) -> str:
-    where = f" (first invalid byte 0x{byte:02x} on line {line})" if line is not None and byte is not None else ""
-    return (f"the file is not UTF-8 text: it looks like {describe_encoding(sample)}{where}. "
-            "Save it as UTF-8 (e.g. 'CSV UTF-8' in a spreadsheet) and upload it again.")
+    where = (
+        f" (first invalid byte 0x{byte:02x} on line {line})" if line is not None and byte is not None else ""
+    )
+    return (
+        f"the file is not UTF-8 text: it looks like {describe_encoding(sample)}{where}. "
+        "Save it as UTF-8 (e.g. 'CSV UTF-8' in a spreadsheet) and upload it again."
+    )
 
 
 def _first_invalid_utf8(head: bytes, *, complete: bool) -> tuple[int, int] | None:
@@ -130,7 +151,9 @@ def sniff(fileobj: BinaryIO, filename: str, *, fmt: str | None = None) -> Source
     if ext in ARCHIVE_EXTENSIONS:
         raise FatalIngestError(
             f"the file is {ARCHIVE_EXTENSIONS[ext]} (by its name); archives and spreadsheets are not accepted. "
-            "Upload the uncompressed CSV, TSV, JSONL or JSON file.", code="unsupported_file_type")
+            "Upload the uncompressed CSV, TSV, JSONL or JSON file.",
+            code="unsupported_file_type",
+        )
     fileobj.seek(0)
     head = fileobj.read(HEAD_BYTES)
     complete = len(head) < HEAD_BYTES
@@ -141,21 +164,27 @@ def sniff(fileobj: BinaryIO, filename: str, *, fmt: str | None = None) -> Source
         if head.startswith(magic):
             raise FatalIngestError(
                 f"the file is {what}, not a CSV, TSV, JSONL or JSON text file. "
-                "Upload the uncompressed text file (archives are not accepted).", code="unsupported_file_type")
+                "Upload the uncompressed text file (archives are not accepted).",
+                code="unsupported_file_type",
+            )
     if head[257:262] == b"ustar":
-        raise FatalIngestError("the file is a tar archive. Upload the uncompressed text file.",
-                               code="unsupported_file_type")
+        raise FatalIngestError(
+            "the file is a tar archive. Upload the uncompressed text file.", code="unsupported_file_type"
+        )
     for bom, _name in BOMS:
         if head.startswith(bom):
             raise FatalIngestError(not_utf8_message(head), code="unsupported_encoding")
     encoding = "utf-8-sig" if head.startswith(UTF8_BOM) else "utf-8"
-    body = head[len(UTF8_BOM):] if encoding == "utf-8-sig" else head
+    body = head[len(UTF8_BOM) :] if encoding == "utf-8-sig" else head
     if b"\x00" in body:
         raise FatalIngestError(not_utf8_message(body), code="unsupported_encoding")
     invalid = _first_invalid_utf8(body, complete=complete)
     if invalid is not None:
-        raise FatalIngestError(not_utf8_message(body, line=invalid[0], byte=invalid[1]),
-                               code="unsupported_encoding", line=invalid[0])
+        raise FatalIngestError(
+            not_utf8_message(body, line=invalid[0], byte=invalid[1]),
+            code="unsupported_encoding",
+            line=invalid[0],
+        )
 
     text = body.decode("utf-8", errors="ignore")
     first = text.lstrip()[:1]

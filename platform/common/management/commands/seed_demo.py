@@ -23,7 +23,9 @@ class Command(BaseCommand):
         admin = User.objects.filter(email=DEMO_ADMIN_EMAIL).first()
         created_admin = admin is None
         if created_admin:
-            admin = User.objects.create_superuser(DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, full_name="Demo Admin")
+            admin = User.objects.create_superuser(
+                DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, full_name="Demo Admin"
+            )
         Membership.objects.get_or_create(team=team, user=admin, defaults={"role": Role.OWNER})
         if admin.active_team_id is None:
             admin.active_team = team
@@ -43,6 +45,10 @@ class Command(BaseCommand):
         )
         self.stdout.write(self.style.SUCCESS("Seeded: team 'Demo Team', default base model."))
         if created_admin:
-            self.stdout.write(f"Admin login: {DEMO_ADMIN_EMAIL} / {DEMO_ADMIN_PASSWORD}  (http://127.0.0.1:8000/)")
+            self.stdout.write(
+                f"Admin login: {DEMO_ADMIN_EMAIL} / {DEMO_ADMIN_PASSWORD}  (http://127.0.0.1:8000/)"
+            )
         else:
-            self.stdout.write(f"Admin login: {DEMO_ADMIN_EMAIL} (already existed: its password is whatever it was set to)")
+            self.stdout.write(
+                f"Admin login: {DEMO_ADMIN_EMAIL} (already existed: its password is whatever it was set to)"
+            )
