@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import SpecError
+from .vocabulary import Method, Task
 
-TASKS = ("classification", "multilabel_classification", "chat_sft")
-METHODS = ("full", "lora", "ia3", "prompt_tuning", "qlora")
+TASKS = tuple(Task)
+METHODS = tuple(Method)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 AUTO = "auto"
 
