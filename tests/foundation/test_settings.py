@@ -68,5 +68,6 @@ def test_the_laptop_defaults_need_no_server():
     assert result.returncode == 0, result.stderr
     engine, broker, media = result.stdout.split()
     assert engine == "django.db.backends.sqlite3"
-    assert broker == "filesystem://"
+    # The embedded Redis that `make dev` starts, on a socket under the var folder.
+    assert broker == "redis+socket:///tmp/tuneforge-local-defaults/redis/redis.sock"
     assert media == "/tmp/tuneforge-local-defaults/media"
