@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import models
+from . import modeling
 
 ENGINE_VERSION = "1.0"
 _TASK_TAG = {
@@ -46,7 +46,7 @@ def export(
     spec = plan.spec
     is_adapter = spec.method != "full"
     merged = False
-    with models.quiet_transformers():
+    with modeling.quiet_transformers():
         if is_adapter:
             # peft records whatever path the base was loaded from; artifacts must name the portable id instead.
             for cfg in model.peft_config.values():  # type: ignore[attr-defined]
@@ -76,7 +76,10 @@ def export(
     _write_json(out / "metrics.json", metrics)
     _write_json(out / "spec.json", resolved_spec)
     (out / "README.md").write_text(model_card(plan, metrics, resolved_spec, manifest), encoding="utf-8")
-    reporter.on_log("info", f"artifacts written to {out}")
+    # The folder is this machine's business: the caller knows where it put output_dir.
+    reporter.on_log(
+        "info", "artifacts written: model, tokenizer, engine.json, label_map.json, metrics.json, spec.json"
+    )
     return manifest
 
 
@@ -85,7 +88,7 @@ def _merge(plan: Any, adapter_dir: Path, out: Path) -> None:
     from peft import PeftModel
 
     dtype = torch.float32 if plan.spec.method != "qlora" else torch.bfloat16
-    base = models._load_pretrained(plan.base_path, plan.spec.task, plan.labels, plan.tokenizer, None, dtype)
+    base = modeling.load_pretrained(plan.base_path, plan.spec.task, plan.labels, plan.tokenizer, None, dtype)
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     merged.config.name_or_path = plan.base_name
     merged.save_pretrained(str(out), safe_serialization=True)

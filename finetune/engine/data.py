@@ -242,11 +242,11 @@ def token_lengths(tokenizer: Any, rows: Sequence[dict[str, Any]], task: str, sam
         step = len(rows) / sample
         rows = [rows[int(i * step)] for i in range(sample)]
     if task == "chat_sft":
-        return [len(_encode_chat(tokenizer, r["messages"], None)[0]) for r in rows]
+        return [len(encode_chat(tokenizer, r["messages"], None)[0]) for r in rows]
     return _token_lengths_text(tokenizer, rows)
 
 
-def _encode_chat(
+def encode_chat(
     tokenizer: Any, messages: list[dict[str, str]], max_length: int | None
 ) -> tuple[list[int], list[int]]:
     full = render_chat(tokenizer, messages)
@@ -298,7 +298,7 @@ def _encode(tokenizer: Any, rows: Sequence[dict[str, Any]], task: str, max_lengt
     if task == "chat_sft":
         ids, masks = [], []
         for r in rows:
-            i, m = _encode_chat(tokenizer, r["messages"], max_length)
+            i, m = encode_chat(tokenizer, r["messages"], max_length)
             ids.append(i)
             masks.append(m)
         return Encoded(ids, None, masks)

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from . import autoconf, data, models
+from . import autoconf, data, modeling
 from .errors import SpecError
 from .reporting import NullReporter, Reporter
 from .spec import AUTO, Hyperparameters, JobSpec, check_static
@@ -140,14 +140,14 @@ def _check_init_from(spec: JobSpec) -> dict[str, Any] | None:
         return None
     if not Path(spec.init_from).is_dir():
         raise SpecError("init_from", f"directory not found: {spec.init_from}", code="file_not_found")
-    info = models.read_artifact_manifest(spec.init_from)
+    info = modeling.read_artifact_manifest(spec.init_from)
     if info.get("task") != spec.task:
         raise SpecError(
             "init_from",
             f"the earlier model was trained for {info.get('task')!r}, not {spec.task!r}",
             code="incompatible_init",
         )
-    if models.portable_name(info.get("base_model", "")) != models.portable_name(spec.base_model):
+    if modeling.portable_name(info.get("base_model", "")) != modeling.portable_name(spec.base_model):
         raise SpecError(
             "init_from",
             f"the earlier model is built on {info.get('base_model')!r}; set base_model to that",
@@ -246,22 +246,22 @@ def prepare(spec: JobSpec, reporter: Reporter | None = None) -> Plan:
     device, precision = _check_device_and_precision(spec)
     init = _check_init_from(spec)
 
-    base_path = models.resolve_base_model(spec.base_model)
-    config = models.load_config(base_path)
-    if spec.task == "chat_sft" and not models.can_generate_text(config):
+    base_path = modeling.resolve_base_model(spec.base_model)
+    config = modeling.load_config(base_path)
+    if spec.task == "chat_sft" and not modeling.can_generate_text(config):
         raise SpecError(
             "task",
             f"chat_sft needs a decoder (causal) language model; {spec.base_model!r} is a {config.model_type} encoder-only model",
             code="unsupported_task",
         )
-    if spec.task != "chat_sft" and not models.can_classify(config):
+    if spec.task != "chat_sft" and not modeling.can_classify(config):
         raise SpecError(
             "task",
             f"{config.model_type} models have no sequence-classification head in transformers",
             code="unsupported_task",
         )
-    tokenizer = models.load_tokenizer(base_path, spec.task)
-    limit = models.position_limit(config, tokenizer)
+    tokenizer = modeling.load_tokenizer(base_path, spec.task)
+    limit = modeling.position_limit(config, tokenizer)
     extra = hp.num_virtual_tokens if spec.method == "prompt_tuning" else 0
     if hp.max_length != AUTO and limit is not None and hp.max_length + extra > limit:
         why = f" (plus {extra} virtual prompt tokens)" if extra else ""
@@ -274,13 +274,13 @@ def prepare(spec: JobSpec, reporter: Reporter | None = None) -> Plan:
     train_rows, valid_rows, replay_rows, prev_rows = _read_split_rows(spec)
     labels = _labels(spec, train_rows, replay_rows, valid_rows, prev_rows, init)
 
-    skeleton = models.meta_model(config, spec.task, len(labels))
-    modules = models.module_types(skeleton)
+    skeleton = modeling.meta_model(config, spec.task, len(labels))
+    modules = modeling.module_types(skeleton)
     targets: list[str] | str | None = None
     if spec.method in ("lora", "qlora", "ia3") and not (init and init["format"] == "adapter"):
-        targets = hp.target_modules or models.default_target_modules(config, spec.method)
+        targets = hp.target_modules or modeling.default_target_modules(config, spec.method)
         if isinstance(targets, list):
-            models.check_target_modules(targets, modules, spec.method)
+            modeling.check_target_modules(targets, modules, spec.method)
         elif spec.method == "ia3":
             raise SpecError(
                 "hyperparameters.target_modules",
@@ -374,7 +374,7 @@ def prepare(spec: JobSpec, reporter: Reporter | None = None) -> Plan:
         spec=spec,
         hp=hp,
         base_path=base_path,
-        base_name=spec.base_model_name or models.portable_name(spec.base_model),
+        base_name=spec.base_model_name or modeling.portable_name(spec.base_model),
         config=config,
         tokenizer=tokenizer,
         tokenizer_fp=tok_fp,

@@ -27,6 +27,9 @@ class Hyperparameters:
     gradient_accumulation_steps: int = 1
     eval_every_steps: int | None = None  # None = each epoch
     save_every_steps: int | None = None  # None = each epoch only
+    # Also checkpoint this long after the last checkpoint, so a lost worker costs at most this much
+    # work even inside a long epoch; None = by epoch and save_every_steps only.
+    checkpoint_every_minutes: float | None = 5.0
     keep_last_checkpoints: int = 2
     early_stopping_patience: int | None = None  # counted in evaluations
     early_stopping_metric: str = "eval_loss"
@@ -156,6 +159,10 @@ def _check_types(hp: Hyperparameters) -> None:
     for name in ("warmup_ratio", "weight_decay", "label_smoothing", "lora_dropout"):
         if not _is_number(getattr(hp, name)):
             raise SpecError(f"hyperparameters.{name}", "must be a number", code="invalid_type")
+    if hp.checkpoint_every_minutes is not None and not _is_number(hp.checkpoint_every_minutes):
+        raise SpecError(
+            "hyperparameters.checkpoint_every_minutes", "must be a number or null", code="invalid_type"
+        )
     if hp.max_grad_norm is not None and not _is_number(hp.max_grad_norm):
         raise SpecError("hyperparameters.max_grad_norm", "must be a number or null", code="invalid_type")
     for name in ("class_weights", "gradient_checkpointing", "merge_adapter"):
@@ -258,6 +265,10 @@ def check_static(spec: JobSpec) -> None:
         v = getattr(hp, name)
         if v is not None and v < 1:
             raise SpecError(f"hyperparameters.{name}", "must be at least 1 (or null)", code="invalid_value")
+    if hp.checkpoint_every_minutes is not None and hp.checkpoint_every_minutes <= 0:
+        raise SpecError(
+            "hyperparameters.checkpoint_every_minutes", "must be positive (or null)", code="invalid_value"
+        )
     if hp.keep_last_checkpoints < 1:
         raise SpecError("hyperparameters.keep_last_checkpoints", "must be at least 1", code="invalid_value")
     if hp.early_stopping_patience is not None and not spec.validation_file:

@@ -70,7 +70,8 @@ def test_cli_resume_continues_from_the_latest_checkpoint(
     assert cli.main(["train", str(spec), "--resume"]) == 0
     captured = capsys.readouterr()
     second = json.loads(captured.out.strip().splitlines()[-1])
-    assert "resumed from" in captured.err and "step-15" in captured.err
+    assert "resuming from" in captured.err and "step-15" in captured.err
+    assert "resumed from the checkpoint at step 15" in captured.err
     assert second["valid_accuracy"] == first["valid_accuracy"] and second["valid_loss"] == first["valid_loss"]
 
 

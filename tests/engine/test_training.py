@@ -159,7 +159,7 @@ def test_multilabel_classification_reports_micro_and_macro_f1_and_per_label_matr
 
 
 def test_class_weights_count_rare_classes_more():
-    from finetune.engine.trainer import _class_weights
+    from finetune.engine.trainer import balanced_class_weights
 
     class FakePlan:
         labels = ["a", "b"]
@@ -174,7 +174,7 @@ def test_class_weights_count_rare_classes_more():
                 return 4
 
     FakePlan.train = FakePlan.train()  # type: ignore[assignment]
-    w = _class_weights(FakePlan)  # type: ignore[arg-type]
+    w = balanced_class_weights(FakePlan)  # type: ignore[arg-type]
     assert w.tolist() == pytest.approx([4 / 6, 2.0])  # n / (k * n_c)
 
 

@@ -3,14 +3,15 @@ flushed broker; and who goes first when one worker serves two teams."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 import redis
 from django.conf import settings
 
-from finetune.models import FineTuneJob, JobAttempt, MetricPoint
-from finetune.services import jobs_reconcile
+from finetune.models import FineTuneJob, JobAttempt, JobEvent, MetricPoint
+from finetune.reconciler import jobs_reconcile
 from tests.celery_harness import wait_until
 from tests.jobs.conftest import FAST_WORKER_ENV, make_dataset_version, submit, wait_for_job, wait_for_status
 
@@ -97,6 +98,72 @@ def test_a_job_whose_worker_is_killed_resumes_from_its_checkpoint_on_another_wor
         "stopped responding" in logs
         and f"resume from its checkpoint at step {attempts[1].resumed_from_step}" in logs
     )
+    assert f"resumed from the checkpoint at step {attempts[1].resumed_from_step}" in logs
+    _assert_no_worker_paths(job["id"])
+
+
+def _assert_no_worker_paths(job_id: str) -> None:
+    """What a user reads about a job names checkpoints by step, never by a worker's local folder."""
+    messages = list(JobEvent.objects.filter(job_id=job_id).values_list("message", flat=True))
+    assert messages
+    leaked = [m for m in messages if str(settings.TUNEFORGE_WORK_DIR) in m or re.search(r"(^|\s)/\w", m)]
+    assert leaked == [], leaked
+
+
+def test_a_worker_killed_mid_epoch_resumes_from_a_time_based_checkpoint(alice_client, team, start_worker):
+    steps_per_epoch = (
+        500  # 4000 rows in batches of 8: one long epoch, no epoch-end checkpoint before the kill
+    )
+    version = make_dataset_version(team, repeat=50)
+    a = start_worker(queues="cpu", name="mid-epoch", env=RECOVERY_ENV)
+    job = submit(
+        alice_client,
+        version,
+        max_steps=None,
+        hyperparameters={
+            "n_epochs": 1,
+            "eval_every_steps": None,
+            "save_every_steps": None,
+            "checkpoint_every_minutes": 0.02,
+        },
+    )
+    wait_for_job(
+        alice_client,
+        job["id"],
+        lambda b: (
+            (ckpts := alice_client.get(f"/api/v1/jobs/{job['id']}/checkpoints").json()["data"])
+            and b["progress"]["step"] > max(c["step"] for c in ckpts)
+        ),
+        timeout=90,
+        what="a time-based checkpoint and progress past it",
+    )
+    a.kill_hard()
+    killed_at = FineTuneJob.objects.get(pk=job["id"]).step
+    assert killed_at < steps_per_epoch, "the epoch ended before the kill; make it longer"
+    rescuer = start_worker(queues="default,cpu", name="mid-epoch-rescuer", env=RECOVERY_ENV)
+    from finetune.tasks import reconcile_jobs
+
+    def requeued() -> bool:
+        reconcile_jobs.apply_async()
+        return FineTuneJob.objects.get(pk=job["id"]).attempts >= 2
+
+    try:
+        wait_until(requeued, timeout=30, interval=1.0, message="the reconciler task to requeue the job")
+    except AssertionError:
+        raise AssertionError(rescuer.output()) from None
+    done = wait_for_status(alice_client, job["id"], "succeeded", "failed", timeout=180)
+
+    assert done["status"] == "succeeded", done["error"]
+    resumed_from = JobAttempt.objects.get(job_id=job["id"], number=2).resumed_from_step
+    assert resumed_from is not None and 0 < resumed_from <= killed_at
+    assert resumed_from % steps_per_epoch != 0  # not an epoch boundary: the clock made this checkpoint
+    steps = list(
+        MetricPoint.objects.filter(job_id=job["id"], kind="train")
+        .order_by("step")
+        .values_list("step", flat=True)
+    )
+    assert steps == list(range(1, steps_per_epoch + 1))
+    _assert_no_worker_paths(job["id"])
 
 
 def test_a_job_that_kills_its_worker_three_times_fails_with_a_clear_error(

@@ -295,7 +295,7 @@ def peft_config_for(method: str, task: str, hp: Any, config: Any, targets: list[
     raise ValueError(method)
 
 
-def _load_pretrained(
+def load_pretrained(
     path: str, task: str, labels: list[str], tokenizer: Any, quantization: Any, dtype: torch.dtype
 ) -> nn.Module:
     cls = model_class(task)
@@ -376,7 +376,7 @@ def build_model(
     load_labels = labels
     if init_from is not None and task != "chat_sft":
         load_labels = init_from["labels"]  # load with the earlier head, then grow it
-    model = _load_pretrained(load_path, task, load_labels, tokenizer, quantization, dtype)
+    model = load_pretrained(load_path, task, load_labels, tokenizer, quantization, dtype)
     if earlier_full and task != "chat_sft" and len(labels) > len(load_labels):
         _grow_head(model, len(load_labels), labels, task)
     elif init_from is not None and task != "chat_sft" and len(labels) > len(load_labels):
