@@ -22,6 +22,7 @@ from common.errors import InvalidInput
 from common.pagination import list_response_body, paginate_after, parse_int, parse_limit
 from finetune import selectors, services
 from finetune.engine.spec import METHODS, TASKS
+from finetune.engine.vocabulary import Method
 from finetune.models import FineTuneJob, JobStatus, ModelVersion, Priority
 
 ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 409, 422, 429)}
@@ -218,7 +219,7 @@ class JobInputSerializer(serializers.Serializer):
     task = serializers.ChoiceField(
         choices=TASKS, required=False, help_text="Defaults to the dataset version's task."
     )
-    method = serializers.ChoiceField(choices=METHODS, default="lora")
+    method = serializers.ChoiceField(choices=METHODS, default=Method.LORA)
     hyperparameters = serializers.DictField(
         required=False,
         default=dict,

@@ -82,6 +82,23 @@ def _spec_error_to_api(exc) -> InvalidInput:
     return InvalidInput(f"{field_name}: {exc.message}", code=exc.code, field=api_field)
 
 
+def _checked_priority(request: JobRequest) -> int:
+    """The request's priority value, after checking the fields the engine does not see."""
+    try:
+        priority = Priority[request.priority.upper()].value if isinstance(request.priority, str) else None
+    except KeyError:
+        priority = None
+    if priority is None:
+        raise InvalidInput(
+            f"priority must be low, normal or high, got {request.priority!r}.", field="priority"
+        )
+    if not SUFFIX_FORMAT.match(request.suffix or ""):
+        raise InvalidInput("suffix may hold up to 64 letters, digits, '.', '_' or '-'.", field="suffix")
+    if not isinstance(request.hyperparameters, dict):
+        raise InvalidInput("hyperparameters must be an object.", field="hyperparameters")
+    return priority
+
+
 def job_prepare(*, team: Team, request: JobRequest) -> PreparedJob:
     """Check a submission against the dataset version, the base-model registry and the engine
     (`validate_spec`), and estimate it. Raises InvalidInput/NotFound/Unprocessable naming the field."""
@@ -114,18 +131,7 @@ def job_prepare(*, team: Team, request: JobRequest) -> PreparedJob:
         )
     device_class = request.device_class or settings.TUNEFORGE_DEFAULT_DEVICE_CLASS
     queue = queue_for_device(device_class)
-    try:
-        priority = Priority[request.priority.upper()].value if isinstance(request.priority, str) else None
-    except KeyError:
-        priority = None
-    if priority is None:
-        raise InvalidInput(
-            f"priority must be low, normal or high, got {request.priority!r}.", field="priority"
-        )
-    if not SUFFIX_FORMAT.match(request.suffix or ""):
-        raise InvalidInput("suffix may hold up to 64 letters, digits, '.', '_' or '-'.", field="suffix")
-    if not isinstance(request.hyperparameters, dict):
-        raise InvalidInput("hyperparameters must be an object.", field="hyperparameters")
+    priority = _checked_priority(request)
 
     train_path, valid_path = dataset_local_files(version)
     try:

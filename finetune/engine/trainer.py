@@ -27,6 +27,7 @@ from .metrics import (
 from .planning import Plan, prepare
 from .reporting import CANCEL, PAUSE, NullReporter, Progress, Reporter
 from .spec import JobSpec
+from .vocabulary import ADAPTER_METHODS, Method, Task
 
 
 @dataclass
@@ -54,21 +55,21 @@ class Objective:
         self.weight: torch.Tensor | None = None
         if hp.class_weights:
             self.weight = balanced_class_weights(plan).to(plan.device)
-        self.prompt_tokens = hp.num_virtual_tokens if plan.spec.method == "prompt_tuning" else 0
+        self.prompt_tokens = hp.num_virtual_tokens if plan.spec.method == Method.PROMPT_TUNING else 0
 
     def logits(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         logits = model(**inputs).logits
-        if self.task == "chat_sft" and self.prompt_tokens:
+        if self.task == Task.CHAT_SFT and self.prompt_tokens:
             logits = logits[:, -batch["input_ids"].shape[1] :]  # drop the virtual prompt positions
         return logits.float()
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, *, train: bool = True) -> torch.Tensor:
-        if self.task == "classification":
+        if self.task == Task.CLASSIFICATION:
             if train:
                 return F.cross_entropy(logits, labels, weight=self.weight, label_smoothing=self.smoothing)
             return F.cross_entropy(logits, labels)
-        if self.task == "multilabel_classification":
+        if self.task == Task.MULTILABEL_CLASSIFICATION:
             if train:
                 target = labels * (1 - self.smoothing) + 0.5 * self.smoothing
                 return F.binary_cross_entropy_with_logits(logits, target, pos_weight=self.weight)
@@ -81,7 +82,7 @@ class Objective:
 def balanced_class_weights(plan: Plan) -> torch.Tensor:
     """'Balanced' weights (n / (k * n_c)); for multi-label, BCE pos_weight = negatives / positives per label."""
     k = len(plan.labels)
-    if plan.spec.task == "classification":
+    if plan.spec.task == Task.CLASSIFICATION:
         counts = torch.bincount(torch.tensor(plan.train.targets), minlength=k).float()
         return len(plan.train) / (k * counts.clamp(min=1))
     t = torch.tensor(plan.train.targets, dtype=torch.float32)
@@ -117,9 +118,9 @@ def evaluate(
             labels = batch["labels"]
             if n_labels:
                 logits = logits[:, :n_labels]
-                if task == "multilabel_classification":
+                if task == Task.MULTILABEL_CLASSIFICATION:
                     labels = labels[:, :n_labels]
-            if task == "chat_sft":
+            if task == Task.CHAT_SFT:
                 shift_logits, shift_labels = logits[:, :-1], labels[:, 1:]
                 mask = shift_labels != data.IGNORE_INDEX
                 loss_sum += F.cross_entropy(
@@ -133,7 +134,7 @@ def evaluate(
             else:
                 loss_sum += objective.loss(logits, labels, train=False).item() * len(idx)
                 n_items += len(idx)
-                if task == "classification":
+                if task == Task.CLASSIFICATION:
                     preds += logits.argmax(-1).tolist()
                     golds += labels.tolist()
                 else:
@@ -141,12 +142,12 @@ def evaluate(
                     golds += labels.int().tolist()
     if was_training:
         model.train()
-    if task == "chat_sft":
+    if task == Task.CHAT_SFT:
         return sft_metrics(loss_sum, n_items, n_correct)
     import numpy as np
 
     out: dict[str, Any] = {"loss": round(loss_sum / max(n_items, 1), 6)}
-    if task == "classification":
+    if task == Task.CLASSIFICATION:
         out.update(classification_metrics(golds, preds, labels_used))
     else:
         out.update(multilabel_metrics(np.asarray(golds), np.asarray(preds), labels_used))
@@ -290,7 +291,7 @@ class Run:
         if (
             not before_training
             or p.init_from is None
-            or p.spec.task == "chat_sft"
+            or p.spec.task == Task.CHAT_SFT
             or p.previous_valid is None
         ):
             return None
@@ -300,7 +301,7 @@ class Run:
         t = p.previous_valid.targets
         fits = (
             all(x < n_old for x in t)
-            if p.spec.task == "classification"
+            if p.spec.task == Task.CLASSIFICATION
             else all(not any(row[n_old:]) for row in t)
         )
         return n_old if fits else None
@@ -312,7 +313,7 @@ class Run:
             return
         before = self.run_eval(before_training=True)
         base: dict[str, Any] = {"base_model": before}
-        if p.valid is not None and p.spec.task != "chat_sft":
+        if p.valid is not None and p.spec.task != Task.CHAT_SFT:
             base["majority_class"] = majority_baseline(
                 p.train.targets, p.valid.targets, p.labels, p.spec.task
             )
@@ -601,7 +602,7 @@ def train(spec: JobSpec, reporter: Reporter | None = None, *, resume_from: str |
         run.baseline()
     status = run.loop()
     resolved = plan.resolved_spec()
-    if plan.spec.method in ("lora", "qlora", "ia3") and resolved["hyperparameters"]["target_modules"] is None:
+    if plan.spec.method in ADAPTER_METHODS and resolved["hyperparameters"]["target_modules"] is None:
         pcfg = next(iter(run.model.peft_config.values()))  # type: ignore[attr-defined]
         resolved["hyperparameters"]["target_modules"] = (
             sorted(pcfg.target_modules) if pcfg.target_modules else None

@@ -152,7 +152,14 @@ def test_multilabel_classification_reports_micro_and_macro_f1_and_per_label_matr
     final = res.metrics["final"]
     assert {"valid_f1_micro", "valid_f1_macro", "valid_accuracy", "valid_hamming_accuracy"} <= set(final)
     assert "mentions_card" in final["valid_per_class"]
-    assert final["valid_confusion_matrix"]["mentions_card"][0][0] >= 0  # [[tn, fp], [fn, tp]] per label
+    # [[tn, fp], [fn, tp]] per label: every validation row is counted once, and the row with
+    # the label set are exactly the positives (fn + tp).
+    valid_rows = [
+        json.loads(line) for line in (data_dir / "multi_valid.jsonl").read_text().splitlines() if line
+    ]
+    (tn, fp), (fn, tp) = final["valid_confusion_matrix"]["mentions_card"]
+    assert tn + fp + fn + tp == len(valid_rows)
+    assert fn + tp == sum("mentions_card" in row["labels"] for row in valid_rows)
     assert final["valid_loss"] < rep.evals[0]["valid_loss"]
     label_map = json.loads((Path(res.output_dir) / "label_map.json").read_text())
     assert label_map["problem_type"] == "multi_label_classification" and len(label_map["labels"]) == 5

@@ -4,10 +4,10 @@ to submit jobs through the API and to wait on what a user would watch."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
+from tests.celery_harness import wait_until
 from tests.jobs.tiny import build_tiny_bert, make_dataset_version
 
 # Short job heartbeats in worker processes, so a kill -9 is noticed within seconds.
@@ -77,15 +77,19 @@ def submit(client, version, **overrides) -> dict:
 
 
 def wait_for_job(client, job_id: str, predicate, *, timeout: float, what: str = "the job") -> dict:
-    deadline = time.monotonic() + timeout
-    body = None
-    while time.monotonic() < deadline:
-        body = client.get(f"/api/v1/jobs/{job_id}").json()
-        if predicate(body):
-            return body
-        time.sleep(0.3)
-    raise AssertionError(
-        f"Timed out after {timeout}s waiting for {what}; last seen: {json.dumps(body)[:2000]}"
+    """Poll the job's API body until `predicate(body)` holds; returns that body."""
+    last: dict = {}
+
+    def matches():
+        last["body"] = client.get(f"/api/v1/jobs/{job_id}").json()
+        return last["body"] if predicate(last["body"]) else None
+
+    return wait_until(
+        matches,
+        timeout=timeout,
+        interval=0.3,
+        message=what,
+        detail=lambda: f"last seen: {json.dumps(last.get('body'))[:2000]}",
     )
 
 

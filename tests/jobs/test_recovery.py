@@ -4,7 +4,6 @@ flushed broker; and who goes first when one worker serves two teams."""
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 import redis
@@ -12,7 +11,7 @@ from django.conf import settings
 
 from finetune.models import FineTuneJob, JobAttempt, JobEvent, MetricPoint
 from finetune.reconciler import jobs_reconcile
-from tests.celery_harness import wait_until
+from tests.celery_harness import messages_waiting, wait_for_heartbeats, wait_until
 from tests.jobs.conftest import FAST_WORKER_ENV, make_dataset_version, submit, wait_for_job, wait_for_status
 
 pytestmark = pytest.mark.slow
@@ -29,13 +28,8 @@ def fast_reconciler(settings):
 
 
 def _reconcile_until(predicate, *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        jobs_reconcile()
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"Timed out after {timeout}s waiting for {what}")
+    """Run the reconciler (as beat would) until `predicate` holds."""
+    wait_until(lambda: (jobs_reconcile(), predicate())[1], timeout=timeout, interval=0.3, message=what)
 
 
 def _status(job_id: str) -> str:
@@ -197,8 +191,8 @@ def test_queued_jobs_survive_a_flushed_broker_through_the_reconciler(
 ):
     job = submit(alice_client, dataset_version)
     redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()  # the message is gone
-    start_worker(queues="cpu", name="after-flush", env=FAST_WORKER_ENV)
-    time.sleep(2)
+    worker = start_worker(queues="cpu", name="after-flush", env=FAST_WORKER_ENV)
+    wait_for_heartbeats(worker.hostname, count=3)  # up and polling its queue for a while
     assert _status(job["id"]) == "queued"  # nothing told the worker about it
 
     report = jobs_reconcile()
@@ -219,9 +213,10 @@ def test_a_duplicate_message_never_runs_a_job_twice(alice_client, dataset_versio
     job = submit(alice_client, dataset_version)
     for _ in range(3):
         run_job.apply_async(args=[job["id"]], queue="cpu")
-    start_worker(queues="cpu", name="dupes", env=FAST_WORKER_ENV)
+    worker = start_worker(queues="cpu", name="dupes", env=FAST_WORKER_ENV)
     done = wait_for_status(alice_client, job["id"], "succeeded", "failed", timeout=60)
-    time.sleep(1)  # let the extra messages be consumed
+    wait_until(lambda: messages_waiting("cpu") == 0, timeout=30, message="the extra messages to be taken")
+    wait_for_heartbeats(worker.hostname)  # and run: the worker is past them
 
     assert done["status"] == "succeeded"
     assert FineTuneJob.objects.get(pk=job["id"]).attempts == 1
