@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from finetune.engine import JobSpec, RecordingReporter, SpecError, train, validate_spec
+from finetune.engine.vocabulary import Method, Task
 
 
 def refusal(spec_or_dict, field: str) -> SpecError:
@@ -28,7 +29,7 @@ def test_it_refuses_an_unknown_base_model(make_spec, tmp_path):
 
 def test_it_refuses_chat_sft_on_an_encoder_only_model(make_spec, data_dir):
     err = refusal(
-        make_spec(task="chat_sft", train_file=str(data_dir / "chat_train.jsonl"), validation_file=None),
+        make_spec(task=Task.CHAT_SFT, train_file=str(data_dir / "chat_train.jsonl"), validation_file=None),
         "task",
     )
     assert "encoder" in err.message and err.code == "unsupported_task"
@@ -83,7 +84,7 @@ def test_it_refuses_qlora_without_cuda(make_spec):
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    err = refusal(make_spec(method="qlora"), "method")
+    err = refusal(make_spec(method=Method.QLORA), "method")
     assert "CUDA" in err.message and err.code == "qlora_requires_cuda"
 
 

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from finetune.engine.vocabulary import Method, Task
 from tests.celery_harness import wait_until
 from tests.jobs.tiny import build_tiny_bert, make_dataset_version
 
@@ -36,7 +37,7 @@ def base_model(db, tiny_bert_dir):
         display_name="Tiny BERT (tests)",
         source=str(tiny_bert_dir),
         kind=BaseModel.Kind.ENCODER,
-        tasks=["classification", "multilabel_classification"],
+        tasks=[Task.CLASSIFICATION, Task.MULTILABEL_CLASSIFICATION],
         max_length=64,
         parameters_millions=0.11,
         is_default=True,
@@ -53,7 +54,7 @@ def job_payload(version, **overrides) -> dict:
     payload = {
         "dataset_version": version.id,
         "model": "tiny-bert",
-        "method": "full",
+        "method": Method.FULL,
         "device_class": "cpu",
         "max_steps": 40,
         "hyperparameters": {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from finetune.engine.vocabulary import Method, Task
 from finetune.models import FineTuneJob, ModelVersion
 from tests.jobs.conftest import job_payload, submit
 
@@ -26,8 +27,8 @@ def alice_model(alice_job, team):
         name=f"ft:tiny-bert:{team.slug}::{job.id}",
         job=job,
         base_model=job.base_model,
-        task="classification",
-        method="full",
+        task=Task.CLASSIFICATION,
+        method=Method.FULL,
         storage_prefix=f"teams/{team.id}/models/mv-x",
         files=[{"path": "label_map.json", "size": 2}],
     )
