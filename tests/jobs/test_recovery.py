@@ -104,7 +104,9 @@ def _assert_no_worker_paths(job_id: str) -> None:
     assert leaked == [], leaked
 
 
-def test_a_worker_killed_mid_epoch_resumes_from_a_time_based_checkpoint(alice_client, team, start_worker):
+def test_a_worker_killed_mid_epoch_resumes_from_a_time_based_checkpoint(
+    alice_client, team, base_model, start_worker
+):
     steps_per_epoch = (
         500  # 4000 rows in batches of 8: one long epoch, no epoch-end checkpoint before the kill
     )
@@ -126,7 +128,7 @@ def test_a_worker_killed_mid_epoch_resumes_from_a_time_based_checkpoint(alice_cl
         job["id"],
         lambda b: (
             (ckpts := alice_client.get(f"/api/v1/jobs/{job['id']}/checkpoints").json()["data"])
-            and b["progress"]["step"] > max(c["step"] for c in ckpts)
+            and b["progress"]["step"] > max(c["step_number"] for c in ckpts)
         ),
         timeout=90,
         what="a time-based checkpoint and progress past it",
