@@ -195,9 +195,9 @@ class JobEventSerializer(serializers.Serializer):
 
 
 def checkpoint_model_name(checkpoint: Checkpoint) -> str:
-    from finetune.runner import _model_name
+    from finetune.lineage import model_name_for
 
-    return f"{_model_name(checkpoint.job)}:ckpt-step-{checkpoint.step}"
+    return f"{model_name_for(checkpoint.job)}:ckpt-step-{checkpoint.step}"
 
 
 class JobCheckpointSerializer(serializers.Serializer):
