@@ -16,8 +16,10 @@ from rest_framework.permissions import SAFE_METHODS, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.models import Role
-from common.api import list_schema, team_context_for
+from accounts.access import team_context_for
+from accounts.authentication import ApiKeyAuthentication
+from accounts.models import ApiKey, Role
+from common.api import list_schema
 from common.errors import ApplicationError, Forbidden, InvalidInput, NotFound, Unprocessable
 from common.pagination import list_response_body, paginate_after, parse_limit
 from datasets_app import selectors as dataset_selectors
@@ -27,8 +29,6 @@ from finetune import selectors as job_selectors
 from finetune import services as job_services
 from serving import openai_shapes as shapes
 from serving import selectors
-from serving.authentication import ApiKeyAuthentication
-from serving.models import ApiKey
 
 
 class OpenAIErrorDetailSerializer(serializers.Serializer):

@@ -10,14 +10,13 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts import selectors, services
+from accounts import apikeys, selectors, services
+from accounts.access import TeamApiView, TeamContext
 from accounts.emails import invitation_deliver
-from accounts.models import Invitation, Role, Team
-from common.api import ErrorSerializer, TeamApiView, TeamContext, list_schema
+from accounts.models import ApiKey, ApiKeyScope, Invitation, Role, Team
+from common.api import ErrorSerializer, list_schema
 from common.errors import Forbidden, InvalidInput
 from common.pagination import list_response_body, paginate_after, parse_limit
-from serving import apikeys
-from serving.models import ApiKey, ApiKeyScope
 
 ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 409)}
 PAGE_PARAMS = [

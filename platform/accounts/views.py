@@ -15,12 +15,11 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from accounts import selectors, services
+from accounts import apikeys, selectors, services
 from accounts.emails import invitation_deliver
 from accounts.forms import ApiKeyForm, EmailAuthenticationForm, InvitationForm, RoleForm, SignUpForm, TeamForm
 from accounts.models import ROLE_RANK, Invitation, Membership, Role, User, role_at_least
 from common.errors import ApplicationError, NotFound
-from serving import apikeys
 
 # Service fields that a form calls differently.
 FORM_FIELD = {"password": "password1"}

@@ -16,7 +16,8 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
-from common.api import ErrorSerializer, TeamApiView, list_schema
+from accounts.access import TeamApiView
+from common.api import ErrorSerializer, list_schema
 from common.errors import InvalidInput, NotFound
 from common.pagination import list_response_body, paginate_after, parse_int, parse_limit
 from datasets_app import selectors, services

@@ -6,7 +6,7 @@ from datetime import timedelta
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
-from serving.models import ApiKey
+from accounts.models import ApiKey, Membership
 
 KEY_PREFIX = "tf_"
 # Checked before any query, so junk never reaches the database.
@@ -38,6 +38,21 @@ def key_from_token(raw: str) -> ApiKey:
         raise exceptions.AuthenticationFailed("This API key was revoked.", code="revoked_api_key")
     if api_key.has_expired:
         raise exceptions.AuthenticationFailed("This API key has expired.", code="expired_api_key")
+    # Keys die with their creator's membership, and carry no more than the creator's current role.
+    # Read per request, never cached: a removal counts at once in every process.
+    role = (
+        Membership.objects.filter(team_id=api_key.team_id, user_id=api_key.created_by_id)
+        .values_list("role", flat=True)
+        .first()
+        if api_key.created_by_id
+        else None
+    )
+    if role is None:
+        raise exceptions.AuthenticationFailed(
+            "This API key no longer works: the key's owner is no longer a member of the team.",
+            code="owner_not_member",
+        )
+    api_key.owner_role = role
     now = timezone.now()
     if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
