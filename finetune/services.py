@@ -525,7 +525,7 @@ def job_resume(*, job: FineTuneJob, actor) -> FineTuneJob:
 
 
 def local_worker_name() -> str:
-    from workers.registry import current_worker_name
+    from workers.worker_state import current_worker_name
 
     return current_worker_name() or f"{socket.gethostname()}:{os.getpid()}"
 
@@ -589,7 +589,7 @@ def job_claim(*, queue: str, worker: str) -> FineTuneJob | None:
 def job_execute(*, job_id: str) -> None:
     """The body of the `finetune.run_job` task: take one unit of work from the queue of `job_id`
     (the job itself or a fairer one) and run it to its end, pause or cancellation."""
-    from workers.registry import set_current_job
+    from workers.services import set_current_job
 
     hint = FineTuneJob.objects.filter(pk=job_id).values("queue").first()
     if hint is None:

@@ -3,10 +3,10 @@
 from django.conf import settings
 
 from finetune import services
-from workers.registry import current_worker_name
 from workers.selectors import worker_accepts_jobs
 from workers.services import hand_back
 from workers.taskbase import tuneforge_task
+from workers.worker_state import current_worker_name
 
 
 @tuneforge_task(
