@@ -284,3 +284,8 @@ def model_version_file(*, version: ModelVersion, path: str) -> dict:
         if entry["path"] == path:
             return entry
     raise NotFound(f"Model {version.id} has no file {path!r}.", code="file_not_found", field="path")
+
+
+def job_model_name(*, job: FineTuneJob) -> str:
+    """The name a job's model version gets: `ft:{base}:{team slug}:{suffix}:{job id}`."""
+    return f"ft:{job.base_model.name}:{job.team.slug}:{job.suffix}:{job.id}"

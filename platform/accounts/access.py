@@ -9,12 +9,14 @@ the team stops authenticating (see `accounts.authentication`).
 
 from django.http import Http404
 from django.utils.translation import gettext as _
-from rest_framework.permissions import SAFE_METHODS
+from rest_framework.permissions import SAFE_METHODS, IsAuthenticated
 from rest_framework.views import APIView
 
+from accounts.authentication import ApiKeyAuthentication
 from accounts.models import ApiKey, Role, Team, role_at_least
 from accounts.selectors import active_membership_for, membership_for
 from common.errors import Forbidden, NotFound
+from common.openai_compat import OpenAIFaceMixin
 
 
 class TeamContext:
@@ -97,3 +99,22 @@ def membership_or_404(request):
 def can_write(membership) -> bool:
     """Members and above change things; viewers only read."""
     return role_at_least(membership.role, Role.MEMBER)
+
+
+# --- the OpenAI-compatible face (`/v1/`) ---------------------------------------------------------
+
+
+class OpenAIApiView(OpenAIFaceMixin, APIView):
+    """Base of every `/v1/` view: API keys only, OpenAI's error shape. By default the `read` scope
+    (and the viewer role) for GET, `write` (and the member role) for changes."""
+
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        self.ctx = team_context_for(request)
+        self.check_access(request)
+
+    def check_access(self, request) -> None:
+        self.ctx.require(role=Role.VIEWER if request.method in SAFE_METHODS else Role.MEMBER)
