@@ -4,6 +4,10 @@
 """
 
 from rest_framework import serializers
+from rest_framework.renderers import JSONRenderer
+
+from common.errors import InvalidInput
+from common.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 # --- OpenAPI helpers: the shapes every list and error response shares -------------------------
 
@@ -39,3 +43,36 @@ def list_schema(item: type[serializers.Serializer], *, name: str) -> type[serial
             },
         )
     return _list_schemas[name]
+
+
+def refuse_empty_patch(validated: dict, *, fields: list[str]) -> None:
+    """A PATCH that would change nothing is a 400 saying what it may change, not a silent 200."""
+    if not validated:
+        raise InvalidInput(
+            f"Nothing to change: send at least one of {', '.join(fields)}.",
+            code="nothing_to_change",
+            field=fields[0] if len(fields) == 1 else None,
+        )
+
+
+def document_pagination_bounds(result, generator, request, public):
+    """drf-spectacular postprocessing hook: every `limit` query parameter states its real bounds."""
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []) if isinstance(operation, dict) else []:
+                if parameter.get("in") == "query" and parameter.get("name") == "limit":
+                    parameter.setdefault("schema", {}).update(
+                        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}
+                    )
+    return result
+
+
+class JsonErrorsMixin:
+    """For API views that render HTML or YAML on success (the schema, its docs): their errors are
+    JSON like every other error under /api/."""
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return response

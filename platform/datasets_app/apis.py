@@ -16,7 +16,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from accounts.access import TeamApiView
-from common.api import ErrorSerializer, list_schema
+from common.api import ErrorSerializer, list_schema, refuse_empty_patch
 from common.errors import InvalidInput, NotFound
 from common.openai_compat import PassThroughNegotiation
 from common.pagination import list_response_body, paginate_after, parse_int, parse_limit
@@ -308,6 +308,7 @@ class DatasetDetailApi(TeamApiView):
         # partial: an omitted checkbox in form data must not read as pii_masking=false.
         serializer = self.InputSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
+        refuse_empty_patch(serializer.validated_data, fields=["name", "description", "pii_masking"])
         dataset = services.dataset_update(dataset=dataset, **serializer.validated_data)
         return Response(DatasetOutputSerializer(dataset).data)
 

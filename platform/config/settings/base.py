@@ -182,6 +182,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # Choice sets that share a field name across apps get stable, distinct component names.
     "ENUM_NAME_OVERRIDES": {"DatasetTaskEnum": "datasets_app.models.Task.choices"},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "common.api.document_pagination_bounds",
+    ],
 }
 
 # --- Tuneforge
