@@ -7,6 +7,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from accounts.models import ApiKey, Membership
+from accounts.throttling import API_KEY_BY_ADDRESS, client_address
 
 KEY_PREFIX = "tf_"
 # Checked before any query, so junk never reaches the database.
@@ -67,10 +68,21 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         raw = presented_key(request)
         if raw is None:
             return None
-        if not raw.startswith(KEY_PREFIX):
-            # No other authenticator reads these headers, so a foreign token is an error, not a pass.
-            raise exceptions.AuthenticationFailed(MALFORMED, code="malformed_api_key")
-        api_key = key_from_token(raw)
+        address = client_address(request)
+        wait = API_KEY_BY_ADDRESS.retry_after(address)
+        if wait:
+            raise exceptions.Throttled(
+                wait=wait, detail=f"Too many failed API-key attempts from this address; retry in {wait} s."
+            )
+        try:
+            if not raw.startswith(KEY_PREFIX):
+                # No other authenticator reads these headers, so a foreign token is an error, not a pass.
+                raise exceptions.AuthenticationFailed(MALFORMED, code="malformed_api_key")
+            api_key = key_from_token(raw)
+        except exceptions.AuthenticationFailed as exc:
+            if exc.get_codes() in ("malformed_api_key", "invalid_api_key"):  # guesses, not lapsed keys
+                API_KEY_BY_ADDRESS.record_failure(address)
+            raise
         return (ApiKeyUser(api_key), api_key)
 
     def authenticate_header(self, request) -> str:
