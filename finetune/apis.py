@@ -17,7 +17,8 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from common.api import ErrorSerializer, TeamApiView, list_schema
+from accounts.access import TeamApiView
+from common.api import ErrorSerializer, list_schema
 from common.errors import InvalidInput
 from common.pagination import list_response_body, paginate_after, parse_int, parse_limit
 from finetune import selectors, services

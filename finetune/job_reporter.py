@@ -288,8 +288,8 @@ class JobReporter:
         return {"status": JobStatus.RUNNING, "worker": self.worker, "attempts": self.attempt}
 
     def _poll_control(self) -> None:
-        from workers.registry import current_worker_name
         from workers.selectors import worker_admin_state
+        from workers.worker_state import current_worker_name
 
         row = (
             FineTuneJob.objects.filter(pk=self.job_id)

@@ -5,10 +5,10 @@ from django.conf import settings
 from finetune.lifecycle import RUN_JOB_TASK
 from finetune.reconciler import jobs_reconcile
 from finetune.runner import job_execute
-from workers.registry import current_worker_name
 from workers.selectors import worker_accepts_jobs
 from workers.services import hand_back
 from workers.taskbase import tuneforge_task
+from workers.worker_state import current_worker_name
 
 
 @tuneforge_task(

@@ -11,8 +11,8 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from accounts.access import can_write, membership_or_404
 from common.errors import ApplicationError, NotFound
-from common.web import can_write, membership_or_404
 from finetune import selectors, services
 from finetune.forms import JobForm
 from finetune.models import ACTIVE_STATUSES, JobStatus

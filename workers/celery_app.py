@@ -19,4 +19,4 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 # Registration, heartbeats and goodbye of every worker process (Celery signal handlers).
-import workers.registry  # noqa: E402,F401
+import workers.signal_handlers  # noqa: E402,F401

@@ -12,12 +12,13 @@ from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
-from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
-from common.api import ErrorSerializer, TeamApiView, list_schema
+from accounts.access import TeamApiView
+from common.api import ErrorSerializer, list_schema, refuse_empty_patch
 from common.errors import InvalidInput, NotFound
+from common.openai_compat import PassThroughNegotiation
 from common.pagination import list_response_body, paginate_after, parse_int, parse_limit
 from datasets_app import selectors, services
 from datasets_app.ingest.export import csv_lines, iter_rows
@@ -307,6 +308,7 @@ class DatasetDetailApi(TeamApiView):
         # partial: an omitted checkbox in form data must not read as pii_masking=false.
         serializer = self.InputSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
+        refuse_empty_patch(serializer.validated_data, fields=["name", "description", "pii_masking"])
         dataset = services.dataset_update(dataset=dataset, **serializer.validated_data)
         return Response(DatasetOutputSerializer(dataset).data)
 
@@ -530,15 +532,8 @@ class DatasetVersionExamplesApi(TeamApiView):
         )
 
 
-class _PassThroughNegotiation(DefaultContentNegotiation):
-    """`?format=csv` names the download's format here, not a DRF renderer."""
-
-    def select_renderer(self, request, renderers, format_suffix=None):
-        return renderers[0], renderers[0].media_type
-
-
 class DatasetVersionDownloadApi(TeamApiView):
-    content_negotiation_class = _PassThroughNegotiation
+    content_negotiation_class = PassThroughNegotiation  # `?format=csv` names the file format
 
     @extend_schema(
         operation_id="dataset_versions_download",

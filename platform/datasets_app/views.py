@@ -16,8 +16,8 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from accounts.access import can_write, membership_or_404
 from common.errors import ApplicationError, NotFound
-from common.web import can_write, membership_or_404
 from datasets_app import charts, selectors, services
 from datasets_app.models import Task
 

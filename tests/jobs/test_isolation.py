@@ -86,7 +86,7 @@ def test_a_model_file_that_was_not_recorded_cannot_be_fetched(alice_client, alic
 def test_an_api_key_with_read_scope_reads_but_cannot_submit(team, alice, alice_job, dataset_version):
     from rest_framework.test import APIClient
 
-    from serving.apikeys import apikey_create
+    from accounts.apikeys import apikey_create
 
     _, key = apikey_create(team=team, name="ci", scopes=["read"], user=alice)
     client = APIClient()

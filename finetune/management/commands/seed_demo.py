@@ -1,4 +1,6 @@
-"""Idempotent seeding for `make dev`: a demo team, an admin user and the default base model."""
+"""Idempotent seeding for `make dev`: a demo team, an admin user and the default base model.
+
+Lives in finetune, the lowest app allowed to import both accounts and the base models."""
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
