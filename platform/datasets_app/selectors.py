@@ -14,7 +14,7 @@ from django.db.models.deletion import Collector, ProtectedError, RestrictedError
 
 from common.errors import InvalidInput, NotFound
 from datasets_app.ingest.export import histogram, iter_rows, percentile, row_labels, row_text
-from datasets_app.models import Dataset, DatasetVersion
+from datasets_app.models import Dataset, DatasetVersion, Task
 
 
 def dataset_list(*, team) -> QuerySet[Dataset]:
@@ -157,7 +157,7 @@ def version_preview(*, version: DatasetVersion, split: str, offset: int, limit: 
 
 def version_examples(*, version: DatasetVersion, label: str | None, limit: int) -> dict[str, list[dict]]:
     """Up to `limit` training rows for `label`, or for every label when `label` is None."""
-    if version.task == "chat_sft":
+    if version.task == Task.CHAT_SFT:
         raise InvalidInput("Chat datasets have no labels to show examples for.", field="label")
     if not 1 <= limit <= EXAMPLES_MAX_LIMIT:
         raise InvalidInput(f"limit must be between 1 and {EXAMPLES_MAX_LIMIT}.", field="limit")

@@ -34,11 +34,12 @@ from datasets_app.ingest.readers import (
 )
 from datasets_app.ingest.report import FatalIngestError, Report
 from datasets_app.ingest.sniff import SourceKind, sniff
+from finetune.engine.vocabulary import Task
 
-CLASSIFICATION = "classification"
-MULTILABEL = "multilabel_classification"
-CHAT = "chat_sft"
-TASKS = (CLASSIFICATION, MULTILABEL, CHAT)
+CLASSIFICATION = Task.CLASSIFICATION
+MULTILABEL = Task.MULTILABEL_CLASSIFICATION
+CHAT = Task.CHAT_SFT
+TASKS = tuple(Task)
 ROLES = ("system", "user", "assistant")
 MULTILABEL_SEPARATOR = "|"
 
