@@ -237,3 +237,33 @@ def test_bad_upload_parameters_are_400_and_store_nothing(alice_client, nothing_s
         field="file",
     )
     nothing_stored()
+
+
+def test_a_refused_oversize_upload_leaves_no_temporary_file(alice_client, nothing_stored, settings, tmp_path):
+    uploads = tmp_path / "upload-tmp"
+    uploads.mkdir()
+    settings.FILE_UPLOAD_TEMP_DIR = str(uploads)
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 1024  # spill to a temporary file, as a 500 MB upload would
+    settings.TUNEFORGE_MAX_UPLOAD_BYTES = 100_000
+    small = SimpleUploadedFile("valid.csv", b"text,label\nhello,a\nbye,b\n")
+    big = SimpleUploadedFile("sly.csv", b"text,label\n" + b"word,a\n" * 15_000)
+    response = alice_client.post(
+        "/api/v1/datasets", {"validation_file": small, "file": big}, format="multipart"
+    )
+    refused(response, 413, "larger than the upload limit")
+    # `response` still holds the request (and its upload handlers): nothing may wait for GC.
+    assert list(uploads.iterdir()) == []
+    nothing_stored()
+
+
+def test_deeply_nested_json_is_a_4xx_naming_file_and_line(alice_client, nothing_stored):
+    good = json.dumps({"text": "fine", "label": "a"}) + "\n" + json.dumps({"text": "also", "label": "b"})
+    deep = '{"text": "x", "label": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    response = upload(alice_client, "deep.jsonl", (good + "\n" + deep + "\n").encode())
+    refused(response, 422, "deep.jsonl", "line 3", "nested too deeply")
+    assert first_error(response)["line"] == 3
+    array = "[" + good.replace("\n", ",") + "," + deep + "]"
+    response = upload(alice_client, "deep.json", array.encode())
+    refused(response, 422, "deep.json", "nested too deeply")
+    assert first_error(response)["line"] == 1
+    nothing_stored()

@@ -115,6 +115,9 @@ def csv_failure(exc: csv.Error, start: int) -> FatalIngestError:
     return FatalIngestError(message, code="malformed_csv", line=start)
 
 
+TOO_DEEP = "invalid JSON: the value is nested too deeply (thousands of levels of [ or {)."
+
+
 def iter_jsonl_records(
     lines: Iterable[str], *, on_error: Callable[[int, str, str], None]
 ) -> Iterator[tuple[int, Any]]:
@@ -124,9 +127,14 @@ def iter_jsonl_records(
         if not line.strip():
             continue
         try:
-            yield lineno, loads(line)
+            value = loads(line)
         except json.JSONDecodeError as exc:
             on_error(lineno, "invalid_json", f"invalid JSON: {exc.msg} (column {exc.colno})")
+            continue
+        except RecursionError:
+            on_error(lineno, "json_too_deep", TOO_DEEP)
+            continue
+        yield lineno, value
 
 
 def iter_json_array(
@@ -207,6 +215,8 @@ def iter_json_array(
             try:
                 value, end = decoder.raw_decode(buf, pos)
                 break
+            except RecursionError:
+                raise fail(TOO_DEEP, code="json_too_deep") from None
             except json.JSONDecodeError as exc:
                 # A record cut off by the end of the buffer fails near its end (or as an unterminated
                 # string); anything earlier is a real syntax error and needs no more data.
