@@ -69,7 +69,7 @@ class _LineGuard(io.RawIOBase):
 
 
 def open_text(fileobj: BinaryIO, *, encoding: str, max_line_bytes: int) -> io.TextIOWrapper:
-    """A strict UTF-8 text view of `fileobj` (from its start) with the line-length guard; newline=''
+    """A strict text view in `encoding` of `fileobj` (from its start) with the line-length guard; newline=''
     keeps line endings as they are, which the csv module needs for quoted line breaks."""
     fileobj.seek(0)
     guard = _LineGuard(fileobj, max_line_bytes)
@@ -78,8 +78,11 @@ def open_text(fileobj: BinaryIO, *, encoding: str, max_line_bytes: int) -> io.Te
     )
 
 
-def utf8_errors(fileobj: BinaryIO, *, max_line_bytes: int) -> Iterator[tuple[int, str]]:
-    """(line, message) for every line that is not UTF-8. Only run after a decode error, to say where."""
+def decode_errors(fileobj: BinaryIO, *, encoding: str, max_line_bytes: int) -> Iterator[tuple[int, str]]:
+    """(line, message) for every line that does not decode. Only run after a decode error, to say where."""
+    if not encoding.lower().replace("_", "-").startswith("utf-8"):
+        yield from _other_decode_errors(fileobj, encoding=encoding, max_line_bytes=max_line_bytes)
+        return
     fileobj.seek(0)
     lineno = 0
     while True:
@@ -97,6 +100,31 @@ def utf8_errors(fileobj: BinaryIO, *, max_line_bytes: int) -> Iterator[tuple[int
                 (
                     f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); this part of "
                     f"the file looks like {describe_encoding(raw)}. Save the file as UTF-8."
+                ),
+            )
+
+
+def _other_decode_errors(
+    fileobj: BinaryIO, *, encoding: str, max_line_bytes: int
+) -> Iterator[tuple[int, str]]:
+    """Line by line for byte-oriented encodings (cp1252, gbk ...); one error for UTF-16/32, whose line
+    breaks are not single bytes."""
+    fileobj.seek(0)
+    if encoding.lower().replace("_", "-").startswith(("utf-16", "utf-32")):
+        try:
+            codecs.decode(fileobj.read(), encoding)
+        except UnicodeDecodeError as exc:
+            yield 1, f"not valid {encoding} (byte {exc.start + 1} of the file); check the encoding option."
+        return
+    for lineno, raw in enumerate(iter(lambda: fileobj.readline(max_line_bytes + 1), b""), start=1):
+        try:
+            raw.decode(encoding)
+        except UnicodeDecodeError as exc:
+            yield (
+                lineno,
+                (
+                    f"not valid {encoding} (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+                    "check the encoding option or save the file as UTF-8."
                 ),
             )
 
@@ -138,12 +166,12 @@ def iter_jsonl_records(
 
 
 def iter_json_array(
-    fileobj: BinaryIO, *, max_element_bytes: int, chunk_chars: int = 1 << 20
+    fileobj: BinaryIO, *, max_element_bytes: int, chunk_chars: int = 1 << 20, encoding: str = "utf-8"
 ) -> Iterator[tuple[int, Any]]:
     """(start line, element) for each element of a top-level JSON array, parsed incrementally with
     `raw_decode` over a sliding buffer, so a 500 MB array never sits in memory whole."""
     decoder = json.JSONDecoder()
-    utf8 = codecs.getincrementaldecoder("utf-8")("strict")
+    utf8 = codecs.getincrementaldecoder(encoding)("strict")
     buf = ""
     pos = 0
     line = 1
@@ -159,8 +187,8 @@ def iter_json_array(
             text = utf8.decode(raw, final=not raw)
         except UnicodeDecodeError:
             raise FatalIngestError(
-                f"not valid UTF-8 near here (it looks like {describe_encoding(raw)}). "
-                "Save the file as UTF-8.",
+                f"not valid {encoding} near here (it looks like {describe_encoding(raw)}). "
+                "Choose the encoding option or save the file as UTF-8.",
                 code="unsupported_encoding",
                 line=line,
             ) from None
