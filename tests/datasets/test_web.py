@@ -35,6 +35,13 @@ def test_the_upload_page_has_a_dropzone_progress_bar_and_mapping_options(alice):
         'name="label_column"',
         'name="pii_masking"',
         'name="validation_file"',
+        'name="encoding"',
+        'name="delimiter"',
+        'name="quoting"',
+        'name="header"',
+        'name="columns"',
+        '<label for="id_quoting">',
+        '<label for="id_columns">',
         'data-upload-url="/api/v1/datasets"',
         "datasets/upload.js",
     ):
