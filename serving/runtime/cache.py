@@ -50,6 +50,7 @@ class ModelCache:
         self._lock = threading.RLock()
         self._models: OrderedDict[tuple, LoadedModel] = OrderedDict()
         self._groups: dict[tuple, BaseGroup] = {}
+        self._tokenizers: dict[str, tuple[object, threading.Lock, int]] = {}
         self.hits = self.misses = self.evictions = 0
 
     # ------------------------------------------------------------------ public
@@ -118,7 +119,20 @@ class ModelCache:
     def _load(self, key: tuple) -> LoadedModel:
         path, mode, quantize = key
         info = read_artifact(path)
-        tok = loading.load_tokenizer(path, info)
+        fp = loading.tokenizer_fingerprint(path)
+        shared_tok = self._tokenizers.get(fp)
+        tok = shared_tok[0] if shared_tok else loading.load_tokenizer(path, info)
+        lm = self._load_model(key, info, tok)
+        if shared_tok:
+            self._tokenizers[fp] = (tok, shared_tok[1], shared_tok[2] + 1)
+            lm.tokenizer_lock = shared_tok[1]
+        else:
+            self._tokenizers[fp] = (tok, lm.tokenizer_lock, 1)
+        lm.tokenizer_key = fp
+        return lm
+
+    def _load_model(self, key: tuple, info, tok) -> LoadedModel:
+        path, mode, quantize = key
         shared = info.format == "adapter" and not info.merged
         if mode == "adapter":
             if info.adapter_dir is None:
@@ -183,6 +197,11 @@ class ModelCache:
     def _evict(self, key: tuple) -> None:
         lm = self._models.pop(key)
         lm.evicted = True
+        tok, tlock, refs = self._tokenizers[lm.tokenizer_key]
+        if refs <= 1:
+            del self._tokenizers[lm.tokenizer_key]
+        else:
+            self._tokenizers[lm.tokenizer_key] = (tok, tlock, refs - 1)
         self.evictions += 1
         group = lm.group
         if group is not None:

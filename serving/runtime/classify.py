@@ -36,6 +36,11 @@ def encode(lm: LoadedModel, texts: list[str], *, truncation: str = TRUNCATE) -> 
         raise InvalidRequest(f"truncation must be {TRUNCATE!r} or {REFUSE!r}, got {truncation!r}")
     if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
         raise InvalidRequest("inputs must be a list of strings")
+    with lm.tokenizer_lock:
+        return _encode(lm, texts, truncation)
+
+
+def _encode(lm: LoadedModel, texts: list[str], truncation: str) -> list[Encoded]:
     tok, limit = lm.tokenizer, lm.max_length
     full = tok(texts, truncation=False, verbose=False)
     out: list[Encoded] = []

@@ -77,11 +77,12 @@ def _check_messages(messages: Any) -> None:
 
 def prompt_ids(lm: LoadedModel, messages: list[dict[str, str]]) -> list[int]:
     _check_messages(messages)
-    text = lm.tokenizer.apply_chat_template(
-        messages, chat_template=lm.chat_template, add_generation_prompt=True, tokenize=False
-    )
-    # The template already holds every special token the model was trained with.
-    return lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+    with lm.tokenizer_lock:
+        text = lm.tokenizer.apply_chat_template(
+            messages, chat_template=lm.chat_template, add_generation_prompt=True, tokenize=False
+        )
+        # The template already holds every special token the model was trained with.
+        return lm.tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def _cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:

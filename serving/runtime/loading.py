@@ -59,6 +59,9 @@ class LoadedModel:
     adapter_name: str | None = None
     group: BaseGroup | None = None
     quantized: bool = False
+    tokenizer_key: str = ""
+    # Fast tokenizers change backend state (truncation) per call: one lock per tokenizer object.
+    tokenizer_lock: threading.Lock = field(default_factory=threading.Lock)
     lock: threading.RLock = field(default_factory=threading.RLock)
     pins: int = 0
     evicted: bool = False
@@ -93,6 +96,30 @@ def _label_kwargs(info: ArtifactInfo) -> dict[str, Any]:
         if info.task == MULTILABEL
         else "single_label_classification",
     }
+
+
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "chat_template.jinja",
+)
+
+
+def tokenizer_fingerprint(path: str) -> str:
+    """Same files, same tokenizer: adapters over one base share one in memory (each costs ~10 MB)."""
+    import hashlib
+    from pathlib import Path
+
+    h = hashlib.sha1()
+    for name in TOKENIZER_FILES:
+        f = Path(path) / name
+        if f.is_file():
+            h.update(name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
 
 
 def load_tokenizer(path: str, info: ArtifactInfo) -> Any:

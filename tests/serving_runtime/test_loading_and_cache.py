@@ -112,3 +112,11 @@ def test_a_plain_hugging_face_folder_serves_as_a_chat_model(tiny_gpt2, resolver)
     assert info.task == "chat" and info.format == "full"
     lm = ModelCache(resolve_base=resolver).get(tiny_gpt2)
     assert lm.chat_template  # the tokenizer has none: the default template applies
+
+
+def test_adapters_with_identical_tokenizer_files_share_one_tokenizer(artifacts, resolver):
+    cache = ModelCache(resolve_base=resolver)
+    a, b = cache.get(artifacts["lora_a"]), cache.get(artifacts["lora_b"])
+    assert a.tokenizer is b.tokenizer and a.tokenizer_lock is b.tokenizer_lock
+    chat = cache.get(artifacts["chat"])
+    assert chat.tokenizer is not a.tokenizer
