@@ -58,7 +58,7 @@ def build_adapters(base_path: str, root: Path, n: int) -> list[Path]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from finetune.engine.artifacts import label_map
-    from finetune.engine.models import MINILM_ID, quiet_transformers
+    from finetune.engine.modeling import MINILM_ID, quiet_transformers
 
     tok = AutoTokenizer.from_pretrained(base_path)
     out = []

@@ -40,7 +40,8 @@ from finetune.lifecycle import (
 from finetune.lineage import code_version, model_name_for
 from finetune.models import FineTuneJob, JobAttempt, JobEvent, JobStatus, ModelVersion
 from finetune.selectors import fair_share_order
-from workers.registry import current_worker_name, set_current_job
+from workers.services import set_current_job
+from workers.worker_state import current_worker_name
 
 logger = logging.getLogger(__name__)
 

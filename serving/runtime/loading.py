@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from finetune.engine.data import DEFAULT_CHAT_TEMPLATE
-from finetune.engine.models import position_limit, quiet_transformers
+from finetune.engine.modeling import position_limit, quiet_transformers
 
 from .artifact import CHAT, MULTILABEL, ArtifactInfo
 from .errors import ArtifactError
