@@ -109,3 +109,20 @@ def test_the_private_name_check_sees_both_forms_of_reaching_in():
         "serving.probe: from finetune.services import _fail (line 1)",
         "serving.probe: finetune.runner._claim (line 3)",
     ]
+
+
+def test_every_project_module_imports():
+    # grimp ignores an import of a module that does not exist (a rename missed somewhere):
+    # importing each module for real catches it.
+    import importlib
+
+    broken = []
+    for path in project_files():
+        name = module_name(path)
+        if name.startswith("config.settings") or name.endswith(("__main__", ".wsgi", ".asgi")):
+            continue
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported, with its module
+            broken.append(f"{name}: {type(exc).__name__}: {exc}")
+    assert not broken, "modules that do not import:\n" + "\n".join(broken)
