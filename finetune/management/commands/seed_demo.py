@@ -2,6 +2,8 @@
 
 Lives in finetune, the lowest app allowed to import both accounts and the base models."""
 
+import os
+
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -48,7 +50,8 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS("Seeded: team 'Demo Team', default base model."))
         if created_admin:
             self.stdout.write(
-                f"Admin login: {DEMO_ADMIN_EMAIL} / {DEMO_ADMIN_PASSWORD}  (http://127.0.0.1:8000/)"
+                f"Admin login: {DEMO_ADMIN_EMAIL} / {DEMO_ADMIN_PASSWORD}  "
+                f"(http://{os.environ.get('TUNEFORGE_DEV_ADDR', '127.0.0.1:8000')}/)"
             )
         else:
             self.stdout.write(
