@@ -7,10 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from finetune.engine.vocabulary import Task
+
 from .errors import ArtifactError
 
-CLASSIFICATION = "classification"
-MULTILABEL = "multilabel_classification"
+CLASSIFICATION = Task.CLASSIFICATION
+MULTILABEL = Task.MULTILABEL_CLASSIFICATION
+# What the runtime serves for a chat model: an engine chat_sft artifact or a plain causal-LM folder.
 CHAT = "chat"
 DEFAULT_THRESHOLD = 0.5
 
@@ -62,7 +65,7 @@ def read_artifact(path: str | Path) -> ArtifactInfo:
         engine = _read_json(root / "engine.json")
         lm = _read_json(root / "label_map.json") if (root / "label_map.json").is_file() else {}
         task = engine.get("task")
-        if task == "chat_sft":
+        if task == Task.CHAT_SFT:
             task = CHAT
         if task not in (CLASSIFICATION, MULTILABEL, CHAT):
             raise ArtifactError(f"{root}/engine.json: unknown task {engine.get('task')!r}")

@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from accounts.models import Membership, Role, Team, User
+from finetune.engine.vocabulary import Task
 from finetune.models import BaseModel
 
 DEMO_ADMIN_EMAIL = "admin@tuneforge.local"
@@ -40,7 +41,7 @@ class Command(BaseCommand):
                 "display_name": "MiniLM-L6 (all-MiniLM-L6-v2)",
                 "source": "sentence-transformers/all-MiniLM-L6-v2",
                 "kind": BaseModel.Kind.ENCODER,
-                "tasks": ["classification", "multilabel_classification"],
+                "tasks": [Task.CLASSIFICATION, Task.MULTILABEL_CLASSIFICATION],
                 "max_length": 256,
                 "parameters_millions": 22.7,
                 "is_default": True,
