@@ -2,25 +2,33 @@
 
 from finetune.engine import JobSpec, train
 result = train(JobSpec.from_dict({...}), reporter)
+
+The names below load on first use (PEP 562): importing `finetune.engine.vocabulary` or `.spec`,
+as the datasets app and Django models do, must not drag torch and transformers into every process.
 """
 
-from .errors import SpecError
-from .modeling import resolve_base_model
-from .planning import validate_spec
-from .reporting import NullReporter, Progress, RecordingReporter, Reporter
-from .spec import Hyperparameters, JobSpec
-from .trainer import TrainResult, train
+from importlib import import_module
 
-__all__ = [
-    "Hyperparameters",
-    "JobSpec",
-    "NullReporter",
-    "Progress",
-    "RecordingReporter",
-    "Reporter",
-    "SpecError",
-    "TrainResult",
-    "resolve_base_model",
-    "train",
-    "validate_spec",
-]
+_EXPORTS = {
+    "Hyperparameters": ".spec",
+    "JobSpec": ".spec",
+    "NullReporter": ".reporting",
+    "Progress": ".reporting",
+    "RecordingReporter": ".reporting",
+    "Reporter": ".reporting",
+    "SpecError": ".errors",
+    "TrainResult": ".trainer",
+    "resolve_base_model": ".modeling",
+    "train": ".trainer",
+    "validate_spec": ".planning",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
