@@ -204,11 +204,16 @@ def find_problems(split: Split) -> None:
         v_part, v_inputs, v_rows, v_mask = val, split.val_inputs, split.val_rows, split.val_keep
     else:
         v_part, v_inputs, v_rows, v_mask = train, split.inputs, split.rows, split.moved
-    leaked = v_mask & member(v_inputs, seen_inputs)
+    # Only the validation rows are looked up (a tenth of the file when the split is ours).
+    leaked = np.zeros(len(v_mask), dtype=bool)
+    candidates = np.flatnonzero(v_mask)
+    leaked[candidates] = member(v_inputs[candidates], seen_inputs)
     split.counts["leakage"] = int(leaked.sum())
     split.samples["leakage"] = [(v_part, i) for i in first(leaked)]
     if train.task != CHAT:
-        crossed = leaked & ~member(v_rows, seen_rows)
+        crossed = np.zeros(len(v_mask), dtype=bool)
+        found = np.flatnonzero(leaked)
+        crossed[found] = ~member(v_rows[found], seen_rows)
         split.counts["train_validation_conflicts"] = int(crossed.sum())
         split.samples["train_validation_conflicts"] = [(v_part, i) for i in first(crossed)]
     too_long = [(train, i) for i in train.too_long if split.selected[i] or split.moved[i]]
