@@ -91,6 +91,17 @@ def repeats(values: np.ndarray) -> np.ndarray:
     return flags
 
 
+def member(values: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """`np.isin(values, pool)` for int64 digests through one sort and a binary search: numpy 2.x's
+    `isin` dedups `pool` with a hash table that costs about a second per million digests."""
+    if not len(pool) or not len(values):
+        return np.zeros(len(values), dtype=bool)
+    ordered = np.sort(pool)
+    at = np.searchsorted(ordered, values)
+    at[at == len(ordered)] = 0
+    return ordered[at] == values
+
+
 def conflicting(inputs: np.ndarray, rows: np.ndarray, among: np.ndarray) -> tuple[int, np.ndarray]:
     """(inputs that occur with more than one distinct row among `among`, mask of their rows)."""
     mask = np.zeros(len(inputs), dtype=bool)
@@ -100,7 +111,7 @@ def conflicting(inputs: np.ndarray, rows: np.ndarray, among: np.ndarray) -> tupl
     _pairs, first = np.unique(pairs, return_index=True)
     values, counts = np.unique(inputs[among][first], return_counts=True)
     bad = values[counts > 1]
-    mask[among] = np.isin(inputs[among], bad)
+    mask[among] = member(inputs[among], bad)
     return len(bad), mask
 
 
@@ -193,11 +204,16 @@ def find_problems(split: Split) -> None:
         v_part, v_inputs, v_rows, v_mask = val, split.val_inputs, split.val_rows, split.val_keep
     else:
         v_part, v_inputs, v_rows, v_mask = train, split.inputs, split.rows, split.moved
-    leaked = v_mask & np.isin(v_inputs, seen_inputs) if len(seen_inputs) else np.zeros(len(v_mask), bool)
+    # Only the validation rows are looked up (a tenth of the file when the split is ours).
+    leaked = np.zeros(len(v_mask), dtype=bool)
+    candidates = np.flatnonzero(v_mask)
+    leaked[candidates] = member(v_inputs[candidates], seen_inputs)
     split.counts["leakage"] = int(leaked.sum())
     split.samples["leakage"] = [(v_part, i) for i in first(leaked)]
     if train.task != CHAT:
-        crossed = leaked & ~np.isin(v_rows, seen_rows)
+        crossed = np.zeros(len(v_mask), dtype=bool)
+        found = np.flatnonzero(leaked)
+        crossed[found] = ~member(v_rows[found], seen_rows)
         split.counts["train_validation_conflicts"] = int(crossed.sum())
         split.samples["train_validation_conflicts"] = [(v_part, i) for i in first(crossed)]
     too_long = [(train, i) for i in train.too_long if split.selected[i] or split.moved[i]]

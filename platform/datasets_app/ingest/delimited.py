@@ -218,8 +218,11 @@ class DelimitedParser(RowParser):
         slow = self.options.pii_masking or part.task == MULTILABEL or idx[2] >= 0
         counter = self.counter
         short_chars = (counter.max_length - counter.specials - 1) // 4 if counter is not None else 0
+        # An ASCII text is one byte per character (`isascii` is O(1)), so up to this length it passes
+        # check_tokens's byte bound without the call.
+        ascii_chars = counter.max_length - counter.specials - 1 if counter is not None else 0
         if idx[2] >= 0:
-            short_chars = -1  # pairs are measured as text + text_pair: always ask check_tokens
+            short_chars = ascii_chars = -1  # pairs are measured as text + text_pair: always ask check_tokens
         quote = encode_basestring
         # Rows are written in joined batches: one write call per few thousand rows, not per row.
         batch: list[str] = []
@@ -260,7 +263,11 @@ class DelimitedParser(RowParser):
                 row_digests_append(hash(encoded))
                 input_digests_append(hash(text) if pair is None else hash((text, pair)))
                 # Texts this short cannot exceed the limit (see check_tokens): skip the call.
-                if counter is not None and len(text) > short_chars:
+                if (
+                    counter is not None
+                    and len(text) > short_chars
+                    and (len(text) > ascii_chars or not text.isascii())
+                ):
                     self.check_tokens(part, kept, text if pair is None else f"{text}\n{pair}")
                 kept += 1
                 if len(batch) >= BATCH_ROWS:
