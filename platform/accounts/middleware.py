@@ -4,7 +4,8 @@ from django.utils.functional import SimpleLazyObject
 def _active_membership(request):
     from accounts.selectors import active_membership_for
 
-    return active_membership_for(user=request.user) if request.user.is_authenticated else None
+    user = request.user
+    return active_membership_for(user=user) if user.is_authenticated and user.pk is not None else None
 
 
 class ActiveTeamMiddleware:

@@ -188,6 +188,9 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Tuneforge
+# The OpenAPI schema and Swagger UI for anonymous callers: on for local work, off in production
+# (production.py) where they need a session or an API key.
+TUNEFORGE_PUBLIC_API_DOCS = env.bool("TUNEFORGE_PUBLIC_API_DOCS", default=True)
 TUNEFORGE_DEFAULT_BASE_MODEL = env(
     "TUNEFORGE_DEFAULT_BASE_MODEL", default="sentence-transformers/all-MiniLM-L6-v2"
 )
