@@ -1,4 +1,7 @@
+from django.contrib import messages
+from django.shortcuts import redirect
 from django.utils.functional import SimpleLazyObject
+from django.utils.translation import gettext as _
 
 
 def _active_membership(request):
@@ -17,3 +20,13 @@ class ActiveTeamMiddleware:
     def __call__(self, request):
         request.membership = SimpleLazyObject(lambda: _active_membership(request))
         return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        from accounts.access import NoTeamYet
+
+        if isinstance(exception, NoTeamYet):
+            messages.info(
+                request, _("This page belongs to a team: create one or accept an invitation first.")
+            )
+            return redirect("accounts:team_new")
+        return None

@@ -216,3 +216,11 @@ def test_declining_from_the_page(team, dora):
     assert response["Location"] == "/"
     invitation.refresh_from_db()
     assert invitation.status == "declined"
+
+
+@pytest.mark.parametrize("path", ["/", "/datasets/", "/jobs/"])
+def test_a_user_without_a_team_is_sent_to_create_or_join_one(dora, path):
+    response = browser_for(dora).get(path, follow=True)
+    assert response.status_code == 200
+    assert response.redirect_chain[-1][0] == "/accounts/teams/new/"
+    assert "accept an invitation" in response.content.decode()
