@@ -1,5 +1,10 @@
-"""Personas (healthchecks' style): alice owns a team, bob is a member of it, charlie is an outsider
-with a team of his own, vera is a viewer in alice's team."""
+"""Personas (healthchecks' style), each declared once here with one role:
+
+- alice owns a team ("Alice's Team"); adam is an admin, bob a member, vera a viewer of it;
+- charlie is an outsider with a team of his own;
+- dora has an account but no team (invited, or just signed up);
+- olga is staff (a platform operator) with no team role.
+"""
 
 import pytest
 
@@ -55,6 +60,23 @@ def vera(team):
 
 
 @pytest.fixture
+def adam(team):
+    user = UserFactory(email="adam@example.com")
+    MembershipFactory(team=team, user=user, role="admin")
+    return user
+
+
+@pytest.fixture
+def dora(db):
+    return UserFactory(email="dora@example.com")
+
+
+@pytest.fixture
+def olga(db):
+    return UserFactory(email="olga@ops.example.com", is_staff=True)
+
+
+@pytest.fixture
 def charlie_team(db):
     return TeamFactory(name="Charlie's Team")
 
@@ -90,6 +112,21 @@ def vera_client(vera):
 @pytest.fixture
 def charlie_client(charlie):
     return _client_for(charlie)
+
+
+@pytest.fixture
+def adam_client(adam):
+    return _client_for(adam)
+
+
+@pytest.fixture
+def dora_client(dora):
+    return _client_for(dora)
+
+
+@pytest.fixture
+def olga_client(olga):
+    return _client_for(olga)
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ so a demotion or a removal takes effect at once in every web process. A key whos
 the team stops authenticating (see `accounts.authentication`).
 """
 
-from django.http import Http404
-from django.utils.translation import gettext as _
 from rest_framework.permissions import SAFE_METHODS, IsAuthenticated
 from rest_framework.views import APIView
 
@@ -88,11 +86,17 @@ class TeamApiView(APIView):
 # --- web views -----------------------------------------------------------------------------------
 
 
+class NoTeamYet(Exception):
+    """A signed-in user without a team asked for a team's page: `ActiveTeamMiddleware` sends them to
+    create a team (or accept an invitation) instead of a dead end."""
+
+
 def membership_or_404(request):
-    """The signed-in user's active membership; a 404 page for a user without a team."""
+    """The signed-in user's active membership; a user without a team is sent to create one
+    (`NoTeamYet`, turned into a redirect by `accounts.middleware.ActiveTeamMiddleware`)."""
     membership = request.membership
     if not membership:
-        raise Http404(_("You belong to no team yet."))
+        raise NoTeamYet
     return membership
 
 

@@ -1,7 +1,9 @@
 def teams(request):
     """The team switcher in the base layout."""
     user = getattr(request, "user", None)
-    if user is None or not user.is_authenticated:
+    # An API key's principal (no pk) can reach a rendered page too (the Swagger UI): it has no
+    # memberships of its own to switch between.
+    if user is None or not user.is_authenticated or user.pk is None:
         return {}
     from accounts.models import Membership
 

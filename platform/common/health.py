@@ -1,8 +1,16 @@
-"""Liveness and readiness probes for load balancers and orchestrators."""
+"""Liveness and readiness probes for load balancers and orchestrators.
+
+The probes answer anyone, so they name only which dependency failed and a generic reason; the
+driver's own message (host, port, user) goes to the log, never into the response.
+"""
+
+import logging
 
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
+
+logger = logging.getLogger(__name__)
 
 
 def healthz(request):
@@ -13,8 +21,9 @@ def _check_database() -> str | None:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-    except Exception as exc:  # any driver error means "not ready"
-        return f"database unreachable: {exc.__class__.__name__}: {exc}"
+    except Exception:  # any driver error means "not ready"
+        logger.exception("readyz: the database is unreachable")
+        return "database unreachable"
     return None
 
 
@@ -25,8 +34,9 @@ def _check_redis() -> str | None:
 
     try:
         redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1).ping()
-    except Exception as exc:
-        return f"redis unreachable at REDIS_URL: {exc}"
+    except Exception:
+        logger.exception("readyz: Redis at REDIS_URL is unreachable")
+        return "redis unreachable (REDIS_URL)"
     return None
 
 
@@ -39,8 +49,9 @@ def _check_broker() -> str | None:
             settings.CELERY_BROKER_URL, transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS
         ) as conn:
             conn.ensure_connection(max_retries=1, timeout=1)
-    except Exception as exc:
-        return f"broker unreachable at CELERY_BROKER_URL: {exc}"
+    except Exception:
+        logger.exception("readyz: the broker at CELERY_BROKER_URL is unreachable")
+        return "broker unreachable (CELERY_BROKER_URL)"
     return None
 
 

@@ -1,4 +1,5 @@
-"""The API speaks English whatever language the web UI is set to."""
+"""The API speaks English whatever language the web UI is set to; every response carries the
+security headers (Content-Security-Policy, Permissions-Policy)."""
 
 from django.utils import translation
 
@@ -20,3 +21,28 @@ class ApiInEnglishMiddleware:
             translation.activate("en")
             request.LANGUAGE_CODE = "en"
         return self.get_response(request)
+
+
+class SecurityHeadersMiddleware:
+    """Content-Security-Policy and Permissions-Policy on every response (settings
+    TUNEFORGE_CONTENT_SECURITY_POLICY, TUNEFORGE_PERMISSIONS_POLICY). Scripts and styles come from
+    this server only, so templates carry no inline <script> or on* handler (docs/architecture.md)."""
+
+    def __init__(self, get_response):
+        from django.conf import settings
+
+        self.get_response = get_response
+        self.csp = "; ".join(
+            f"{directive} {' '.join(sources)}"
+            for directive, sources in settings.TUNEFORGE_CONTENT_SECURITY_POLICY.items()
+        )
+        self.permissions = ", ".join(
+            f"{feature}=({' '.join(allow)})"
+            for feature, allow in settings.TUNEFORGE_PERMISSIONS_POLICY.items()
+        )
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        response.headers.setdefault("Content-Security-Policy", self.csp)
+        response.headers.setdefault("Permissions-Policy", self.permissions)
+        return response

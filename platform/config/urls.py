@@ -1,7 +1,9 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from django.views.i18n import JavaScriptCatalog
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from rest_framework.permissions import AllowAny, IsAuthenticated
 
 from common import health, views
 from common.api import JsonErrorsMixin
@@ -14,11 +16,23 @@ api_v1 = [
 ]
 
 
-class SchemaView(JsonErrorsMixin, SpectacularAPIView):
+class _DocsAccess:
+    """The schema and Swagger UI answer anonymous callers only where TUNEFORGE_PUBLIC_API_DOCS is on
+    (local); in production they need a session or an API key like the rest of the API."""
+
+    def get_permissions(self):
+        if settings.TUNEFORGE_PUBLIC_API_DOCS:
+            return [AllowAny()]
+        return [IsAuthenticated()]
+
+
+class SchemaView(JsonErrorsMixin, _DocsAccess, SpectacularAPIView):
     pass
 
 
-class SchemaDocsView(JsonErrorsMixin, SpectacularSwaggerView):
+# The split view serves Swagger UI's start-up script as a file of its own: the page needs no inline
+# script, which the Content-Security-Policy forbids.
+class SchemaDocsView(JsonErrorsMixin, _DocsAccess, SpectacularSwaggerSplitView):
     pass
 
 

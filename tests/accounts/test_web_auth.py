@@ -7,7 +7,6 @@ from django.core import mail
 from django.test import Client
 
 from accounts.models import User
-from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -103,8 +102,8 @@ def test_changing_the_password(alice):
     assert alice.check_password(GOOD_PASSWORD)
 
 
-def test_resetting_a_forgotten_password_by_email_link():
-    user = UserFactory(email="dora@example.com")
+def test_resetting_a_forgotten_password_by_email_link(dora):
+    user = dora
     client = Client()
     assert (
         client.post("/accounts/password/reset/", {"email": "DORA@example.com"})["Location"]

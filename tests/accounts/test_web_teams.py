@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from accounts.models import Invitation, Membership, Team
 from tests.accounts.helpers import browser_for, role_of
-from tests.factories import InvitationFactory, MembershipFactory, TeamFactory, UserFactory
+from tests.factories import InvitationFactory, MembershipFactory, TeamFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -193,8 +193,7 @@ def test_the_wrong_account_sees_why_it_cannot_accept(charlie, team):
     assert not Membership.objects.filter(team=team, user=charlie).exists()
 
 
-def test_an_expired_or_used_invitation_page_says_so(team):
-    dora = UserFactory(email="dora@example.com")
+def test_an_expired_or_used_invitation_page_says_so(team, dora):
     expired = InvitationFactory(team=team, email=dora.email, expires_at=timezone.now() - timedelta(hours=1))
     used = InvitationFactory(team=team, email=dora.email, status="accepted")
     client = browser_for(dora)
@@ -211,10 +210,17 @@ def test_an_unknown_invitation_link_is_a_404_page():
     assert "not valid" in response.content.decode()
 
 
-def test_declining_from_the_page(team):
-    dora = UserFactory(email="dora@example.com")
+def test_declining_from_the_page(team, dora):
     invitation = InvitationFactory(team=team, email=dora.email)
     response = browser_for(dora).post(f"/accounts/invitations/{invitation.token}/decline/")
     assert response["Location"] == "/"
     invitation.refresh_from_db()
     assert invitation.status == "declined"
+
+
+@pytest.mark.parametrize("path", ["/", "/datasets/", "/jobs/"])
+def test_a_user_without_a_team_is_sent_to_create_or_join_one(dora, path):
+    response = browser_for(dora).get(path, follow=True)
+    assert response.status_code == 200
+    assert response.redirect_chain[-1][0] == "/accounts/teams/new/"
+    assert "accept an invitation" in response.content.decode()

@@ -66,7 +66,58 @@ def test_the_swagger_ui_page_loads_the_schema(alice_client):
     response = alice_client.get("/api/docs/")
     assert response.status_code == 200
     page = response.content.decode()
-    assert "swagger-ui" in page and "/api/schema/" in page
+    assert "swagger-ui" in page
+    # Its start-up script is a file of its own (no inline script under the CSP); it loads the schema.
+    script = alice_client.get("/api/docs/?script=")
+    assert script.status_code == 200 and "/api/schema/" in script.content.decode()
     # Its scripts come from this server (drf-spectacular-sidecar), not a CDN a user may not reach.
     assert "/static/drf_spectacular_sidecar/" in page
     assert "cdn.jsdelivr.net" not in page
+
+
+@pytest.mark.parametrize("path", ["/api/schema/", "/api/docs/"])
+def test_anonymous_callers_get_a_json_401_for_the_docs_when_they_are_not_public(anon_client, settings, path):
+    settings.TUNEFORGE_PUBLIC_API_DOCS = False
+    response = anon_client.get(path)
+    assert response.status_code == 401
+    assert response["Content-Type"].startswith("application/json")
+    assert "openapi" not in response.content.decode()
+
+
+@pytest.mark.parametrize("path", ["/api/schema/", "/api/docs/"])
+def test_signed_in_users_and_api_keys_still_see_the_docs_when_they_are_not_public(
+    alice_client, anon_client, team, alice, settings, path
+):
+    from accounts.apikeys import apikey_create
+
+    settings.TUNEFORGE_PUBLIC_API_DOCS = False
+    _, raw = apikey_create(team=team, name="docs", scopes=["read"], user=alice)
+    assert alice_client.get(path).status_code == 200
+    assert anon_client.get(path, HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 200
+
+
+def test_the_docs_answer_anonymous_callers_where_they_are_public(anon_client, settings):
+    settings.TUNEFORGE_PUBLIC_API_DOCS = True
+    assert anon_client.get("/api/schema/").status_code == 200
+
+
+def test_production_keeps_the_docs_private_by_default():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.production",
+        "SECRET_KEY": "x" * 50,
+        "ALLOWED_HOSTS": "example.com",
+        "PYTHONPATH": f"{root}:{root / 'platform'}",
+    }
+    env.pop("TUNEFORGE_PUBLIC_API_DOCS", None)
+    code = "import django; django.setup(); from django.conf import settings; print(settings.TUNEFORGE_PUBLIC_API_DOCS)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "False"

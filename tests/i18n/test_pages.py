@@ -108,7 +108,7 @@ def test_the_team_page_is_chinese_with_translated_roles(alice, bob, vera, team):
     assert "<h2>成员</h2>" in html and "<h2>邀请成员</h2>" in html and "<h2>待处理的邀请</h2>" in html
     assert '<span class="badge">所有者</span>' in html  # alice's own role, next to the team name
     assert '<option value="viewer" selected>查看者</option>' in html  # vera's role in the role picker
-    assert "confirm('将此成员移出团队？')" in html  # the confirmation dialog's question
+    assert 'data-confirm="将此成员移出团队？"' in html  # the confirmation dialog's question
     assert "Members" not in html and "Invite someone" not in html and ">Viewer<" not in html
 
 

@@ -106,7 +106,7 @@ def test_the_table_alone_is_served_for_the_auto_refresh(olga_browser):
     fragment = olga_browser.get("/workers/table/").content.decode()
     assert NAME in fragment and "<table" in fragment and "<html" not in fragment
     page = olga_browser.get("/workers/").content.decode()
-    assert 'data-refresh-url="/workers/table/"' in page and "setInterval(refresh, 5000)" in page
+    assert 'data-refresh-url="/workers/table/"' in page and "/static/js/workers_table.js" in page
 
 
 @pytest.mark.parametrize("persona", ["alice", "bob", "vera", "charlie"])

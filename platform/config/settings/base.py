@@ -38,6 +38,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "common.middleware.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -188,6 +189,40 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Tuneforge
+# Security headers on every response (common.middleware.SecurityHeadersMiddleware): scripts,
+# styles and everything else from this server only, no framing; powerful browser features off.
+TUNEFORGE_CONTENT_SECURITY_POLICY = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    "img-src": ["'self'", "data:"],
+    "font-src": ["'self'"],
+    "connect-src": ["'self'"],
+    "object-src": ["'none'"],
+    "base-uri": ["'self'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+}
+TUNEFORGE_PERMISSIONS_POLICY = {
+    feature: []
+    for feature in (
+        "camera",
+        "microphone",
+        "geolocation",
+        "payment",
+        "usb",
+        "serial",
+        "bluetooth",
+        "magnetometer",
+        "gyroscope",
+        "accelerometer",
+        "display-capture",
+        "interest-cohort",
+    )
+}
+# The OpenAPI schema and Swagger UI for anonymous callers: on for local work, off in production
+# (production.py) where they need a session or an API key.
+TUNEFORGE_PUBLIC_API_DOCS = env.bool("TUNEFORGE_PUBLIC_API_DOCS", default=True)
 TUNEFORGE_DEFAULT_BASE_MODEL = env(
     "TUNEFORGE_DEFAULT_BASE_MODEL", default="sentence-transformers/all-MiniLM-L6-v2"
 )
