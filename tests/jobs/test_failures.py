@@ -14,8 +14,8 @@ from tests.jobs.conftest import FAST_WORKER_ENV, submit, wait_for_status
 
 @pytest.mark.slow
 def test_failures_on_the_worker_name_their_code_field_and_fix(alice_client, dataset_version, start_worker):
-    # A CPU machine listening on the GPU queue, with a 4-second job time limit.
-    start_worker(queues="cpu,gpu", name="fails", env={**FAST_WORKER_ENV, "TUNEFORGE_JOB_TIME_LIMIT": "4"})
+    # A CPU machine listening on the GPU queue, with a 10-second job time limit (room for the model load on a busy machine).
+    start_worker(queues="cpu,gpu", name="fails", env={**FAST_WORKER_ENV, "TUNEFORGE_JOB_TIME_LIMIT": "10"})
     no_gpu = submit(alice_client, dataset_version, device_class="gpu")
     too_long = submit(alice_client, dataset_version, max_steps=1_000_000)
 
@@ -29,7 +29,7 @@ def test_failures_on_the_worker_name_their_code_field_and_fix(alice_client, data
 
     stopped = wait_for_status(alice_client, too_long["id"], "failed", "succeeded", timeout=60)
     assert stopped["error"]["code"] == "time_limit_exceeded"
-    assert "ran longer than the 4 s limit" in stopped["error"]["message"]
+    assert "ran longer than the 10 s limit" in stopped["error"]["message"]
     assert 0 < stopped["progress"]["step"] < 1_000_000
 
 
