@@ -37,11 +37,11 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)  # steadier timings on a shared machine; the same for both runs
-    from finetune.artifacts import dataset_local_files
+    from finetune.artifact_storage import dataset_local_files
     from finetune.engine import JobSpec, NullReporter, train
     from finetune.job_reporter import JobReporter
     from finetune.models import FineTuneJob, MetricPoint
-    from finetune.services import job_claim
+    from finetune.runner import job_claim
 
     team, user, base_model, version = team_with_model_and_data(
         scratch, hidden_size=256, layers=4, n_train=240, n_valid=0, repeat=10

@@ -17,12 +17,14 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from common.api import ErrorSerializer, TeamApiView, list_schema
+from accounts.access import TeamApiView
+from common.api import ErrorSerializer, list_schema
 from common.errors import InvalidInput
 from common.pagination import list_response_body, paginate_after, parse_int, parse_limit
 from finetune import selectors, services
 from finetune.engine.spec import METHODS, TASKS
-from finetune.models import FineTuneJob, ModelVersion, Priority
+from finetune.engine.vocabulary import Method
+from finetune.models import FineTuneJob, JobStatus, ModelVersion, Priority
 
 ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 409, 422, 429)}
 PAGE_PARAMS = [
@@ -75,6 +77,9 @@ class JobOutputSerializer(serializers.Serializer):
     device_class = serializers.CharField()
     priority = serializers.CharField(source="priority_name")
     queue_position = serializers.SerializerMethodField(help_text="1 = next to run; null unless queued.")
+    warning = serializers.SerializerMethodField(
+        help_text="While waiting: why the job may not start soon (no online worker serves its device class)."
+    )
     progress = serializers.SerializerMethodField()
     latest_metrics = serializers.JSONField()
     error = serializers.SerializerMethodField()
@@ -102,6 +107,13 @@ class JobOutputSerializer(serializers.Serializer):
     def get_queue_position(self, job) -> int | None:
         return self.context.get("positions", {}).get(job.id)
 
+    def get_warning(self, job) -> str | None:
+        if job.status not in (JobStatus.VALIDATING_FILES, JobStatus.QUEUED):
+            return None
+        return selectors.unserved_device_warning(
+            device_class=job.device_class, queue=job.queue, served=self.context.get("served")
+        )
+
     @extend_schema_field(ProgressSerializer)
     def get_progress(self, job) -> dict:
         return {
@@ -123,6 +135,11 @@ class JobOutputSerializer(serializers.Serializer):
 
 def job_body(job: FineTuneJob) -> dict:
     return JobOutputSerializer(job, context={"positions": selectors.queue_positions_for([job])}).data
+
+
+def job_list_body(jobs: list[FineTuneJob]) -> list[dict]:
+    context = {"positions": selectors.queue_positions_for(jobs), "served": selectors.queues_served_now()}
+    return JobOutputSerializer(jobs, many=True, context=context).data
 
 
 class EventOutputSerializer(serializers.Serializer):
@@ -203,7 +220,7 @@ class JobInputSerializer(serializers.Serializer):
     task = serializers.ChoiceField(
         choices=TASKS, required=False, help_text="Defaults to the dataset version's task."
     )
-    method = serializers.ChoiceField(choices=METHODS, default="lora")
+    method = serializers.ChoiceField(choices=METHODS, default=Method.LORA)
     hyperparameters = serializers.DictField(
         required=False,
         default=dict,
@@ -239,6 +256,9 @@ class EstimateOutputSerializer(serializers.Serializer):
     task = serializers.CharField()
     method = serializers.CharField()
     device_class = serializers.CharField()
+    warning = serializers.CharField(
+        allow_null=True, help_text="Set when no online worker serves the device class right now."
+    )
     hyperparameters = serializers.JSONField()
     labels = serializers.JSONField()
     trained_tokens = serializers.IntegerField(help_text="Tokens per epoch × epochs.")
@@ -273,9 +293,7 @@ class JobListApi(TeamApiView):
             after=request.query_params.get("after"),
             limit=parse_limit(request.query_params.get("limit")),
         )
-        positions = selectors.queue_positions_for(page.items)
-        data = JobOutputSerializer(page.items, many=True, context={"positions": positions}).data
-        return Response(list_response_body(page, data))
+        return Response(list_response_body(page, job_list_body(page.items)))
 
     @extend_schema(
         operation_id="jobs_create",
@@ -310,7 +328,8 @@ class JobDetailApi(TeamApiView):
         responses={200: JobOutputSerializer, **ERRORS},
     )
     def get(self, request, job_id):
-        return Response(job_body(selectors.job_get(team=self.ctx.team, job_id=job_id)))
+        job = selectors.job_get_for_reader(team=self.ctx.team, user=self.ctx.user, job_id=job_id)
+        return Response(job_body(job))
 
 
 def _job_action_api(action: str, service, summary: str) -> type[TeamApiView]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from finetune.engine.vocabulary import Method
+
 REFERENCE_PARAMETERS_MILLIONS = 100.0
 
 # Tokens per second, full fine-tuning of a 100M-parameter model, fp32 on CPU and bf16 on GPUs.
@@ -23,11 +25,11 @@ THROUGHPUT_TOKENS_PER_SECOND: dict[str, float] = {
 
 # Parameter-efficient methods skip most of the backward pass; QLoRA pays for dequantisation.
 METHOD_SPEEDUP: dict[str, float] = {
-    "full": 1.0,
-    "lora": 1.4,
-    "ia3": 1.5,
-    "prompt_tuning": 1.5,
-    "qlora": 0.8,
+    Method.FULL: 1.0,
+    Method.LORA: 1.4,
+    Method.IA3: 1.5,
+    Method.PROMPT_TUNING: 1.5,
+    Method.QLORA: 0.8,
 }
 
 # Model load, tokenisation and the final upload: a floor under every estimate.

@@ -7,6 +7,7 @@ from django.utils.translation import gettext_lazy as _
 
 from finetune import selectors
 from finetune.engine.spec import METHODS, TASKS
+from finetune.engine.vocabulary import Method
 from finetune.models import Priority
 from finetune.services import JobRequest
 
@@ -22,7 +23,7 @@ class JobForm(forms.Form):
     task = forms.ChoiceField(
         label=_("Task"), required=False, choices=[("", _("As the dataset version"))] + [(t, t) for t in TASKS]
     )
-    method = forms.ChoiceField(label=_("Method"), choices=[(m, m) for m in METHODS], initial="lora")
+    method = forms.ChoiceField(label=_("Method"), choices=[(m, m) for m in METHODS], initial=Method.LORA)
     n_epochs = forms.CharField(label=_("Epochs"), initial=AUTO)
     batch_size = forms.CharField(label=_("Batch size"), initial=AUTO)
     learning_rate = forms.CharField(label=_("Learning rate"), initial=AUTO)

@@ -25,9 +25,10 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import F, Subquery
 from django.utils import timezone
 
-from finetune.artifacts import delete_files, storage_prefix_for_job, upload_dir
+from common.json import json_safe
+from finetune.artifact_storage import delete_files, storage_prefix_for_job, upload_dir
+from finetune.lifecycle import job_event_record
 from finetune.models import Checkpoint, FineTuneJob, JobAttempt, JobEvent, JobStatus, MetricPoint
-from finetune.services import job_event_record, json_safe
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +99,9 @@ class JobReporter:
         self.team_id = job.team_id
         self.worker = job.worker
         self.attempt = job.attempts
+        # A resumed run repeats the steps after its checkpoint: the progress a user already saw
+        # stays up until the run passes it again.
+        self.progress_floor = job.step or 0
         self.keep_checkpoints = int((job.hyperparameters or {}).get("keep_last_checkpoints") or 2)
         self.flush_seconds = settings.TUNEFORGE_JOB_FLUSH_SECONDS
         self.flush_points = settings.TUNEFORGE_JOB_FLUSH_POINTS
@@ -284,8 +288,8 @@ class JobReporter:
         return {"status": JobStatus.RUNNING, "worker": self.worker, "attempts": self.attempt}
 
     def _poll_control(self) -> None:
-        from workers.registry import current_worker_name
         from workers.selectors import worker_admin_state
+        from workers.worker_state import current_worker_name
 
         row = (
             FineTuneJob.objects.filter(pk=self.job_id)
@@ -350,7 +354,7 @@ class JobReporter:
                     data=json_safe(latest),
                 ),
             ]
-        if progress:
+        if progress and progress["step"] >= self.progress_floor:
             updates.update(
                 step=progress["step"],
                 total_steps=progress["total_steps"],

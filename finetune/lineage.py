@@ -31,3 +31,8 @@ def code_version() -> str:
         return f"tuneforge=={metadata.version('tuneforge')}"
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+def model_name_for(job) -> str:
+    """The name a job's model version is known by (`ft:<base>:<team>:<suffix>:<job id>`)."""
+    return f"ft:{job.base_model.name}:{job.team.slug}:{job.suffix}:{job.id}"

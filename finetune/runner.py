@@ -1,57 +1,133 @@
-"""Running one claimed job on this worker: fetch its inputs from storage, train with the engine,
-and record how it ended (model version, failure, cancellation, pause)."""
+"""One job on this worker, top to bottom: claim the fairest queued job of the message's queue,
+fetch its inputs from storage, train it with the engine, and record how it ended (model version,
+failure, cancellation, pause). Every status change goes through `finetune.lifecycle`."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import socket
 import traceback
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
 
+from common.json import json_safe
 from common.models import new_public_id
-from finetune import services
-from finetune.artifacts import (
+from finetune.artifact_storage import (
     dataset_local_files,
     delete_files,
     download_files,
     storage_prefix_for_model_version,
     upload_dir,
 )
+from finetune.engine import SpecError, train
+from finetune.engine_specs import engine_spec_for_job
 from finetune.job_reporter import JobReporter, StopReason
-from finetune.lineage import code_version
+from finetune.lifecycle import (
+    job_attempt_end,
+    job_dispatch,
+    job_event_record,
+    job_fail,
+    job_transition,
+    ownership_guard,
+)
+from finetune.lineage import code_version, model_name_for
 from finetune.models import FineTuneJob, JobAttempt, JobEvent, JobStatus, ModelVersion
+from finetune.selectors import fair_share_order
+from workers.services import set_current_job
+from workers.worker_state import current_worker_name
 
 logger = logging.getLogger(__name__)
 
 
-def engine_spec_for(
-    job: FineTuneJob, *, train_file: Path, validation_file: Path | None, output_dir: Path
-) -> dict:
-    return {
-        "base_model": job.base_model.source,
-        "base_model_name": job.base_model.name,
-        "task": job.task,
-        "method": job.method,
-        "train_file": str(train_file),
-        "validation_file": str(validation_file) if validation_file else None,
-        "output_dir": str(output_dir),
-        "hyperparameters": job.hyperparameters,
-        "seed": job.seed,
-        "device": "cpu" if job.device_class == "cpu" else "cuda",
-        "dataset_hash": job.dataset_version.sha256,
-        "max_steps": job.max_steps,
-        "cache_dir": str(Path(settings.TUNEFORGE_CACHE_DIR) / "engine"),
-    }
+# --- claim --------------------------------------------------------------------------------------
 
 
-def _failure_for(exc: BaseException, job: FineTuneJob) -> tuple[str, str, str]:
+def local_worker_name() -> str:
+    return current_worker_name() or f"{socket.gethostname()}:{os.getpid()}"
+
+
+def job_claim(*, queue: str, worker: str) -> FineTuneJob | None:
+    """Claim the best queued job of `queue` in fair-share order for `worker`, or None.
+
+    The row is chosen with SELECT ... FOR UPDATE SKIP LOCKED (two workers never wait on, or pick,
+    the same row) and taken with one conditional UPDATE (status queued → running, attempts + 1);
+    zero rows means another worker took it.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        candidates = fair_share_order(FineTuneJob.objects.filter(queue=queue, status=JobStatus.QUEUED))
+        job_id = (
+            candidates.select_for_update(skip_locked=True, of=("self",)).values_list("id", flat=True).first()
+        )
+        if job_id is None:
+            return None
+        claimed = FineTuneJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
+            status=JobStatus.RUNNING,
+            worker=worker,
+            heartbeat_at=now,
+            attempts=F("attempts") + 1,
+            requested_action="",
+            updated_at=now,
+        )
+        if not claimed:
+            return None
+        job = FineTuneJob.objects.select_related("base_model", "dataset_version", "resume_checkpoint").get(
+            pk=job_id
+        )
+        if job.started_at is None:
+            FineTuneJob.objects.filter(pk=job_id).update(started_at=now)
+            job.started_at = now
+        _record_attempt_start(job, worker=worker, now=now)
+    return job
+
+
+def _record_attempt_start(job: FineTuneJob, *, worker: str, now) -> None:
+    checkpoint = job.resume_checkpoint
+    JobAttempt.objects.create(
+        job=job,
+        number=job.attempts,
+        worker=worker,
+        device_class=job.device_class,
+        started_at=now,
+        last_seen_at=now,
+        resumed_from_step=checkpoint.step if checkpoint else None,
+    )
+    where = f", resuming from the checkpoint at step {checkpoint.step}" if checkpoint else ""
+    job_event_record(
+        job_id=job.id,
+        message=f"Running on worker {worker} (attempt {job.attempts}){where}.",
+        data={"status": JobStatus.RUNNING, "worker": worker, "attempt": job.attempts},
+    )
+
+
+def job_execute(*, job_id: str) -> None:
+    """The body of the `finetune.run_job` task: take one unit of work from the queue of `job_id`
+    (the job itself or a fairer one) and run it to its end, pause or cancellation."""
+    hint = FineTuneJob.objects.filter(pk=job_id).values("queue").first()
+    if hint is None:
+        return
+    job = job_claim(queue=hint["queue"], worker=local_worker_name())
+    if job is None:
+        return  # duplicate delivery: nothing queued for this message
+    set_current_job(job.id)
+    try:
+        run_claimed_job(job)
+    finally:
+        set_current_job(None)
+
+
+# --- execute ------------------------------------------------------------------------------------
+
+
+def failure_for(exc: BaseException, job: FineTuneJob) -> tuple[str, str, str]:
     """(code, user-readable message, param) for an exception raised by a training run."""
-    from finetune.engine import SpecError
-
     if isinstance(exc, SpecError):
         return exc.code, f"{exc.field}: {exc.message}", exc.field
     text = str(exc)
@@ -87,14 +163,12 @@ def _time_limit_message() -> str:
 
 
 def run_claimed_job(job: FineTuneJob) -> None:
-    from finetune.engine import JobSpec, train
-
     work_dir = Path(settings.TUNEFORGE_WORK_DIR) / job.id
     shutil.rmtree(work_dir, ignore_errors=True)  # leftovers of an earlier attempt on this machine
     work_dir.mkdir(parents=True, exist_ok=True)
     reporter = JobReporter(job)
     reporter.start()  # heartbeats from here on, through downloads, training and the final upload
-    guard = services.ownership_guard(job)
+    guard = ownership_guard(job)
     try:
         try:
             train_file, validation_file = dataset_local_files(job.dataset_version)
@@ -108,13 +182,8 @@ def run_claimed_job(job: FineTuneJob) -> None:
                         work_dir / "resume" / f"step-{checkpoint.step}",
                     )
                 )
-            spec = JobSpec.from_dict(
-                engine_spec_for(
-                    job,
-                    train_file=train_file,
-                    validation_file=validation_file,
-                    output_dir=work_dir / "output",
-                )
+            spec = engine_spec_for_job(
+                job, train_file=train_file, validation_file=validation_file, output_dir=work_dir / "output"
             )
             reporter.mark_train_called()
             result = train(spec, reporter, resume_from=resume_from)
@@ -122,16 +191,17 @@ def run_claimed_job(job: FineTuneJob) -> None:
         except Exception as exc:  # every failure ends the job with a readable reason
             reporter.add_log("error", "".join(traceback.format_exception(exc))[-5000:])
             reporter.flush()
-            code, message, param = _failure_for(exc, job)
-            if services._fail(job.id, code=code, message=message, param=param, guard=guard):
-                services.job_attempt_end(
-                    job_id=job.id, number=job.attempts, outcome=JobAttempt.Outcome.FAILED
-                )
+            code, message, param = failure_for(exc, job)
+            if job_fail(job_id=job.id, code=code, message=message, param=param, guard=guard):
+                job_attempt_end(job_id=job.id, number=job.attempts, outcome=JobAttempt.Outcome.FAILED)
             return
         _finish(job, result, reporter, guard)
     finally:
         reporter.stop()
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+# --- finish -------------------------------------------------------------------------------------
 
 
 def _finish(job: FineTuneJob, result, reporter: JobReporter, guard: dict) -> None:
@@ -146,8 +216,8 @@ def _finish(job: FineTuneJob, result, reporter: JobReporter, guard: dict) -> Non
     if result.status == "paused":
         if reason == StopReason.WORKER_PAUSED:
             with transaction.atomic():
-                if services._transition(
-                    job.id,
+                if job_transition(
+                    job_id=job.id,
                     to=JobStatus.QUEUED,
                     from_=(JobStatus.RUNNING,),
                     guard=guard,
@@ -157,11 +227,11 @@ def _finish(job: FineTuneJob, result, reporter: JobReporter, guard: dict) -> Non
                     requested_action="",
                     **common,
                 ):
-                    services.job_dispatch(job_id=job.id, queue=job.queue)
+                    job_dispatch(job_id=job.id, queue=job.queue)
             outcome = JobAttempt.Outcome.REQUEUED
         else:
-            services._transition(
-                job.id,
+            job_transition(
+                job_id=job.id,
                 to=JobStatus.PAUSED,
                 from_=(JobStatus.RUNNING,),
                 guard=guard,
@@ -171,11 +241,11 @@ def _finish(job: FineTuneJob, result, reporter: JobReporter, guard: dict) -> Non
             )
             outcome = JobAttempt.Outcome.PAUSED
     elif reason == StopReason.TIME_LIMIT:
-        services._fail(job.id, code="time_limit_exceeded", message=_time_limit_message(), guard=guard)
+        job_fail(job_id=job.id, code="time_limit_exceeded", message=_time_limit_message(), guard=guard)
         outcome = JobAttempt.Outcome.FAILED
     else:
-        services._transition(
-            job.id,
+        job_transition(
+            job_id=job.id,
             to=JobStatus.CANCELLED,
             from_=(JobStatus.RUNNING,),
             guard=guard,
@@ -184,11 +254,7 @@ def _finish(job: FineTuneJob, result, reporter: JobReporter, guard: dict) -> Non
             **common,
         )
         outcome = JobAttempt.Outcome.CANCELLED
-    services.job_attempt_end(job_id=job.id, number=job.attempts, outcome=outcome)
-
-
-def _model_name(job: FineTuneJob) -> str:
-    return f"ft:{job.base_model.name}:{job.team.slug}:{job.suffix}:{job.id}"
+    job_attempt_end(job_id=job.id, number=job.attempts, outcome=outcome)
 
 
 def _succeed(job: FineTuneJob, result, guard: dict) -> None:
@@ -200,7 +266,7 @@ def _succeed(job: FineTuneJob, result, guard: dict) -> None:
     label_file = output / "label_map.json"
     labels = json.loads(label_file.read_text()).get("labels", []) if label_file.exists() else []
     version = job.dataset_version
-    resolved = services.json_safe(result.resolved_spec)
+    resolved = json_safe(result.resolved_spec)
     # Worker-local paths mean nothing elsewhere: lineage names the stored inputs instead.
     resolved.update(
         train_file=version.normalized_file.name,
@@ -208,7 +274,7 @@ def _succeed(job: FineTuneJob, result, guard: dict) -> None:
         output_dir=prefix,
         cache_dir=None,
     )
-    metrics = services.json_safe({k: v for k, v in result.metrics.items() if k != "history"})
+    metrics = json_safe({k: v for k, v in result.metrics.items() if k != "history"})
     lineage = {
         "job": job.id,
         "dataset": version.dataset_id,
@@ -224,12 +290,12 @@ def _succeed(job: FineTuneJob, result, guard: dict) -> None:
         "attempts": job.attempts,
     }
     with transaction.atomic():
-        done = services._transition(
-            job.id,
+        done = job_transition(
+            job_id=job.id,
             to=JobStatus.SUCCEEDED,
             from_=(JobStatus.RUNNING,),
             guard=guard,
-            message=f"Succeeded after {result.steps} steps: model {_model_name(job)}.",
+            message=f"Succeeded after {result.steps} steps: model {model_name_for(job)}.",
             data={"model_version": version_id},
             trained_tokens=result.trained_tokens,
             resolved_hyperparameters=resolved.get("hyperparameters", {}),
@@ -242,7 +308,7 @@ def _succeed(job: FineTuneJob, result, guard: dict) -> None:
             ModelVersion.objects.create(
                 id=version_id,
                 team_id=job.team_id,
-                name=_model_name(job),
+                name=model_name_for(job),
                 job=job,
                 base_model=job.base_model,
                 task=job.task,
@@ -254,7 +320,7 @@ def _succeed(job: FineTuneJob, result, guard: dict) -> None:
                 files=files,
                 created_by_id=job.created_by_id,
             )
-            services.job_event_record(
+            job_event_record(
                 job_id=job.id,
                 message=f"Model version {version_id} stored ({len(files)} files).",
                 type=JobEvent.Type.METRICS,
@@ -263,4 +329,4 @@ def _succeed(job: FineTuneJob, result, guard: dict) -> None:
     if not done:
         delete_files(prefix, files)  # the job was taken over or cancelled meanwhile
         return
-    services.job_attempt_end(job_id=job.id, number=job.attempts, outcome=JobAttempt.Outcome.SUCCEEDED)
+    job_attempt_end(job_id=job.id, number=job.attempts, outcome=JobAttempt.Outcome.SUCCEEDED)

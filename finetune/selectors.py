@@ -1,4 +1,5 @@
-"""Reads about fine-tuning, always scoped to the acting team (another team's rows are a 404)."""
+"""Reads about fine-tuning, always scoped to the acting team (another team's rows are a 404; only
+platform admins may read any team's job, see `job_get_for_reader`)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from finetune.models import (
     MetricPoint,
     ModelVersion,
 )
+from workers.selectors import queues_served_now
 
 CPU_DEVICE_CLASS = "cpu"
 
@@ -78,6 +80,33 @@ def job_get(*, team, job_id: str) -> FineTuneJob:
     if job is None:
         raise NotFound(f"No fine-tuning job {job_id!r} in this team.", code="job_not_found", field="id")
     return job
+
+
+def job_get_for_reader(*, team, user, job_id: str) -> FineTuneJob:
+    """`job_get` for reading: a platform admin (staff) may also read any other team's job, e.g. one
+    followed from the workers page. Everyone else gets the team-scoped 404."""
+    if team is not None:
+        try:
+            return job_get(team=team, job_id=job_id)
+        except NotFound:
+            if not getattr(user, "is_staff", False):
+                raise
+    if getattr(user, "is_staff", False) and getattr(user, "is_active", False):
+        job = FineTuneJob.objects.select_related("base_model", "model_version").filter(pk=job_id).first()
+        if job is not None:
+            return job
+    raise NotFound(f"No fine-tuning job {job_id!r} in this team.", code="job_not_found", field="id")
+
+
+def unserved_device_warning(*, device_class: str, queue: str, served: set[str] | None = None) -> str | None:
+    """A warning when no online worker consumes `queue`: such a job would wait with no end in sight.
+    `served` (from `queues_served_now`) saves the lookup when checking many jobs."""
+    if queue in (served if served is not None else queues_served_now()):
+        return None
+    return (
+        f"No online worker serves device class {device_class!r} right now: the job waits in the queue "
+        f"until a worker for {device_class!r} comes online."
+    )
 
 
 def fair_share_order(queryset: QuerySet[FineTuneJob]) -> QuerySet[FineTuneJob]:

@@ -1,38 +1,34 @@
-"""Writes about fine-tuning jobs: submission, control (cancel/pause/resume), claiming by a worker,
-crash recovery (the reconciler) and the results.
+"""Writes about fine-tuning jobs that users ask for: submission and control (cancel/pause/resume).
 
-Every status change goes through `_transition`: one conditional UPDATE (`WHERE status IN (...)`)
-and a `JobEvent`, in one transaction. Zero rows updated means another actor changed the job first,
-which is how duplicate deliveries, races between cancel and completion, and zombie workers are
-told apart from real transitions.
+Every status change goes through `finetune.lifecycle`; claiming and running a job is the
+runner's (`finetune.runner`), crash recovery the reconciler's (`finetune.reconciler`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
-import socket
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Team
 from common.errors import Conflict, InvalidInput, NotFound, QuotaExceeded, Unprocessable
+from common.json import json_safe
 from finetune import selectors
+from finetune.artifact_storage import dataset_local_files
+from finetune.engine import SpecError, validate_spec
+from finetune.engine.vocabulary import Method
+from finetune.engine_specs import engine_spec_for_submission
 from finetune.estimates import estimate_for
+from finetune.lifecycle import job_dispatch, job_event_record, job_transition
 from finetune.models import (
-    TERMINAL_STATUSES,
     BaseModel,
     FineTuneJob,
-    JobAttempt,
-    JobEvent,
     JobStatus,
     Priority,
 )
@@ -49,83 +45,6 @@ _SPEC_FIELD_TO_API = {
 }
 
 
-# --- events and transitions ---------------------------------------------------------------------
-
-
-def job_event_record(
-    *,
-    job_id: str,
-    message: str,
-    level: str = JobEvent.Level.INFO,
-    type: str = JobEvent.Type.MESSAGE,
-    data: dict | None = None,
-) -> JobEvent:
-    return JobEvent.objects.create(job_id=job_id, message=message, level=level, type=type, data=data)
-
-
-def _transition(
-    job_id: str,
-    *,
-    to: str,
-    from_: tuple[str, ...],
-    message: str,
-    level: str = JobEvent.Level.INFO,
-    data: dict | None = None,
-    guard: dict | None = None,
-    **fields: Any,
-) -> bool:
-    """Move the job to `to` if it is in one of `from_` (and matches `guard`), recording an event.
-    Returns False, changing nothing, when another actor moved it first."""
-    now = timezone.now()
-    if to in TERMINAL_STATUSES:
-        fields.setdefault("finished_at", now)
-    with transaction.atomic():
-        updated = FineTuneJob.objects.filter(pk=job_id, status__in=from_, **(guard or {})).update(
-            status=to, updated_at=now, **fields
-        )
-        if updated:
-            job_event_record(job_id=job_id, message=message, level=level, data={"status": to, **(data or {})})
-    return bool(updated)
-
-
-def _fail(
-    job_id: str, *, code: str, message: str, param: str = "", from_=(JobStatus.RUNNING,), guard=None
-) -> bool:
-    return _transition(
-        job_id,
-        to=JobStatus.FAILED,
-        from_=from_,
-        guard=guard,
-        level=JobEvent.Level.ERROR,
-        message=f"Job failed: {message}",
-        data={"error": {"code": code, "message": message, "param": param or None}},
-        error_code=code,
-        error_message=message,
-        error_param=param,
-        requested_action="",
-    )
-
-
-# --- dispatch -----------------------------------------------------------------------------------
-
-
-def _publish(job_id: str, queue: str) -> None:
-    from finetune.tasks import run_job
-
-    try:
-        run_job.apply_async(args=[job_id], queue=queue)
-    except Exception:  # broker down: the job stays queued in PostgreSQL and the reconciler re-sends
-        logger.exception("could not publish job %s to queue %s; the reconciler will retry", job_id, queue)
-
-
-def job_dispatch(*, job_id: str, queue: str) -> None:
-    """Send a "one unit of work on `queue`" message naming `job_id`, once the transaction commits.
-    The worker takes the best queued job of that queue in fair-share order (maybe another one);
-    every queued job has at least one message in flight, so none starves."""
-    FineTuneJob.objects.filter(pk=job_id).update(last_dispatched_at=timezone.now())
-    transaction.on_commit(lambda: _publish(job_id, queue))
-
-
 # --- submission ---------------------------------------------------------------------------------
 
 
@@ -134,7 +53,7 @@ class JobRequest:
     dataset_version: str
     model: str | None = None
     task: str | None = None
-    method: str = "lora"
+    method: str = Method.LORA
     hyperparameters: dict = field(default_factory=dict)
     device_class: str | None = None
     priority: str = "normal"
@@ -163,41 +82,27 @@ def _spec_error_to_api(exc) -> InvalidInput:
     return InvalidInput(f"{field_name}: {exc.message}", code=exc.code, field=api_field)
 
 
-def _validation_spec(
-    *, request: JobRequest, base_model: BaseModel, version, task: str, device_class: str, work_dir: Path
-) -> dict:
-    """The engine spec used to check a submission on the web host (which may have no GPU: GPU-only
-    choices, i.e. bf16/fp16 precision and QLoRA, are checked again by the worker that runs it)."""
-    from finetune.artifacts import dataset_local_files
-
-    train_path, valid_path = dataset_local_files(version)
-    hyperparameters = dict(request.hyperparameters)
-    method = request.method
-    if device_class != selectors.CPU_DEVICE_CLASS:
-        if hyperparameters.get("precision") in ("bf16", "fp16"):
-            hyperparameters["precision"] = "auto"
-        method = "lora" if method == "qlora" else method
-    return {
-        "base_model": base_model.source,
-        "task": task,
-        "method": method,
-        "train_file": str(train_path),
-        "validation_file": str(valid_path) if valid_path else None,
-        "output_dir": str(work_dir),
-        "hyperparameters": hyperparameters,
-        "seed": request.seed,
-        "device": "cpu",
-        "dataset_hash": version.sha256,
-        "max_steps": request.max_steps,
-        "cache_dir": str(Path(settings.TUNEFORGE_CACHE_DIR) / "engine"),
-    }
+def _checked_priority(request: JobRequest) -> int:
+    """The request's priority value, after checking the fields the engine does not see."""
+    try:
+        priority = Priority[request.priority.upper()].value if isinstance(request.priority, str) else None
+    except KeyError:
+        priority = None
+    if priority is None:
+        raise InvalidInput(
+            f"priority must be low, normal or high, got {request.priority!r}.", field="priority"
+        )
+    if not SUFFIX_FORMAT.match(request.suffix or ""):
+        raise InvalidInput("suffix may hold up to 64 letters, digits, '.', '_' or '-'.", field="suffix")
+    if not isinstance(request.hyperparameters, dict):
+        raise InvalidInput("hyperparameters must be an object.", field="hyperparameters")
+    return priority
 
 
 def job_prepare(*, team: Team, request: JobRequest) -> PreparedJob:
     """Check a submission against the dataset version, the base-model registry and the engine
     (`validate_spec`), and estimate it. Raises InvalidInput/NotFound/Unprocessable naming the field."""
     from datasets_app.selectors import dataset_version_get
-    from finetune.engine import JobSpec, SpecError, validate_spec
     from workers.routing import queue_for_device
 
     base_model = selectors.base_model_get(name=request.model)
@@ -226,30 +131,22 @@ def job_prepare(*, team: Team, request: JobRequest) -> PreparedJob:
         )
     device_class = request.device_class or settings.TUNEFORGE_DEFAULT_DEVICE_CLASS
     queue = queue_for_device(device_class)
-    try:
-        priority = Priority[request.priority.upper()].value if isinstance(request.priority, str) else None
-    except KeyError:
-        priority = None
-    if priority is None:
-        raise InvalidInput(
-            f"priority must be low, normal or high, got {request.priority!r}.", field="priority"
-        )
-    if not SUFFIX_FORMAT.match(request.suffix or ""):
-        raise InvalidInput("suffix may hold up to 64 letters, digits, '.', '_' or '-'.", field="suffix")
-    if not isinstance(request.hyperparameters, dict):
-        raise InvalidInput("hyperparameters must be an object.", field="hyperparameters")
+    priority = _checked_priority(request)
 
-    work_dir = Path(settings.TUNEFORGE_WORK_DIR) / "validation"
+    train_path, valid_path = dataset_local_files(version)
     try:
-        spec = JobSpec.from_dict(
-            _validation_spec(
-                request=request,
-                base_model=base_model,
-                version=version,
-                task=task,
-                device_class=device_class,
-                work_dir=work_dir,
-            )
+        spec = engine_spec_for_submission(
+            base_model=base_model,
+            dataset_sha256=version.sha256,
+            task=task,
+            method=request.method,
+            hyperparameters=request.hyperparameters,
+            seed=request.seed,
+            max_steps=request.max_steps,
+            device_class=device_class,
+            train_file=train_path,
+            validation_file=valid_path,
+            output_dir=Path(settings.TUNEFORGE_WORK_DIR) / "validation",
         )
         validation = validate_spec(spec)
     except SpecError as exc:
@@ -285,6 +182,9 @@ def job_estimate(*, team: Team, request: JobRequest) -> dict:
         "task": prepared.task,
         "method": request.method,
         "device_class": prepared.device_class,
+        "warning": selectors.unserved_device_warning(
+            device_class=prepared.device_class, queue=prepared.queue
+        ),
         "hyperparameters": _resolved_hyperparameters(prepared.validation, request.hyperparameters),
         "labels": prepared.validation.get("labels", []),
         **prepared.estimate,
@@ -396,8 +296,8 @@ def job_create(*, team: Team, user, request: JobRequest) -> FineTuneJob:
                 }
             },
         )
-        _transition(
-            job.id,
+        job_transition(
+            job_id=job.id,
             to=JobStatus.QUEUED,
             from_=(JobStatus.VALIDATING_FILES,),
             message=f"Queued on {job.queue} ({job.device_class}).",
@@ -435,8 +335,8 @@ def job_cancel(*, job: FineTuneJob, actor) -> FineTuneJob:
     job = _locked(job)
     who = _actor_name(actor)
     if job.status in (JobStatus.VALIDATING_FILES, JobStatus.QUEUED, JobStatus.PAUSED):
-        _transition(
-            job.id,
+        job_transition(
+            job_id=job.id,
             to=JobStatus.CANCELLED,
             from_=(job.status,),
             message=f"Cancelled by {who}.",
@@ -465,8 +365,11 @@ def job_pause(*, job: FineTuneJob, actor) -> FineTuneJob:
     job = _locked(job)
     who = _actor_name(actor)
     if job.status == JobStatus.QUEUED:
-        _transition(
-            job.id, to=JobStatus.PAUSED, from_=(JobStatus.QUEUED,), message=f"Paused by {who} while queued."
+        job_transition(
+            job_id=job.id,
+            to=JobStatus.PAUSED,
+            from_=(JobStatus.QUEUED,),
+            message=f"Paused by {who} while queued.",
         )
     elif job.status == JobStatus.RUNNING:
         if job.requested_action == FineTuneJob.RequestedAction.CANCEL:
@@ -508,8 +411,8 @@ def job_resume(*, job: FineTuneJob, actor) -> FineTuneJob:
         if checkpoint
         else "from the start (no checkpoint yet)"
     )
-    _transition(
-        job.id,
+    job_transition(
+        job_id=job.id,
         to=JobStatus.QUEUED,
         from_=(JobStatus.PAUSED,),
         queued_at=timezone.now(),
@@ -519,281 +422,3 @@ def job_resume(*, job: FineTuneJob, actor) -> FineTuneJob:
     job_dispatch(job_id=job.id, queue=job.queue)
     job.refresh_from_db()
     return job
-
-
-# --- claiming -----------------------------------------------------------------------------------
-
-
-def local_worker_name() -> str:
-    from workers.registry import current_worker_name
-
-    return current_worker_name() or f"{socket.gethostname()}:{os.getpid()}"
-
-
-def job_claim(*, queue: str, worker: str) -> FineTuneJob | None:
-    """Claim the best queued job of `queue` in fair-share order for `worker`, or None.
-
-    The row is chosen with SELECT ... FOR UPDATE SKIP LOCKED (two workers never wait on, or pick,
-    the same row) and taken with one conditional UPDATE (status queued → running, attempts + 1);
-    zero rows means another worker took it. A job that already lost its worker
-    TUNEFORGE_JOB_MAX_CRASHES times is failed instead of run again.
-    """
-    now = timezone.now()
-    with transaction.atomic():
-        candidates = selectors.fair_share_order(
-            FineTuneJob.objects.filter(queue=queue, status=JobStatus.QUEUED)
-        )
-        job_id = (
-            candidates.select_for_update(skip_locked=True, of=("self",)).values_list("id", flat=True).first()
-        )
-        if job_id is None:
-            return None
-        claimed = FineTuneJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
-            status=JobStatus.RUNNING,
-            worker=worker,
-            heartbeat_at=now,
-            attempts=F("attempts") + 1,
-            requested_action="",
-            updated_at=now,
-        )
-        if not claimed:
-            return None
-        job = FineTuneJob.objects.select_related("base_model", "dataset_version", "resume_checkpoint").get(
-            pk=job_id
-        )
-        if job.started_at is None:
-            FineTuneJob.objects.filter(pk=job_id).update(started_at=now)
-            job.started_at = now
-        checkpoint = job.resume_checkpoint
-        JobAttempt.objects.create(
-            job=job,
-            number=job.attempts,
-            worker=worker,
-            device_class=job.device_class,
-            started_at=now,
-            last_seen_at=now,
-            resumed_from_step=checkpoint.step if checkpoint else None,
-        )
-        where = f", resuming from the checkpoint at step {checkpoint.step}" if checkpoint else ""
-        job_event_record(
-            job_id=job.id,
-            message=f"Running on worker {worker} (attempt {job.attempts}){where}.",
-            data={"status": JobStatus.RUNNING, "worker": worker, "attempt": job.attempts},
-        )
-    return job
-
-
-# --- running ------------------------------------------------------------------------------------
-
-
-def job_execute(*, job_id: str) -> None:
-    """The body of the `finetune.run_job` task: take one unit of work from the queue of `job_id`
-    (the job itself or a fairer one) and run it to its end, pause or cancellation."""
-    from workers.registry import set_current_job
-
-    hint = FineTuneJob.objects.filter(pk=job_id).values("queue").first()
-    if hint is None:
-        return
-    job = job_claim(queue=hint["queue"], worker=local_worker_name())
-    if job is None:
-        return  # duplicate delivery: nothing queued for this message
-    set_current_job(job.id)
-    try:
-        from finetune.runner import run_claimed_job
-
-        run_claimed_job(job)
-    finally:
-        set_current_job(None)
-
-
-def job_attempt_end(*, job_id: str, number: int, outcome: str) -> None:
-    now = timezone.now()
-    JobAttempt.objects.filter(job_id=job_id, number=number, ended_at__isnull=True).update(
-        ended_at=now, last_seen_at=now, outcome=outcome
-    )
-
-
-def ownership_guard(job: FineTuneJob) -> dict:
-    """The condition under which the worker that claimed `job` still owns it."""
-    return {"worker": job.worker, "attempts": job.attempts}
-
-
-# --- recovery -----------------------------------------------------------------------------------
-
-
-def _broker_message_counts(queues: set[str]) -> dict[str, int | None]:
-    """Messages waiting in each broker queue (None when the broker cannot be asked)."""
-    from workers.celery_app import app
-
-    counts: dict[str, int | None] = {}
-    try:
-        with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
-            for queue in queues:
-                channel = conn.channel()
-                try:
-                    counts[queue] = channel.queue_declare(queue=queue, passive=True).message_count
-                except Exception:  # a queue that does not exist (e.g. after FLUSHDB) holds nothing
-                    counts[queue] = 0
-                finally:
-                    try:
-                        channel.close()
-                    except Exception:  # noqa: BLE001 - a closed channel is what we wanted
-                        pass
-    except Exception:
-        logger.exception("broker unreachable while reconciling jobs")
-        return dict.fromkeys(queues)
-    return counts
-
-
-def jobs_reconcile() -> dict:
-    """Repair what a crash or a broker loss left behind (run by beat every few seconds):
-
-    - a running job whose heartbeat is older than TUNEFORGE_JOB_STALE_AFTER_SECONDS lost its worker
-      (kill -9, machine lost): it is requeued to resume from its last checkpoint, or failed after
-      TUNEFORGE_JOB_MAX_CRASHES losses, or finished as cancelled/paused if that was asked;
-    - queued jobs without a message in the broker (Redis flushed or restarted) get a fresh one.
-    """
-    now = timezone.now()
-    stale_before = now - timedelta(seconds=settings.TUNEFORGE_JOB_STALE_AFTER_SECONDS)
-    report = {"requeued": [], "failed": [], "cancelled": [], "paused": [], "redispatched": []}
-    stale_ids = list(
-        FineTuneJob.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before).values_list(
-            "id", flat=True
-        )
-    )
-    for job_id in stale_ids:
-        outcome = _recover_stale_job(job_id=job_id, stale_before=stale_before)
-        if outcome:
-            report[outcome].append(job_id)
-    report["redispatched"] = _redispatch_orphans(now=now)
-    return report
-
-
-def _recover_stale_job(*, job_id: str, stale_before) -> str | None:
-    with transaction.atomic():
-        job = (
-            FineTuneJob.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(pk=job_id, status=JobStatus.RUNNING, heartbeat_at__lt=stale_before)
-            .select_related("resume_checkpoint")
-            .first()
-        )
-        if job is None:
-            return None
-        silent = int((timezone.now() - job.heartbeat_at).total_seconds())
-        attempt = JobAttempt.objects.filter(job=job, number=job.attempts).first()
-        if attempt is not None and attempt.ended_at is None:
-            attempt.ended_at, attempt.outcome = attempt.last_seen_at, JobAttempt.Outcome.LOST
-            attempt.save(update_fields=["ended_at", "outcome"])
-        crashes = job.crashes + 1
-        FineTuneJob.objects.filter(pk=job.pk).update(crashes=crashes)
-        lost = f"Worker {job.worker} stopped responding (no heartbeat for {silent} s)"
-        guard = ownership_guard(job)
-        checkpoint = job.resume_checkpoint
-        if job.requested_action == FineTuneJob.RequestedAction.CANCEL:
-            _transition(
-                job.id,
-                to=JobStatus.CANCELLED,
-                from_=(JobStatus.RUNNING,),
-                guard=guard,
-                message=f"{lost}; the job was being cancelled, so it is cancelled.",
-                requested_action="",
-            )
-            return "cancelled"
-        if job.requested_action == FineTuneJob.RequestedAction.PAUSE:
-            _transition(
-                job.id,
-                to=JobStatus.PAUSED,
-                from_=(JobStatus.RUNNING,),
-                guard=guard,
-                requested_action="",
-                message=f"{lost}; the job was being paused, so it is paused"
-                + (f" at its checkpoint from step {checkpoint.step}." if checkpoint else "."),
-            )
-            return "paused"
-        limit = settings.TUNEFORGE_JOB_MAX_CRASHES
-        if crashes >= limit:
-            _fail(
-                job.id,
-                code="worker_lost",
-                guard=guard,
-                message=(
-                    f"The worker running this job was lost {crashes} times (last: {job.worker}, no "
-                    f"heartbeat for {silent} s). It is not retried again, to avoid an endless loop: a job "
-                    f"that repeatedly kills its worker is usually out of memory; lower "
-                    f"hyperparameters.batch_size or hyperparameters.max_length."
-                ),
-            )
-            return "failed"
-        where = (
-            f"from its checkpoint at step {checkpoint.step}"
-            if checkpoint
-            else "from the start (no checkpoint yet)"
-        )
-        requeued = _transition(
-            job.id,
-            to=JobStatus.QUEUED,
-            from_=(JobStatus.RUNNING,),
-            guard=guard,
-            level=JobEvent.Level.WARN,
-            message=f"{lost}; requeued ({crashes} of {limit} losses allowed), it will resume {where}.",
-            queued_at=timezone.now(),
-            worker="",
-        )
-        if requeued:
-            job_dispatch(job_id=job.id, queue=job.queue)
-            return "requeued"
-    return None
-
-
-def _redispatch_orphans(*, now) -> list[str]:
-    """Queued jobs outnumbering the messages in their queue get fresh messages (oldest dispatch
-    first), skipping jobs dispatched within TUNEFORGE_JOB_REDISPATCH_AFTER_SECONDS (their message
-    may be on its way to a worker). Extra messages are harmless: each claims at most one job."""
-    grace = now - timedelta(seconds=settings.TUNEFORGE_JOB_REDISPATCH_AFTER_SECONDS)
-    queued = FineTuneJob.objects.filter(status=JobStatus.QUEUED)
-    queues = set(queued.values_list("queue", flat=True).distinct())
-    if not queues:
-        return []
-    counts = _broker_message_counts(queues)
-    sent: list[str] = []
-    for queue in queues:
-        waiting = counts.get(queue)
-        if waiting is None:
-            continue
-        jobs_here = queued.filter(queue=queue)
-        deficit = jobs_here.count() - waiting
-        if deficit <= 0:
-            continue
-        candidates = jobs_here.filter(last_dispatched_at__lt=grace) | jobs_here.filter(
-            last_dispatched_at__isnull=True
-        )
-        for job_id in candidates.order_by(F("last_dispatched_at").asc(nulls_first=True)).values_list(
-            "id", flat=True
-        )[:deficit]:
-            with transaction.atomic():
-                job_event_record(
-                    job_id=job_id,
-                    message=f"Re-sent to queue {queue}: its message was lost by the broker.",
-                    level=JobEvent.Level.WARN,
-                )
-                job_dispatch(job_id=job_id, queue=queue)
-            sent.append(job_id)
-    return sent
-
-
-def json_safe(value):
-    """JSON for PostgreSQL: non-finite floats become null, numpy/tensor scalars plain numbers."""
-    import math
-
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, bool) or value is None or isinstance(value, (str, int)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if hasattr(value, "item"):
-        return json_safe(value.item())
-    return str(value)

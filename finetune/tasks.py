@@ -1,16 +1,18 @@
-"""Celery tasks of the jobs app: ids only, thin (each body calls one service)."""
+"""Celery tasks of the jobs app: ids only, thin (each body calls one function)."""
 
 from django.conf import settings
 
-from finetune import services
-from workers.registry import current_worker_name
+from finetune.lifecycle import RUN_JOB_TASK
+from finetune.reconciler import jobs_reconcile
+from finetune.runner import job_execute
 from workers.selectors import worker_accepts_jobs
 from workers.services import hand_back
 from workers.taskbase import tuneforge_task
+from workers.worker_state import current_worker_name
 
 
 @tuneforge_task(
-    "finetune.run_job",
+    RUN_JOB_TASK,
     queue="cpu",  # the real queue is chosen per message from the job's device class
     bind=True,
     time_limit=settings.TUNEFORGE_JOB_TIME_LIMIT + 600,
@@ -22,10 +24,10 @@ def run_job(self, job_id: str) -> None:
     if not worker_accepts_jobs(name=current_worker_name()):
         hand_back(self, job_id=job_id)
         return
-    services.job_execute(job_id=job_id)
+    job_execute(job_id=job_id)
 
 
 @tuneforge_task("finetune.reconcile_jobs", queue="default", time_limit=120, soft_time_limit=100)
 def reconcile_jobs() -> None:
     """Requeue jobs whose worker died; re-send messages the broker lost."""
-    services.jobs_reconcile()
+    jobs_reconcile()

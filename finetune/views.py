@@ -11,11 +11,11 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from accounts.access import can_write, membership_or_404
 from common.errors import ApplicationError, NotFound
-from common.web import can_write, membership_or_404
 from finetune import selectors, services
 from finetune.forms import JobForm
-from finetune.models import ACTIVE_STATUSES
+from finetune.models import ACTIVE_STATUSES, JobStatus
 
 TAIL = 60  # events shown on the job page (the full log is a download)
 
@@ -80,8 +80,24 @@ def job_new(request):
     )
 
 
+def _readable_job(request, job_id: str):
+    """(membership, job) for reading a job page: a platform admin (staff) may read any team's job,
+    read only (membership is then None unless the job is of the admin's own team)."""
+    membership = request.membership or None  # a lazy object: unwrap "no team" to None
+    if membership is None and not request.user.is_staff:
+        membership_or_404(request)
+    try:
+        job = selectors.job_get_for_reader(
+            team=membership.team if membership else None, user=request.user, job_id=job_id
+        )
+    except NotFound as exc:
+        raise Http404(exc.message) from None
+    return (membership if membership and membership.team_id == job.team_id else None), job
+
+
 def _live_context(membership, job) -> dict:
     positions = selectors.queue_positions_for([job])
+    waiting = job.status in (JobStatus.VALIDATING_FILES, JobStatus.QUEUED)
     events = list(selectors.job_event_list(job=job).order_by("-id")[:TAIL])[::-1]
     return {
         "job": job,
@@ -95,7 +111,10 @@ def _live_context(membership, job) -> dict:
             and not isinstance(value, bool)
         ],
         "events": events,
-        "can_write": can_write(membership),
+        "can_write": membership is not None and can_write(membership),
+        "staff_view": membership is None,
+        "unserved": waiting
+        and selectors.unserved_device_warning(device_class=job.device_class, queue=job.queue) is not None,
         "active": job.status in ACTIVE_STATUSES,
         "log_limit": settings.TUNEFORGE_JOB_LOG_MAX_LINES,
         "checkpoint": job.resume_checkpoint,
@@ -104,16 +123,14 @@ def _live_context(membership, job) -> dict:
 
 @login_required
 def job_detail(request, job_id: str):
-    membership = membership_or_404(request)
-    job = _job_or_404(membership, job_id)
+    membership, job = _readable_job(request, job_id)
     return render(request, "finetune/job_detail.html", _live_context(membership, job))
 
 
 @login_required
 def job_live(request, job_id: str):
     """The live part of the job page, re-fetched every few seconds while the job is active."""
-    membership = membership_or_404(request)
-    job = _job_or_404(membership, job_id)
+    membership, job = _readable_job(request, job_id)
     return render(request, "finetune/_job_live.html", _live_context(membership, job))
 
 

@@ -129,10 +129,44 @@ def purge_broker() -> None:
     app.control.purge()
 
 
-def wait_until(predicate, *, timeout: float, interval: float = 0.2, message: str = "condition") -> None:
+def wait_until(predicate, *, timeout: float, interval: float = 0.2, message: str = "condition", detail=None):
+    """The tests' one polling loop: call `predicate` until it returns something truthy and return
+    that; after `timeout` seconds fail naming `message` (and `detail()`, e.g. the last state seen)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            extra = f"; {detail()}" if detail else ""
+            raise AssertionError(f"Timed out after {timeout}s waiting for {message}{extra}")
         time.sleep(interval)
-    raise AssertionError(f"Timed out after {timeout}s waiting for {message}")
+
+
+def messages_waiting(queue: str) -> int:
+    """Messages ready in a broker queue (0 for a queue that does not exist yet)."""
+    from workers.celery_app import app
+
+    with app.connection_for_write() as connection:
+        try:
+            return connection.default_channel.queue_declare(queue=queue, passive=True).message_count
+        except Exception:  # noqa: BLE001 - no such queue: nothing waits in it
+            return 0
+
+
+def wait_for_heartbeats(worker_name: str, *, count: int = 2, timeout: float = 30) -> None:
+    """Wait until the worker has sent `count` more registry heartbeats: the positive signal that it
+    has been alive, and polling its broker queues, for that long."""
+    from workers.models import WorkerNode
+
+    def beat():
+        return WorkerNode.objects.filter(name=worker_name).values_list("last_heartbeat_at", flat=True).first()
+
+    for n in range(count):
+        seen = beat()
+        wait_until(
+            lambda seen=seen: (now := beat()) is not None and (seen is None or now > seen),
+            timeout=timeout,
+            interval=0.1,
+            message=f"heartbeat {n + 1} of {count} from {worker_name}",
+        )

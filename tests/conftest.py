@@ -18,6 +18,16 @@ if _DJANGO_READY:
     from tests.factories import MembershipFactory, TeamFactory, UserFactory
 
 
+@pytest.fixture(autouse=True)
+def _fresh_brakes():
+    """Brute-force counters live in Redis and outlive a test: every test starts with none."""
+    if _DJANGO_READY:
+        from django.core.cache import cache
+
+        cache.clear()
+    yield
+
+
 @pytest.fixture
 def team(db):
     return TeamFactory(name="Alice's Team")

@@ -70,7 +70,7 @@ class ApiKeyFactory(factory.django.DjangoModelFactory):
     """A team API key made by the real service; the full key is on the object as `.raw`."""
 
     class Meta:
-        model = "serving.ApiKey"
+        model = "accounts.ApiKey"
 
     team = factory.SubFactory(TeamFactory)
     name = factory.Sequence(lambda n: f"key {n}")
@@ -80,8 +80,19 @@ class ApiKeyFactory(factory.django.DjangoModelFactory):
 
     @classmethod
     def _create(cls, model_class, *args, **kwargs):
-        from serving.apikeys import apikey_create
+        from accounts.apikeys import apikey_create
+        from accounts.models import Membership
 
+        if kwargs["created_by"] is None:
+            # A key acts for a member: by default the team's owner (made when there is none).
+            owner = (
+                Membership.objects.filter(team=kwargs["team"], role="owner").select_related("user").first()
+            )
+            kwargs["created_by"] = (
+                owner.user
+                if owner
+                else MembershipFactory(team=kwargs["team"], user=UserFactory(), role="owner").user
+            )
         api_key, raw = apikey_create(
             team=kwargs["team"],
             name=kwargs["name"],

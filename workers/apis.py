@@ -15,7 +15,7 @@ from common.errors import NotFound
 from workers import selectors, services
 from workers.models import WorkerNode
 
-ERRORS = {code: ErrorSerializer for code in (401, 404)}
+ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404)}
 
 
 class StaffApiView(APIView):

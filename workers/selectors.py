@@ -46,3 +46,8 @@ def worker_accepts_jobs(*, name: str | None) -> bool:
         return True
     state = WorkerNode.objects.filter(name=name).values_list("admin_state", flat=True).first()
     return state == WorkerNode.AdminState.ACTIVE
+
+
+def queues_served_now() -> set[str]:
+    """The queues at least one online worker accepting jobs consumes right now."""
+    return {queue for worker in worker_list(status="online") for queue in worker.queues or ()}

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from workers import worker_state
 from workers.models import WorkerNode
 from workers.selectors import worker_get
 
@@ -155,7 +156,9 @@ def _set_admin_state(*, name: str, state: str, actor) -> WorkerNode:
 def _control(*, name: str, command: str, queues: list[str]) -> None:
     """Send a control command to one live worker. Best effort: the recorded admin state is what
     counts, and a worker that misses this still refuses (and hands back) jobs."""
-    from workers.celery_app import app
+    # The current app, not an import of workers.celery_app: that module connects the signal
+    # handlers, which call these services.
+    from celery import current_app as app
 
     for queue in queues:
         try:
@@ -169,7 +172,7 @@ def hand_back(task, *, job_id: str | None = None) -> str:
     Called by a task that finds its worker is not accepting jobs (draining, paused, or unknown):
     re-publishes the same task with the same arguments to the same queue, and tells this worker to
     stop consuming its queues (it evidently missed the drain/pause command). Returns the queue."""
-    from workers.registry import current_worker_name, current_worker_queues
+    from workers.worker_state import current_worker_name, current_worker_queues
 
     request = task.request
     delivery = request.delivery_info or {}
@@ -194,3 +197,15 @@ def hand_back(task, *, job_id: str | None = None) -> str:
         # the message it may fetch straight back.
         time.sleep(1)
     return queue
+
+
+def set_current_job(job_id: str | None) -> None:
+    """Called by the jobs task when it starts (job id) and ends (None) a job. Written at once, and
+    reported again by every heartbeat."""
+    worker_state.state.current_job = job_id
+    if worker_state.state.name is None:
+        return
+    try:
+        worker_set_current_job(name=worker_state.state.name, job_id=job_id)
+    except Exception:  # the registry is bookkeeping: it must never fail a job
+        log.exception("Could not record the current job of worker %s", worker_state.state.name)

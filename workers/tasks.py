@@ -1,9 +1,9 @@
 """The registry's own tasks: the offline sweep (beat) and a routing probe."""
 
-from workers.registry import current_worker_name
 from workers.selectors import worker_accepts_jobs
 from workers.services import hand_back, worker_ping_received, workers_mark_offline
 from workers.taskbase import tuneforge_task
+from workers.worker_state import current_worker_name
 
 
 @tuneforge_task("workers.mark_offline", queue="default", time_limit=60, soft_time_limit=50)

@@ -5,7 +5,7 @@ result = train(JobSpec.from_dict({...}), reporter)
 """
 
 from .errors import SpecError
-from .models import resolve_base_model
+from .modeling import resolve_base_model
 from .planning import validate_spec
 from .reporting import NullReporter, Progress, RecordingReporter, Reporter
 from .spec import Hyperparameters, JobSpec

@@ -10,13 +10,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import models
+from . import modeling
+from .vocabulary import Method, Task
 
 ENGINE_VERSION = "1.0"
 _TASK_TAG = {
-    "classification": "text-classification",
-    "multilabel_classification": "text-classification",
-    "chat_sft": "text-generation",
+    Task.CLASSIFICATION: "text-classification",
+    Task.MULTILABEL_CLASSIFICATION: "text-classification",
+    Task.CHAT_SFT: "text-generation",
 }
 
 
@@ -27,8 +28,8 @@ def label_map(labels: list[str], task: str) -> dict[str, Any]:
         "label2id": {label: i for i, label in enumerate(labels)},
         "id2label": {str(i): label for i, label in enumerate(labels)},
         "problem_type": {
-            "classification": "single_label_classification",
-            "multilabel_classification": "multi_label_classification",
+            Task.CLASSIFICATION: "single_label_classification",
+            Task.MULTILABEL_CLASSIFICATION: "multi_label_classification",
         }.get(task),
     }
 
@@ -44,9 +45,9 @@ def export(
     out = Path(plan.spec.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     spec = plan.spec
-    is_adapter = spec.method != "full"
+    is_adapter = spec.method != Method.FULL
     merged = False
-    with models.quiet_transformers():
+    with modeling.quiet_transformers():
         if is_adapter:
             # peft records whatever path the base was loaded from; artifacts must name the portable id instead.
             for cfg in model.peft_config.values():  # type: ignore[attr-defined]
@@ -76,7 +77,10 @@ def export(
     _write_json(out / "metrics.json", metrics)
     _write_json(out / "spec.json", resolved_spec)
     (out / "README.md").write_text(model_card(plan, metrics, resolved_spec, manifest), encoding="utf-8")
-    reporter.on_log("info", f"artifacts written to {out}")
+    # The folder is this machine's business: the caller knows where it put output_dir.
+    reporter.on_log(
+        "info", "artifacts written: model, tokenizer, engine.json, label_map.json, metrics.json, spec.json"
+    )
     return manifest
 
 
@@ -84,8 +88,8 @@ def _merge(plan: Any, adapter_dir: Path, out: Path) -> None:
     """Reload the base unquantized and fold the adapter in, so QLoRA merges are as exact as LoRA ones."""
     from peft import PeftModel
 
-    dtype = torch.float32 if plan.spec.method != "qlora" else torch.bfloat16
-    base = models._load_pretrained(plan.base_path, plan.spec.task, plan.labels, plan.tokenizer, None, dtype)
+    dtype = torch.float32 if plan.spec.method != Method.QLORA else torch.bfloat16
+    base = modeling.load_pretrained(plan.base_path, plan.spec.task, plan.labels, plan.tokenizer, None, dtype)
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     merged.config.name_or_path = plan.base_name
     merged.save_pretrained(str(out), safe_serialization=True)
@@ -155,6 +159,15 @@ def model_card(plan: Any, metrics: dict[str, Any], resolved: dict[str, Any], man
     for k, v in hp.items():
         lines.append(f"| {k} | {_fmt(v)} |")
     lines += [f"| seed | {spec.seed} |", f"| steps | {metrics.get('train', {}).get('steps')} |", ""]
+    lines += _card_metrics(metrics)
+    lines += ["", "## How to load", "", "```python", *_load_snippet(plan, manifest), "```", ""]
+    lines += _card_use_and_limits(plan, hp)
+    return "\n".join(lines) + "\n"
+
+
+def _card_metrics(metrics: dict[str, Any]) -> list[str]:
+    """The model card's metrics section: held-out scores against the baselines, and forgetting."""
+    lines: list[str] = []
     lines += ["## Metrics", ""]
     rows = _metric_rows(metrics)
     if rows:
@@ -183,13 +196,17 @@ def model_card(plan: Any, metrics: dict[str, Any], resolved: dict[str, Any], man
         ]
         for k, v in forgetting.items():
             lines.append(f"| {k} | {_fmt(v['before'])} | {_fmt(v['after'])} | {_fmt(v['change'])} |")
-    lines += ["", "## How to load", "", "```python", *_load_snippet(plan, manifest), "```", ""]
-    lines += [
+    return lines
+
+
+def _card_use_and_limits(plan: Any, hp: dict[str, Any]) -> list[str]:
+    spec = plan.spec
+    lines = [
         "## Intended use",
         "",
         (
             f"Classifying short texts into the {len(plan.labels)} labels above, for data like the training set."
-            if spec.task != "chat_sft"
+            if spec.task != Task.CHAT_SFT
             else "Answering in the style and domain of the training conversations."
         ),
         "",
@@ -200,17 +217,17 @@ def model_card(plan: Any, metrics: dict[str, Any], resolved: dict[str, Any], man
         f"- Inputs longer than {hp['max_length']} tokens were truncated in training.",
         "- The model inherits the biases and licence terms of its base model and of the training data.",
     ]
-    if spec.task != "chat_sft":
+    if spec.task != Task.CHAT_SFT:
         lines.append(
             "- It always answers with one of the known labels, even for unrelated input; check confidence scores."
         )
     else:
         lines.append("- Generated text can be wrong or fabricated; do not rely on it without review.")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _load_snippet(plan: Any, manifest: dict[str, Any]) -> list[str]:
-    cls = "AutoModelForCausalLM" if plan.spec.task == "chat_sft" else "AutoModelForSequenceClassification"
+    cls = "AutoModelForCausalLM" if plan.spec.task == Task.CHAT_SFT else "AutoModelForSequenceClassification"
     if manifest["format"] == "full" or manifest["merged"]:
         return [
             f"from transformers import AutoTokenizer, {cls}",
@@ -223,7 +240,7 @@ def _load_snippet(plan: Any, manifest: dict[str, Any]) -> list[str]:
         f"from transformers import AutoTokenizer, {cls}",
         'lm = json.load(open("path/to/this/dir/label_map.json"))',
     ]
-    if plan.spec.task == "chat_sft":
+    if plan.spec.task == Task.CHAT_SFT:
         lines.append(f'base = {cls}.from_pretrained("{plan.base_name}")')
     else:
         lines.append(

@@ -11,38 +11,40 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .vocabulary import Method, Task
+
 # Learning rates that train reliably for each method (full fine-tuning moves every weight, so it needs
 # the smallest; prompt tuning moves only a few embeddings, so it needs the largest).
 _LR = {
-    ("full", "cls"): 5e-5,
-    ("full", "sft"): 2e-5,
-    ("lora", "cls"): 2e-3,
-    ("lora", "sft"): 2e-4,
-    ("qlora", "cls"): 2e-3,
-    ("qlora", "sft"): 2e-4,
-    ("ia3", "cls"): 5e-3,
-    ("ia3", "sft"): 3e-3,
-    ("prompt_tuning", "cls"): 3e-2,
-    ("prompt_tuning", "sft"): 3e-2,
+    (Method.FULL, "cls"): 5e-5,
+    (Method.FULL, "sft"): 2e-5,
+    (Method.LORA, "cls"): 2e-3,
+    (Method.LORA, "sft"): 2e-4,
+    (Method.QLORA, "cls"): 2e-3,
+    (Method.QLORA, "sft"): 2e-4,
+    (Method.IA3, "cls"): 5e-3,
+    (Method.IA3, "sft"): 3e-3,
+    (Method.PROMPT_TUNING, "cls"): 3e-2,
+    (Method.PROMPT_TUNING, "sft"): 3e-2,
 }
 
 
 def auto_learning_rate(method: str, task: str, n_params: int) -> float:
     """The table rate (tuned on ~20-500M parameter models with linear decay); billion-parameter models
     are more fragile, so they get a fifth of it (prompt tuning excepted: it only trains the prompt)."""
-    lr = _LR[(method, "sft" if task == "chat_sft" else "cls")]
-    if n_params >= 1e9 and method != "prompt_tuning":
+    lr = _LR[(method, "sft" if task == Task.CHAT_SFT else "cls")]
+    if n_params >= 1e9 and method != Method.PROMPT_TUNING:
         lr /= 5
     return lr
 
 
 def auto_max_length(lengths: Sequence[int], task: str, limit: int | None) -> int:
     """95th percentile (classification) or 98th (chat, where cut replies hurt more) rounded up to a multiple of 8."""
-    q = 98 if task == "chat_sft" else 95
+    q = 98 if task == Task.CHAT_SFT else 95
     pct = float(np.percentile(np.asarray(lengths), q)) if len(lengths) else 128.0
     value = max(16, int(math.ceil(pct / 8.0) * 8))
     cap = (
-        2048 if task == "chat_sft" else 512
+        2048 if task == Task.CHAT_SFT else 512
     )  # beyond this "auto" should not silently pick quadratic-cost lengths
     value = min(value, cap)
     if limit is not None:
@@ -52,7 +54,7 @@ def auto_max_length(lengths: Sequence[int], task: str, limit: int | None) -> int
 
 def auto_epochs(n_train: int, task: str) -> int:
     """Small data needs more passes; aim at a few thousand samples seen (classification) or ~1k (chat)."""
-    if task == "chat_sft":
+    if task == Task.CHAT_SFT:
         return 1 if n_train >= 20_000 else int(min(5, max(2, math.ceil(1_000 / max(n_train, 1)))))
     return 1 if n_train >= 100_000 else int(min(10, max(2, math.ceil(2_000 / max(n_train, 1)))))
 
@@ -64,7 +66,7 @@ def auto_batch_size(device: torch.device, max_length: int, n_params: int, n_trai
         size_factor = max(
             1.0, n_params / 350e6
         )  # activations grow with width/depth; ~350M params as the unit
-        if method == "full":
+        if method == Method.FULL:
             size_factor *= 2.0  # optimizer states and full gradients compete for the same memory
         budget = mem_gb * 2048 / size_factor
         cap = 64

@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                     code="invalid_checkpoint",
                 )
             resume = str(found)
+        if resume:
+            print(f"resuming from {resume}", file=sys.stderr)  # on the console a local path is the point
         reporter = ConsoleReporter(quiet=args.quiet)
         reporter.install_signal_handler()
         try:

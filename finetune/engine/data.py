@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .errors import SpecError
+from .vocabulary import Task
 
 ROLES = ("system", "user", "assistant")
 IGNORE_INDEX = -100
@@ -109,7 +110,7 @@ def _normalize(task: str, r: Any) -> tuple[dict[str, Any] | None, str]:
     """One raw record -> the normalized row, or None and the reason it is dropped."""
     if not isinstance(r, dict):
         return None, "not an object"
-    if task == "chat_sft":
+    if task == Task.CHAT_SFT:
         messages = r.get("messages")
         if messages is None and ("instruction" in r or "output" in r):
             messages = _alpaca_to_messages(r)
@@ -130,7 +131,7 @@ def _normalize(task: str, r: Any) -> tuple[dict[str, Any] | None, str]:
     pair = r.get("text_pair")
     if isinstance(pair, str) and pair.strip():
         row["text_pair"] = pair
-    if task == "multilabel_classification":
+    if task == Task.MULTILABEL_CLASSIFICATION:
         labels = r.get("labels", r.get("label"))
         if isinstance(labels, str):  # CSV convenience: "a|b"
             labels = [s for s in (p.strip() for p in labels.split("|")) if s]
@@ -167,9 +168,9 @@ def read_rows(path: str | None, task: str, field_name: str) -> Rows:
 
 
 def labels_of(rows: Rows, task: str) -> set[str]:
-    if task == "classification":
+    if task == Task.CLASSIFICATION:
         return {r["label"] for r in rows.rows}
-    if task == "multilabel_classification":
+    if task == Task.MULTILABEL_CLASSIFICATION:
         return {label for r in rows.rows for label in r["labels"]}
     return set()
 
@@ -241,12 +242,12 @@ def token_lengths(tokenizer: Any, rows: Sequence[dict[str, Any]], task: str, sam
     if len(rows) > sample:
         step = len(rows) / sample
         rows = [rows[int(i * step)] for i in range(sample)]
-    if task == "chat_sft":
-        return [len(_encode_chat(tokenizer, r["messages"], None)[0]) for r in rows]
+    if task == Task.CHAT_SFT:
+        return [len(encode_chat(tokenizer, r["messages"], None)[0]) for r in rows]
     return _token_lengths_text(tokenizer, rows)
 
 
-def _encode_chat(
+def encode_chat(
     tokenizer: Any, messages: list[dict[str, str]], max_length: int | None
 ) -> tuple[list[int], list[int]]:
     full = render_chat(tokenizer, messages)
@@ -295,10 +296,10 @@ class Encoded:
 
 
 def _encode(tokenizer: Any, rows: Sequence[dict[str, Any]], task: str, max_length: int) -> Encoded:
-    if task == "chat_sft":
+    if task == Task.CHAT_SFT:
         ids, masks = [], []
         for r in rows:
-            i, m = _encode_chat(tokenizer, r["messages"], max_length)
+            i, m = encode_chat(tokenizer, r["messages"], max_length)
             ids.append(i)
             masks.append(m)
         return Encoded(ids, None, masks)
@@ -385,9 +386,9 @@ class Split:
 
 
 def make_targets(rows: Sequence[dict[str, Any]], task: str, label2id: dict[str, int]) -> list[Any]:
-    if task == "classification":
+    if task == Task.CLASSIFICATION:
         return [label2id[r["label"]] for r in rows]
-    if task == "multilabel_classification":
+    if task == Task.MULTILABEL_CLASSIFICATION:
         out = []
         for r in rows:
             v = [0.0] * len(label2id)
@@ -413,14 +414,14 @@ def collate(split: Split, idx: Sequence[int], task: str, pad_id: int) -> dict[st
         for row, i in enumerate(idx):
             tt[row, : len(enc.token_type_ids[i])] = torch.tensor(enc.token_type_ids[i], dtype=torch.long)
         batch["token_type_ids"] = tt
-    if task == "chat_sft":
+    if task == Task.CHAT_SFT:
         labels = torch.full((len(seqs), width), IGNORE_INDEX, dtype=torch.long)
         for row, i in enumerate(idx):
             m = torch.tensor(enc.loss_mask[i], dtype=torch.bool)  # type: ignore[index]
             s = ids[row, : len(m)]
             labels[row, : len(m)] = torch.where(m, s, torch.full_like(s, IGNORE_INDEX))
         batch["labels"] = labels
-    elif task == "classification":
+    elif task == Task.CLASSIFICATION:
         batch["labels"] = torch.tensor([split.targets[i] for i in idx], dtype=torch.long)
     else:
         batch["labels"] = torch.tensor([split.targets[i] for i in idx], dtype=torch.float32)

@@ -16,6 +16,8 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
+from .vocabulary import Task
+
 LOWER_IS_BETTER = ("loss", "perplexity")
 
 
@@ -71,7 +73,7 @@ def majority_baseline(
     train_targets: Sequence[Any], valid_targets: Sequence[Any], labels: list[str], task: str
 ) -> dict[str, Any]:
     """What always answering the most frequent training label scores on the validation set."""
-    if task == "classification":
+    if task == Task.CLASSIFICATION:
         majority = Counter(train_targets).most_common(1)[0][0]
         m = classification_metrics(list(valid_targets), [majority] * len(valid_targets), labels)
         return {

@@ -10,15 +10,16 @@ from typing import Any
 
 import torch
 
-from . import autoconf, data, models
+from . import autoconf, data, modeling
 from .errors import SpecError
 from .reporting import NullReporter, Reporter
 from .spec import AUTO, Hyperparameters, JobSpec, check_static
+from .vocabulary import ADAPTER_METHODS, Method, Task
 
 _EVAL_METRICS = {
-    "classification": ("loss", "accuracy", "f1_macro", "f1_micro"),
-    "multilabel_classification": ("loss", "accuracy", "hamming_accuracy", "f1_macro", "f1_micro"),
-    "chat_sft": ("loss", "perplexity", "token_accuracy"),
+    Task.CLASSIFICATION: ("loss", "accuracy", "f1_macro", "f1_micro"),
+    Task.MULTILABEL_CLASSIFICATION: ("loss", "accuracy", "hamming_accuracy", "f1_macro", "f1_micro"),
+    Task.CHAT_SFT: ("loss", "perplexity", "token_accuracy"),
 }
 
 
@@ -102,7 +103,7 @@ def cache_dir_for(spec: JobSpec) -> Path:
 
 def _check_device_and_precision(spec: JobSpec) -> tuple[torch.device, str]:
     hp = spec.hyperparameters
-    if spec.method == "qlora":
+    if spec.method == Method.QLORA:
         if not torch.cuda.is_available() or spec.device == "cpu":
             raise SpecError(
                 "method",
@@ -140,14 +141,14 @@ def _check_init_from(spec: JobSpec) -> dict[str, Any] | None:
         return None
     if not Path(spec.init_from).is_dir():
         raise SpecError("init_from", f"directory not found: {spec.init_from}", code="file_not_found")
-    info = models.read_artifact_manifest(spec.init_from)
+    info = modeling.read_artifact_manifest(spec.init_from)
     if info.get("task") != spec.task:
         raise SpecError(
             "init_from",
             f"the earlier model was trained for {info.get('task')!r}, not {spec.task!r}",
             code="incompatible_init",
         )
-    if models.portable_name(info.get("base_model", "")) != models.portable_name(spec.base_model):
+    if modeling.portable_name(info.get("base_model", "")) != modeling.portable_name(spec.base_model):
         raise SpecError(
             "init_from",
             f"the earlier model is built on {info.get('base_model')!r}; set base_model to that",
@@ -202,7 +203,7 @@ def _labels(
     prev_rows: data.Rows | None,
     init: dict | None,
 ) -> list[str]:
-    if spec.task == "chat_sft":
+    if spec.task == Task.CHAT_SFT:
         return []
     seen = data.labels_of(train_rows, spec.task)
     if replay_rows is not None:
@@ -210,7 +211,7 @@ def _labels(
     earlier = list(init["labels"]) if init else []
     # Earlier versions keep their label ids so the grown head reuses their rows.
     labels = earlier + sorted(seen - set(earlier))
-    if spec.task == "classification" and len(labels) < 2:
+    if spec.task == Task.CLASSIFICATION and len(labels) < 2:
         raise SpecError(
             "train_file",
             f"classification needs at least 2 distinct labels, found {labels}",
@@ -229,40 +230,51 @@ def _labels(
     return labels
 
 
-def prepare(spec: JobSpec, reporter: Reporter | None = None) -> Plan:
-    """All checks and decisions, cheapest first, so a bad spec fails in well under a second."""
-    reporter = reporter or NullReporter()
-    check_static(spec)
-    hp = copy.deepcopy(spec.hyperparameters)
-    if hp.early_stopping_patience is not None:
-        metric = hp.early_stopping_metric
-        bare = metric.split("_", 1)[1] if metric.startswith(("eval_", "valid_")) else metric
-        if bare not in _EVAL_METRICS[spec.task]:
-            raise SpecError(
-                "hyperparameters.early_stopping_metric",
-                f"{metric!r} is not measured for {spec.task}; use one of {', '.join('eval_' + m for m in _EVAL_METRICS[spec.task])}",
-                code="invalid_value",
-            )
-    device, precision = _check_device_and_precision(spec)
-    init = _check_init_from(spec)
+def _check_early_stopping_metric(spec: JobSpec) -> None:
+    hp = spec.hyperparameters
+    if hp.early_stopping_patience is None:
+        return
+    metric = hp.early_stopping_metric
+    bare = metric.split("_", 1)[1] if metric.startswith(("eval_", "valid_")) else metric
+    if bare not in _EVAL_METRICS[spec.task]:
+        raise SpecError(
+            "hyperparameters.early_stopping_metric",
+            f"{metric!r} is not measured for {spec.task}; use one of {', '.join('eval_' + m for m in _EVAL_METRICS[spec.task])}",
+            code="invalid_value",
+        )
 
-    base_path = models.resolve_base_model(spec.base_model)
-    config = models.load_config(base_path)
-    if spec.task == "chat_sft" and not models.can_generate_text(config):
+
+@dataclass
+class _Base:
+    """The base model as far as planning needs it: no weights are loaded."""
+
+    path: str
+    config: Any
+    tokenizer: Any
+    limit: int | None  # the model's position limit, if any
+    extra: int  # virtual prompt tokens that share the limit
+
+
+def _load_base(spec: JobSpec) -> _Base:
+    """Config and tokenizer of the base model, refusing a task it cannot do or a max_length it cannot hold."""
+    hp = spec.hyperparameters
+    base_path = modeling.resolve_base_model(spec.base_model)
+    config = modeling.load_config(base_path)
+    if spec.task == Task.CHAT_SFT and not modeling.can_generate_text(config):
         raise SpecError(
             "task",
             f"chat_sft needs a decoder (causal) language model; {spec.base_model!r} is a {config.model_type} encoder-only model",
             code="unsupported_task",
         )
-    if spec.task != "chat_sft" and not models.can_classify(config):
+    if spec.task != Task.CHAT_SFT and not modeling.can_classify(config):
         raise SpecError(
             "task",
             f"{config.model_type} models have no sequence-classification head in transformers",
             code="unsupported_task",
         )
-    tokenizer = models.load_tokenizer(base_path, spec.task)
-    limit = models.position_limit(config, tokenizer)
-    extra = hp.num_virtual_tokens if spec.method == "prompt_tuning" else 0
+    tokenizer = modeling.load_tokenizer(base_path, spec.task)
+    limit = modeling.position_limit(config, tokenizer)
+    extra = hp.num_virtual_tokens if spec.method == Method.PROMPT_TUNING else 0
     if hp.max_length != AUTO and limit is not None and hp.max_length + extra > limit:
         why = f" (plus {extra} virtual prompt tokens)" if extra else ""
         raise SpecError(
@@ -270,120 +282,161 @@ def prepare(spec: JobSpec, reporter: Reporter | None = None) -> Plan:
             f"{hp.max_length}{why} exceeds the model's limit of {limit} tokens",
             code="invalid_max_length",
         )
+    return _Base(path=base_path, config=config, tokenizer=tokenizer, limit=limit, extra=extra)
 
-    train_rows, valid_rows, replay_rows, prev_rows = _read_split_rows(spec)
-    labels = _labels(spec, train_rows, replay_rows, valid_rows, prev_rows, init)
 
-    skeleton = models.meta_model(config, spec.task, len(labels))
-    modules = models.module_types(skeleton)
-    targets: list[str] | str | None = None
-    if spec.method in ("lora", "qlora", "ia3") and not (init and init["format"] == "adapter"):
-        targets = hp.target_modules or models.default_target_modules(config, spec.method)
-        if isinstance(targets, list):
-            models.check_target_modules(targets, modules, spec.method)
-        elif spec.method == "ia3":
-            raise SpecError(
-                "hyperparameters.target_modules",
-                f"no IA3 defaults for {config.model_type}; list the modules",
-                code="invalid_target_module",
-            )
+def _adapter_targets(
+    spec: JobSpec, config: Any, modules: dict[str, str], init: dict | None
+) -> list[str] | str | None:
+    """The modules a LoRA/QLoRA/IA3 adapter wraps (None for other methods, or an earlier adapter's own)."""
+    if spec.method not in ADAPTER_METHODS or (init and init["format"] == "adapter"):
+        return None
+    targets = spec.hyperparameters.target_modules or modeling.default_target_modules(config, spec.method)
+    if isinstance(targets, list):
+        modeling.check_target_modules(targets, modules, spec.method)
+    elif spec.method == Method.IA3:
+        raise SpecError(
+            "hyperparameters.target_modules",
+            f"no IA3 defaults for {config.model_type}; list the modules",
+            code="invalid_target_module",
+        )
+    return targets
 
-    if hp.max_length == AUTO:
-        lengths = data.token_lengths(tokenizer, train_rows.rows, spec.task)
-        hp.max_length = autoconf.auto_max_length(lengths, spec.task, None if limit is None else limit - extra)
 
-    cache_dir = cache_dir_for(spec)
-    tok_fp = data.tokenizer_fingerprint(tokenizer)
-    dropped: dict[str, dict[str, int]] = {}
-    label2id = {label: i for i, label in enumerate(labels)}
+class _Encoder:
+    """Tokenizes row sets into training splits, recording what was dropped and why."""
 
-    def split_of(rows: data.Rows, field_name: str, idx: list[int] | None = None) -> data.Split:
-        enc, hit = data.encode_rows(tokenizer, rows, spec.task, hp.max_length, cache_dir, tok_fp)
-        reporter.on_log(
+    def __init__(
+        self, spec: JobSpec, hp: Hyperparameters, tokenizer: Any, labels: list[str], reporter: Reporter
+    ):
+        self.spec, self.hp, self.tokenizer, self.reporter = spec, hp, tokenizer, reporter
+        self.cache_dir = cache_dir_for(spec)
+        self.tokenizer_fp = data.tokenizer_fingerprint(tokenizer)
+        self.label2id = {label: i for i, label in enumerate(labels)}
+        self.dropped: dict[str, dict[str, int]] = {}
+
+    def note_read_drops(self, named_rows: dict[str, data.Rows | None]) -> None:
+        for name, rows in named_rows.items():
+            if rows is not None and rows.dropped:
+                self.dropped[name] = dict(rows.dropped)
+                self.reporter.on_log(
+                    "warn",
+                    f"{name}: dropped {sum(rows.dropped.values())} rows ({', '.join(f'{n} {r}' for r, n in rows.dropped.items())})",
+                )
+
+    def split(self, rows: data.Rows, field_name: str, idx: list[int] | None = None) -> data.Split:
+        spec, hp = self.spec, self.hp
+        enc, hit = data.encode_rows(
+            self.tokenizer, rows, spec.task, hp.max_length, self.cache_dir, self.tokenizer_fp
+        )
+        self.reporter.on_log(
             "info",
             f"{field_name}: {len(rows)} rows tokenized at max_length={hp.max_length}"
             + (" (from cache)" if hit else ""),
         )
         keep = list(range(len(rows))) if idx is None else idx
-        if spec.task == "chat_sft":
-            # A conversation whose replies were all cut off by max_length teaches nothing.
-            kept = [i for i in keep if any(enc.loss_mask[i])]  # type: ignore[index]
-            if len(kept) < len(keep):
-                dropped.setdefault(field_name, {})["no assistant tokens within max_length"] = len(keep) - len(
-                    kept
-                )
-                reporter.on_log(
-                    "warn",
-                    f"{field_name}: {len(keep) - len(kept)} conversations have no reply within max_length={hp.max_length}",
-                )
-            keep = kept
-            if not keep:
-                raise SpecError(
-                    field_name,
-                    f"no rows left after filtering: every reply is beyond max_length={hp.max_length}",
-                    code="no_rows",
-                )
+        if spec.task == Task.CHAT_SFT:
+            keep = self._with_replies(enc, keep, field_name)
         rows_kept = [rows.rows[i] for i in keep]
-        return data.Split(enc.select(keep), data.make_targets(rows_kept, spec.task, label2id))
+        return data.Split(enc.select(keep), data.make_targets(rows_kept, spec.task, self.label2id))
 
-    for name, rows in (
-        ("train_file", train_rows),
-        ("validation_file", valid_rows),
-        ("replay_file", replay_rows),
-        ("previous_validation_file", prev_rows),
-    ):
-        if rows is not None and rows.dropped:
-            dropped[name] = dict(rows.dropped)
-            reporter.on_log(
+    def _with_replies(self, enc: Any, keep: list[int], field_name: str) -> list[int]:
+        """A conversation whose replies were all cut off by max_length teaches nothing."""
+        max_length = self.hp.max_length
+        kept = [i for i in keep if any(enc.loss_mask[i])]
+        if len(kept) < len(keep):
+            self.dropped.setdefault(field_name, {})["no assistant tokens within max_length"] = len(
+                keep
+            ) - len(kept)
+            self.reporter.on_log(
                 "warn",
-                f"{name}: dropped {sum(rows.dropped.values())} rows ({', '.join(f'{n} {r}' for r, n in rows.dropped.items())})",
+                f"{field_name}: {len(keep) - len(kept)} conversations have no reply within max_length={max_length}",
             )
+        if not kept:
+            raise SpecError(
+                field_name,
+                f"no rows left after filtering: every reply is beyond max_length={max_length}",
+                code="no_rows",
+            )
+        return kept
 
-    train = split_of(train_rows, "train_file")
-    n_replay = 0
-    if replay_rows is not None:
-        replay = split_of(
-            replay_rows, "replay_file", data.replay_subset(len(replay_rows), spec.replay_fraction, spec.seed)
-        )
-        n_replay = len(replay)
-        train = data.Split(train.encoded.concat(replay.encoded), train.targets + replay.targets)
-    valid = split_of(valid_rows, "validation_file") if valid_rows is not None else None
-    previous_valid = split_of(prev_rows, "previous_validation_file") if prev_rows is not None else None
 
-    n_params = sum(p.numel() for p in skeleton.parameters())
+def _resolve_auto(
+    hp: Hyperparameters, *, spec: JobSpec, device: torch.device, precision: str, n_params: int, n_train: int
+) -> None:
     if hp.batch_size == AUTO:
-        hp.batch_size = autoconf.auto_batch_size(device, hp.max_length, n_params, len(train), spec.method)
+        hp.batch_size = autoconf.auto_batch_size(device, hp.max_length, n_params, n_train, spec.method)
     if hp.n_epochs == AUTO:
-        hp.n_epochs = autoconf.auto_epochs(len(train), spec.task)
+        hp.n_epochs = autoconf.auto_epochs(n_train, spec.task)
     if hp.learning_rate == AUTO:
         hp.learning_rate = autoconf.auto_learning_rate(spec.method, spec.task, n_params)
     if hp.precision == AUTO:
         hp.precision = precision
-    micro = math.ceil(len(train) / hp.batch_size)
-    steps_per_epoch = math.ceil(micro / hp.gradient_accumulation_steps)
-    total_steps = spec.max_steps if spec.max_steps is not None else steps_per_epoch * hp.n_epochs
 
+
+def prepare(spec: JobSpec, reporter: Reporter | None = None) -> Plan:
+    """All checks and decisions, cheapest first, so a bad spec fails in well under a second."""
+    reporter = reporter or NullReporter()
+    check_static(spec)
+    hp = copy.deepcopy(spec.hyperparameters)
+    _check_early_stopping_metric(spec)
+    device, precision = _check_device_and_precision(spec)
+    init = _check_init_from(spec)
+    base = _load_base(spec)
+
+    train_rows, valid_rows, replay_rows, prev_rows = _read_split_rows(spec)
+    labels = _labels(spec, train_rows, replay_rows, valid_rows, prev_rows, init)
+    skeleton = modeling.meta_model(base.config, spec.task, len(labels))
+    targets = _adapter_targets(spec, base.config, modeling.module_types(skeleton), init)
+    if hp.max_length == AUTO:
+        lengths = data.token_lengths(base.tokenizer, train_rows.rows, spec.task)
+        limit = None if base.limit is None else base.limit - base.extra
+        hp.max_length = autoconf.auto_max_length(lengths, spec.task, limit)
+
+    encoder = _Encoder(spec, hp, base.tokenizer, labels, reporter)
+    encoder.note_read_drops(
+        {
+            "train_file": train_rows,
+            "validation_file": valid_rows,
+            "replay_file": replay_rows,
+            "previous_validation_file": prev_rows,
+        }
+    )
+    train = encoder.split(train_rows, "train_file")
+    n_replay = 0
+    if replay_rows is not None:
+        subset = data.replay_subset(len(replay_rows), spec.replay_fraction, spec.seed)
+        replay = encoder.split(replay_rows, "replay_file", subset)
+        n_replay = len(replay)
+        train = data.Split(train.encoded.concat(replay.encoded), train.targets + replay.targets)
+    valid = encoder.split(valid_rows, "validation_file") if valid_rows is not None else None
+    previous_valid = encoder.split(prev_rows, "previous_validation_file") if prev_rows is not None else None
+
+    n_params = sum(p.numel() for p in skeleton.parameters())
+    _resolve_auto(hp, spec=spec, device=device, precision=precision, n_params=n_params, n_train=len(train))
+    steps_per_epoch = math.ceil(math.ceil(len(train) / hp.batch_size) / hp.gradient_accumulation_steps)
+    total_steps = spec.max_steps if spec.max_steps is not None else steps_per_epoch * hp.n_epochs
     fingerprints = {
         "train_file": train_rows.sha256,
         "validation_file": valid_rows.sha256 if valid_rows is not None else None,
         "replay_file": replay_rows.sha256 if replay_rows is not None else None,
         "previous_validation_file": prev_rows.sha256 if prev_rows is not None else None,
-        "tokenizer": tok_fp,
+        "tokenizer": encoder.tokenizer_fp,
     }
     return Plan(
         spec=spec,
         hp=hp,
-        base_path=base_path,
-        base_name=spec.base_model_name or models.portable_name(spec.base_model),
-        config=config,
-        tokenizer=tokenizer,
-        tokenizer_fp=tok_fp,
+        base_path=base.path,
+        base_name=spec.base_model_name or modeling.portable_name(spec.base_model),
+        config=base.config,
+        tokenizer=base.tokenizer,
+        tokenizer_fp=encoder.tokenizer_fp,
         device=device,
         precision=precision,
         labels=labels,
         targets=targets,
         n_params=n_params,
-        cache_dir=cache_dir,
+        cache_dir=encoder.cache_dir,
         train=train,
         valid=valid,
         previous_valid=previous_valid,
@@ -393,7 +446,7 @@ def prepare(spec: JobSpec, reporter: Reporter | None = None) -> Plan:
         steps_per_epoch=steps_per_epoch,
         total_steps=total_steps,
         init_from=init,
-        dropped=dropped,
+        dropped=encoder.dropped,
     )
 
 

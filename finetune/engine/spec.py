@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import SpecError
-from .vocabulary import Method, Task
+from .vocabulary import ADAPTER_METHODS, Method, Task
 
 TASKS = tuple(Task)
 METHODS = tuple(Method)
@@ -27,6 +27,9 @@ class Hyperparameters:
     gradient_accumulation_steps: int = 1
     eval_every_steps: int | None = None  # None = each epoch
     save_every_steps: int | None = None  # None = each epoch only
+    # Also checkpoint this long after the last checkpoint, so a lost worker costs at most this much
+    # work even inside a long epoch; None = by epoch and save_every_steps only.
+    checkpoint_every_minutes: float | None = 5.0
     keep_last_checkpoints: int = 2
     early_stopping_patience: int | None = None  # counted in evaluations
     early_stopping_metric: str = "eval_loss"
@@ -65,8 +68,8 @@ class Hyperparameters:
 @dataclass
 class JobSpec:
     base_model: str
-    task: str  # "classification" | "multilabel_classification" | "chat_sft"
-    method: str  # "full" | "lora" | "ia3" | "prompt_tuning" | "qlora"
+    task: str  # a vocabulary.Task
+    method: str  # a vocabulary.Method
     train_file: str
     output_dir: str
     validation_file: str | None = None
@@ -156,6 +159,10 @@ def _check_types(hp: Hyperparameters) -> None:
     for name in ("warmup_ratio", "weight_decay", "label_smoothing", "lora_dropout"):
         if not _is_number(getattr(hp, name)):
             raise SpecError(f"hyperparameters.{name}", "must be a number", code="invalid_type")
+    if hp.checkpoint_every_minutes is not None and not _is_number(hp.checkpoint_every_minutes):
+        raise SpecError(
+            "hyperparameters.checkpoint_every_minutes", "must be a number or null", code="invalid_type"
+        )
     if hp.max_grad_norm is not None and not _is_number(hp.max_grad_norm):
         raise SpecError("hyperparameters.max_grad_norm", "must be a number or null", code="invalid_type")
     for name in ("class_weights", "gradient_checkpointing", "merge_adapter"):
@@ -214,6 +221,14 @@ def check_static(spec: JobSpec) -> None:
             f"unknown method {spec.method!r}; choose one of {', '.join(METHODS)}",
             code="unknown_method",
         )
+    _check_optimisation(hp)
+    _check_task_fit_and_schedule(spec, hp)
+    _check_precision_and_adapter(spec, hp)
+    _check_run_inputs(spec)
+
+
+def _check_optimisation(hp: Hyperparameters) -> None:
+    """Ranges of the optimiser and batching hyperparameters."""
     if hp.learning_rate != AUTO and hp.learning_rate <= 0:
         raise SpecError(
             "hyperparameters.learning_rate",
@@ -246,11 +261,15 @@ def check_static(spec: JobSpec) -> None:
         raise SpecError("hyperparameters.weight_decay", "must not be negative", code="invalid_value")
     if not 0.0 <= hp.label_smoothing < 1.0:
         raise SpecError("hyperparameters.label_smoothing", "must be in [0, 1)", code="invalid_value")
-    if hp.label_smoothing and spec.task == "chat_sft":
+
+
+def _check_task_fit_and_schedule(spec: JobSpec, hp: Hyperparameters) -> None:
+    """Hyperparameters that only some tasks take, and the evaluation/checkpoint schedule."""
+    if hp.label_smoothing and spec.task == Task.CHAT_SFT:
         raise SpecError(
             "hyperparameters.label_smoothing", "applies to classification tasks only", code="invalid_value"
         )
-    if hp.class_weights and spec.task == "chat_sft":
+    if hp.class_weights and spec.task == Task.CHAT_SFT:
         raise SpecError(
             "hyperparameters.class_weights", "applies to classification tasks only", code="invalid_value"
         )
@@ -258,6 +277,10 @@ def check_static(spec: JobSpec) -> None:
         v = getattr(hp, name)
         if v is not None and v < 1:
             raise SpecError(f"hyperparameters.{name}", "must be at least 1 (or null)", code="invalid_value")
+    if hp.checkpoint_every_minutes is not None and hp.checkpoint_every_minutes <= 0:
+        raise SpecError(
+            "hyperparameters.checkpoint_every_minutes", "must be positive (or null)", code="invalid_value"
+        )
     if hp.keep_last_checkpoints < 1:
         raise SpecError("hyperparameters.keep_last_checkpoints", "must be at least 1", code="invalid_value")
     if hp.early_stopping_patience is not None and not spec.validation_file:
@@ -266,6 +289,9 @@ def check_static(spec: JobSpec) -> None:
             "early stopping needs a validation_file to measure the metric on",
             code="needs_validation",
         )
+
+
+def _check_precision_and_adapter(spec: JobSpec, hp: Hyperparameters) -> None:
     if hp.precision not in PRECISIONS:
         raise SpecError(
             "hyperparameters.precision", f"choose one of {', '.join(PRECISIONS)}", code="invalid_value"
@@ -280,18 +306,22 @@ def check_static(spec: JobSpec) -> None:
         raise SpecError("hyperparameters.lora_dropout", "must be in [0, 1)", code="invalid_value")
     if hp.num_virtual_tokens < 1:
         raise SpecError("hyperparameters.num_virtual_tokens", "must be at least 1", code="invalid_value")
-    if hp.target_modules is not None and spec.method not in ("lora", "qlora", "ia3"):
+    if hp.target_modules is not None and spec.method not in ADAPTER_METHODS:
         raise SpecError(
             "hyperparameters.target_modules",
             f"does not apply to method {spec.method!r}",
             code="invalid_value",
         )
-    if hp.merge_adapter and spec.method not in ("lora", "qlora", "ia3"):
+    if hp.merge_adapter and spec.method not in ADAPTER_METHODS:
         raise SpecError(
             "hyperparameters.merge_adapter",
             f"only LoRA, QLoRA and IA3 adapters can be merged into the base, not {spec.method!r}",
             code="invalid_value",
         )
+
+
+def _check_run_inputs(spec: JobSpec) -> None:
+    """Step limit, replay data and device."""
     if spec.max_steps is not None and spec.max_steps < 1:
         raise SpecError("max_steps", "must be at least 1 (or null)", code="invalid_value")
     if not 0.0 <= spec.replay_fraction <= 1.0:

@@ -6,7 +6,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import artifacts, checkpoints, data, models
+from . import artifacts, checkpoints, data, modeling
 from .checkpoints import TrainState
 from .metrics import (
     classification_metrics,
@@ -27,6 +27,7 @@ from .metrics import (
 from .planning import Plan, prepare
 from .reporting import CANCEL, PAUSE, NullReporter, Progress, Reporter
 from .spec import JobSpec
+from .vocabulary import ADAPTER_METHODS, Method, Task
 
 
 @dataclass
@@ -53,22 +54,22 @@ class Objective:
         self.smoothing = hp.label_smoothing
         self.weight: torch.Tensor | None = None
         if hp.class_weights:
-            self.weight = _class_weights(plan).to(plan.device)
-        self.prompt_tokens = hp.num_virtual_tokens if plan.spec.method == "prompt_tuning" else 0
+            self.weight = balanced_class_weights(plan).to(plan.device)
+        self.prompt_tokens = hp.num_virtual_tokens if plan.spec.method == Method.PROMPT_TUNING else 0
 
     def logits(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         logits = model(**inputs).logits
-        if self.task == "chat_sft" and self.prompt_tokens:
+        if self.task == Task.CHAT_SFT and self.prompt_tokens:
             logits = logits[:, -batch["input_ids"].shape[1] :]  # drop the virtual prompt positions
         return logits.float()
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, *, train: bool = True) -> torch.Tensor:
-        if self.task == "classification":
+        if self.task == Task.CLASSIFICATION:
             if train:
                 return F.cross_entropy(logits, labels, weight=self.weight, label_smoothing=self.smoothing)
             return F.cross_entropy(logits, labels)
-        if self.task == "multilabel_classification":
+        if self.task == Task.MULTILABEL_CLASSIFICATION:
             if train:
                 target = labels * (1 - self.smoothing) + 0.5 * self.smoothing
                 return F.binary_cross_entropy_with_logits(logits, target, pos_weight=self.weight)
@@ -78,10 +79,10 @@ class Objective:
         return F.cross_entropy(shift_logits, shift_labels, ignore_index=data.IGNORE_INDEX)
 
 
-def _class_weights(plan: Plan) -> torch.Tensor:
+def balanced_class_weights(plan: Plan) -> torch.Tensor:
     """'Balanced' weights (n / (k * n_c)); for multi-label, BCE pos_weight = negatives / positives per label."""
     k = len(plan.labels)
-    if plan.spec.task == "classification":
+    if plan.spec.task == Task.CLASSIFICATION:
         counts = torch.bincount(torch.tensor(plan.train.targets), minlength=k).float()
         return len(plan.train) / (k * counts.clamp(min=1))
     t = torch.tensor(plan.train.targets, dtype=torch.float32)
@@ -117,9 +118,9 @@ def evaluate(
             labels = batch["labels"]
             if n_labels:
                 logits = logits[:, :n_labels]
-                if task == "multilabel_classification":
+                if task == Task.MULTILABEL_CLASSIFICATION:
                     labels = labels[:, :n_labels]
-            if task == "chat_sft":
+            if task == Task.CHAT_SFT:
                 shift_logits, shift_labels = logits[:, :-1], labels[:, 1:]
                 mask = shift_labels != data.IGNORE_INDEX
                 loss_sum += F.cross_entropy(
@@ -133,7 +134,7 @@ def evaluate(
             else:
                 loss_sum += objective.loss(logits, labels, train=False).item() * len(idx)
                 n_items += len(idx)
-                if task == "classification":
+                if task == Task.CLASSIFICATION:
                     preds += logits.argmax(-1).tolist()
                     golds += labels.tolist()
                 else:
@@ -141,12 +142,12 @@ def evaluate(
                     golds += labels.int().tolist()
     if was_training:
         model.train()
-    if task == "chat_sft":
+    if task == Task.CHAT_SFT:
         return sft_metrics(loss_sum, n_items, n_correct)
     import numpy as np
 
     out: dict[str, Any] = {"loss": round(loss_sum / max(n_items, 1), 6)}
-    if task == "classification":
+    if task == Task.CLASSIFICATION:
         out.update(classification_metrics(golds, preds, labels_used))
     else:
         out.update(multilabel_metrics(np.asarray(golds), np.asarray(preds), labels_used))
@@ -158,6 +159,17 @@ def _prefixed(prefix: str, metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- the run
+
+
+@dataclass
+class _Session:
+    """Counters of this process's share of the run (a resumed run starts a new session)."""
+
+    start_step: int
+    started: float = field(default_factory=time.perf_counter)
+    compute_seconds: float = 0.0
+    samples: int = 0
+    tokens: int = 0
 
 
 class Run:
@@ -174,6 +186,7 @@ class Run:
         self.scheduler: Any
         self.scaler: Any = None
         self.last_checkpoint: str | None = None
+        self.checkpointed_at = time.monotonic()
         self._pad = plan.tokenizer.pad_token_id
 
     # -- setup
@@ -201,11 +214,14 @@ class Run:
         resolved["base_model"] = self.plan.base_name
         # "auto" precision legitimately resolves differently on another machine; an explicit one must match.
         resolved["hyperparameters"]["precision"] = self.spec.hyperparameters.precision
+        # When to checkpoint changes nothing that is trained, and checkpoints made before the
+        # setting existed must still resume.
+        resolved["hyperparameters"].pop("checkpoint_every_minutes", None)
         return {**resolved, "data": self.plan.fingerprints, "labels": self.plan.labels}
 
     def build(self) -> None:
         p = self.plan
-        self.model = models.build_model(
+        self.model = modeling.build_model(
             base_path=p.base_path,
             task=p.spec.task,
             method=p.spec.method,
@@ -219,8 +235,9 @@ class Run:
             seed=p.spec.seed,
         )
         self.model.train()
+        self.trainable = [x for _, x in modeling.trainable_parameters(self.model)]
         decay, no_decay = [], []
-        for name, param in models.trainable_parameters(self.model):
+        for name, param in modeling.trainable_parameters(self.model):
             # Biases and norms are not regularised (standard AdamW practice).
             (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
         groups = [
@@ -235,7 +252,7 @@ class Run:
         if p.precision == "fp16":
             # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none.
             self.scaler = torch.amp.GradScaler("cuda")
-        n_train = sum(x.numel() for _, x in models.trainable_parameters(self.model))
+        n_train = sum(x.numel() for _, x in modeling.trainable_parameters(self.model))
         n_all = sum(x.numel() for x in self.model.parameters())
         self.reporter.on_log(
             "info",
@@ -274,7 +291,7 @@ class Run:
         if (
             not before_training
             or p.init_from is None
-            or p.spec.task == "chat_sft"
+            or p.spec.task == Task.CHAT_SFT
             or p.previous_valid is None
         ):
             return None
@@ -284,7 +301,7 @@ class Run:
         t = p.previous_valid.targets
         fits = (
             all(x < n_old for x in t)
-            if p.spec.task == "classification"
+            if p.spec.task == Task.CLASSIFICATION
             else all(not any(row[n_old:]) for row in t)
         )
         return n_old if fits else None
@@ -296,7 +313,7 @@ class Run:
             return
         before = self.run_eval(before_training=True)
         base: dict[str, Any] = {"base_model": before}
-        if p.valid is not None and p.spec.task != "chat_sft":
+        if p.valid is not None and p.spec.task != Task.CHAT_SFT:
             base["majority_class"] = majority_baseline(
                 p.train.targets, p.valid.targets, p.labels, p.spec.task
             )
@@ -340,6 +357,7 @@ class Run:
             keep_last=self.hp.keep_last_checkpoints,
         )
         self.last_checkpoint = str(path)
+        self.checkpointed_at = time.monotonic()
         self.reporter.on_checkpoint(step=self.state.global_step, path=str(path), metrics=metrics)
         return str(path)
 
@@ -351,128 +369,154 @@ class Run:
         )
         self.state = state
         self.last_checkpoint = str(ckpt)
-        self.reporter.on_log("info", f"resumed from {ckpt} at step {state.global_step}")
+        # By step, not path: the folder is local to this machine and means nothing to whoever reads the log.
+        self.reporter.on_log("info", f"resumed from the checkpoint at step {state.global_step}")
 
     # -- loop
 
     def loop(self) -> str:
-        p, hp, st = self.plan, self.hp, self.state
-        total, spe, accum, bs = (
-            p.total_steps,
-            p.steps_per_epoch,
-            hp.gradient_accumulation_steps,
-            hp.batch_size,
-        )
-        eval_every, save_every = hp.eval_every_steps, hp.save_every_steps
-        has_eval = p.valid is not None or p.previous_valid is not None
-        params = [x for _, x in models.trainable_parameters(self.model)]
-        t_start = time.perf_counter()
-        compute_s = 0.0
-        start_step = st.global_step
-        session_samples = session_tokens = 0
-        while st.global_step < total:
-            batches = data.batches_of(data.epoch_order(len(p.train), self.spec.seed, st.epoch), bs)
-            while st.step_in_epoch < spe and st.global_step < total:
-                control = self.reporter.control()
-                if control == CANCEL:
-                    self.reporter.on_log("info", f"cancelled at step {st.global_step}")
-                    return "cancelled"
-                if control == PAUSE:
-                    self.checkpoint(self._last_metrics())
-                    self.reporter.on_log("info", f"paused at step {st.global_step}")
-                    return "paused"
-                t0 = time.perf_counter()
-                group = batches[st.step_in_epoch * accum : (st.step_in_epoch + 1) * accum]
-                loss_total = 0.0
-                for idx in group:
-                    batch = {
-                        k: v.to(p.device, non_blocking=True)
-                        for k, v in data.collate(p.train, idx, p.spec.task, self._pad).items()
-                    }
-                    with self.autocast():
-                        loss = self.objective.loss(self.objective.logits(self.model, batch), batch["labels"])
-                    scaled = loss / len(group)
-                    (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
-                    loss_total += loss.item()
-                    n_tok = int(batch["attention_mask"].sum())
-                    st.trained_tokens += n_tok
-                    st.trained_samples += len(idx)
-                    session_tokens += n_tok
-                    session_samples += len(idx)
-                if self.scaler is not None:
-                    self.scaler.unscale_(self.optimizer)
-                grad_norm = None
-                if hp.max_grad_norm is not None:
-                    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, hp.max_grad_norm))
-                lr = self.scheduler.get_last_lr()[0]
-                if self.scaler is not None:
-                    self.scaler.step(self.optimizer)
-                    self.scaler.update()
-                else:
-                    self.optimizer.step()
-                self.scheduler.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                compute_s += time.perf_counter() - t0
-                st.global_step += 1
-                st.step_in_epoch += 1
-                epoch_done = st.step_in_epoch == spe
-                step_metrics: dict[str, Any] = {
-                    "step": st.global_step,
-                    "epoch": round(st.global_step / spe, 4),
-                    "train_loss": round(loss_total / len(group), 6),
-                    "learning_rate": lr,
-                }
-                if grad_norm is not None:
-                    step_metrics["grad_norm"] = round(grad_norm, 6) if math.isfinite(grad_norm) else grad_norm
-                st.train_history.append(step_metrics)
-                self.reporter.on_step(step_metrics)
-                elapsed = time.perf_counter() - t_start
-                done_here = st.global_step - start_step
-                self.reporter.on_progress(
-                    Progress(
-                        step=st.global_step,
-                        total_steps=total,
-                        epoch=step_metrics["epoch"],
-                        percent=round(100.0 * st.global_step / total, 2),
-                        eta_seconds=round(elapsed / done_here * (total - st.global_step), 1),
-                        samples_per_second=round(session_samples / max(compute_s, 1e-9), 2),
-                        tokens_per_second=round(session_tokens / max(compute_s, 1e-9), 1),
-                    )
-                )
+        """Train to the end (or to early stopping, a cancel or a pause); returns the status."""
+        p, st = self.plan, self.state
+        session = _Session(start_step=st.global_step)
+        self.checkpointed_at = time.monotonic()
+        while st.global_step < p.total_steps:
+            batches = data.batches_of(
+                data.epoch_order(len(p.train), self.spec.seed, st.epoch), self.hp.batch_size
+            )
+            while st.step_in_epoch < p.steps_per_epoch and st.global_step < p.total_steps:
+                interrupted = self._obey_control()
+                if interrupted:
+                    return interrupted
+                self._report_step(self._train_step(batches, session), session)
+                epoch_done = st.step_in_epoch == p.steps_per_epoch
                 if epoch_done:
                     # Advance before any checkpoint so a resume starts the next epoch's shuffle.
                     st.epoch += 1
                     st.step_in_epoch = 0
-                last = st.global_step >= total
-                stop = False
-                if has_eval and (
-                    (eval_every and st.global_step % eval_every == 0)
-                    or (not eval_every and epoch_done)
-                    or last
-                ):
-                    metrics = self.run_eval()
-                    st.eval_history.append(metrics)
-                    self.reporter.on_eval(metrics)
-                    stop = self.after_eval(metrics)
-                    if stop:
-                        st.stopped_early = True
-                        self.reporter.on_log(
-                            "info",
-                            f"early stopping at step {st.global_step}: {self.state.best['metric']} has not improved for {hp.early_stopping_patience} evaluations",
-                        )
-                if (
-                    not last
-                    and not stop
-                    and ((save_every and st.global_step % save_every == 0) or epoch_done)
-                ):
-                    self.checkpoint(self._last_metrics())
-                if stop:
-                    st.train_seconds += time.perf_counter() - t_start
+                if self._evaluate_and_checkpoint(epoch_done=epoch_done):
+                    st.train_seconds += time.perf_counter() - session.started
                     return "succeeded"
                 if epoch_done:
                     break
-        st.train_seconds += time.perf_counter() - t_start
+        st.train_seconds += time.perf_counter() - session.started
         return "succeeded"
+
+    def _obey_control(self) -> str | None:
+        """ "cancelled" or "paused" (after a checkpoint) when the reporter asks, else None."""
+        control = self.reporter.control()
+        if control == CANCEL:
+            self.reporter.on_log("info", f"cancelled at step {self.state.global_step}")
+            return "cancelled"
+        if control == PAUSE:
+            self.checkpoint(self._last_metrics())
+            self.reporter.on_log("info", f"paused at step {self.state.global_step}")
+            return "paused"
+        return None
+
+    def _train_step(self, batches: list[list[int]], session: _Session) -> dict[str, Any]:
+        """One optimizer step over `gradient_accumulation_steps` batches; returns its metrics."""
+        p, hp, st = self.plan, self.hp, self.state
+        t0 = time.perf_counter()
+        accum = hp.gradient_accumulation_steps
+        group = batches[st.step_in_epoch * accum : (st.step_in_epoch + 1) * accum]
+        loss_total = 0.0
+        for idx in group:
+            batch = {
+                k: v.to(p.device, non_blocking=True)
+                for k, v in data.collate(p.train, idx, p.spec.task, self._pad).items()
+            }
+            with self.autocast():
+                loss = self.objective.loss(self.objective.logits(self.model, batch), batch["labels"])
+            scaled = loss / len(group)
+            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            loss_total += loss.item()
+            n_tok = int(batch["attention_mask"].sum())
+            st.trained_tokens += n_tok
+            st.trained_samples += len(idx)
+            session.tokens += n_tok
+            session.samples += len(idx)
+        grad_norm, lr = self._optimizer_step()
+        session.compute_seconds += time.perf_counter() - t0
+        st.global_step += 1
+        st.step_in_epoch += 1
+        step_metrics: dict[str, Any] = {
+            "step": st.global_step,
+            "epoch": round(st.global_step / p.steps_per_epoch, 4),
+            "train_loss": round(loss_total / len(group), 6),
+            "learning_rate": lr,
+        }
+        if grad_norm is not None:
+            step_metrics["grad_norm"] = round(grad_norm, 6) if math.isfinite(grad_norm) else grad_norm
+        return step_metrics
+
+    def _optimizer_step(self) -> tuple[float | None, float]:
+        """Clip, step and schedule; returns (gradient norm before clipping, learning rate used)."""
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        grad_norm = None
+        if self.hp.max_grad_norm is not None:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.trainable, self.hp.max_grad_norm))
+        lr = self.scheduler.get_last_lr()[0]
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return grad_norm, lr
+
+    def _report_step(self, step_metrics: dict[str, Any], session: _Session) -> None:
+        st, total = self.state, self.plan.total_steps
+        st.train_history.append(step_metrics)
+        self.reporter.on_step(step_metrics)
+        elapsed = time.perf_counter() - session.started
+        done_here = st.global_step - session.start_step
+        compute = max(session.compute_seconds, 1e-9)
+        self.reporter.on_progress(
+            Progress(
+                step=st.global_step,
+                total_steps=total,
+                epoch=step_metrics["epoch"],
+                percent=round(100.0 * st.global_step / total, 2),
+                eta_seconds=round(elapsed / done_here * (total - st.global_step), 1),
+                samples_per_second=round(session.samples / compute, 2),
+                tokens_per_second=round(session.tokens / compute, 1),
+            )
+        )
+
+    def _evaluate_and_checkpoint(self, *, epoch_done: bool) -> bool:
+        """Evaluate and checkpoint when due after this step; True when early stopping ends the run."""
+        p, hp, st = self.plan, self.hp, self.state
+        last = st.global_step >= p.total_steps
+        eval_every = hp.eval_every_steps
+        has_eval = p.valid is not None or p.previous_valid is not None
+        stop = False
+        if has_eval and (
+            (eval_every and st.global_step % eval_every == 0) or (not eval_every and epoch_done) or last
+        ):
+            metrics = self.run_eval()
+            st.eval_history.append(metrics)
+            self.reporter.on_eval(metrics)
+            stop = self.after_eval(metrics)
+            if stop:
+                st.stopped_early = True
+                self.reporter.on_log(
+                    "info",
+                    f"early stopping at step {st.global_step}: {st.best['metric']} has not improved for {hp.early_stopping_patience} evaluations",
+                )
+        if not last and not stop and self._checkpoint_due(epoch_done=epoch_done):
+            self.checkpoint(self._last_metrics())
+        return stop
+
+    def _checkpoint_due(self, *, epoch_done: bool) -> bool:
+        """At each epoch's end, every `save_every_steps`, and `checkpoint_every_minutes` after the
+        last checkpoint (so a run killed mid-epoch loses at most that much work)."""
+        hp = self.hp
+        if epoch_done or (hp.save_every_steps and self.state.global_step % hp.save_every_steps == 0):
+            return True
+        minutes = hp.checkpoint_every_minutes
+        return minutes is not None and time.monotonic() - self.checkpointed_at >= 60 * minutes
 
     def _last_metrics(self) -> dict[str, Any]:
         out = (
@@ -558,7 +602,7 @@ def train(spec: JobSpec, reporter: Reporter | None = None, *, resume_from: str |
         run.baseline()
     status = run.loop()
     resolved = plan.resolved_spec()
-    if plan.spec.method in ("lora", "qlora", "ia3") and resolved["hyperparameters"]["target_modules"] is None:
+    if plan.spec.method in ADAPTER_METHODS and resolved["hyperparameters"]["target_modules"] is None:
         pcfg = next(iter(run.model.peft_config.values()))  # type: ignore[attr-defined]
         resolved["hyperparameters"]["target_modules"] = (
             sorted(pcfg.target_modules) if pcfg.target_modules else None

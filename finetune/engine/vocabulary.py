@@ -24,3 +24,7 @@ class Method(StrEnum):
     IA3 = "ia3"
     PROMPT_TUNING = "prompt_tuning"
     QLORA = "qlora"
+
+
+# Methods that train an adapter with target modules and can be merged into the base.
+ADAPTER_METHODS = (Method.LORA, Method.QLORA, Method.IA3)

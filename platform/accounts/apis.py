@@ -10,14 +10,13 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts import selectors, services
+from accounts import apikeys, selectors, services
+from accounts.access import TeamApiView, TeamContext
 from accounts.emails import invitation_deliver
-from accounts.models import Invitation, Role, Team
-from common.api import ErrorSerializer, TeamApiView, TeamContext, list_schema
+from accounts.models import ApiKey, ApiKeyScope, Invitation, Role, Team
+from common.api import ErrorSerializer, list_schema, refuse_empty_patch
 from common.errors import Forbidden, InvalidInput
 from common.pagination import list_response_body, paginate_after, parse_limit
-from serving import apikeys
-from serving.models import ApiKey, ApiKeyScope
 
 ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 409)}
 PAGE_PARAMS = [
@@ -264,6 +263,7 @@ class TeamDetailApi(TeamApiView):
         _require_person(self.ctx, action="change the team")
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        refuse_empty_patch(serializer.validated_data, fields=["name"])
         team = services.team_update(actor=request.user, team=self.ctx.team, **serializer.validated_data)
         return Response(_team_body(team, role=self.ctx.role))
 

@@ -4,8 +4,7 @@ from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import Role
-from serving.models import ApiKeyScope
+from accounts.models import ApiKeyScope, Role
 
 
 class EmailAuthenticationForm(AuthenticationForm):

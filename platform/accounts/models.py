@@ -1,9 +1,10 @@
-"""Users, teams, memberships and invitations. Every team-owned row elsewhere points at `Team`."""
+"""Users, teams, memberships, invitations and team API keys. Every team-owned row elsewhere points at `Team`."""
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from rest_framework_api_key.models import AbstractAPIKey
 
 from common.models import PublicIdModel, TimeStampedModel
 
@@ -123,3 +124,33 @@ class Invitation(PublicIdModel):
     @property
     def is_expired(self) -> bool:
         return timezone.now() >= self.expires_at
+
+
+class ApiKeyScope(models.TextChoices):
+    READ = "read", _("Read")
+    WRITE = "write", _("Write")
+    INFERENCE = "inference", _("Inference")
+
+
+class ApiKey(AbstractAPIKey):
+    """A team's key: `tf_<prefix>.<secret>` shown once; only the prefix and a hash are stored
+    (djangorestframework-api-key does the generation and hashing)."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="api_keys")
+    created_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    scopes = models.JSONField(default=list)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(AbstractAPIKey.Meta):
+        # The table predates the move from serving (a state-only migration kept it).
+        db_table = "serving_apikey"
+        verbose_name = "API key"
+        verbose_name_plural = "API keys"
+
+    @property
+    def public_id(self) -> str:
+        return f"key-{self.prefix}"
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes

@@ -15,12 +15,11 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from accounts import selectors, services
+from accounts import apikeys, selectors, services, throttling
 from accounts.emails import invitation_deliver
 from accounts.forms import ApiKeyForm, EmailAuthenticationForm, InvitationForm, RoleForm, SignUpForm, TeamForm
 from accounts.models import ROLE_RANK, Invitation, Membership, Role, User, role_at_least
 from common.errors import ApplicationError, NotFound
-from serving import apikeys
 
 # Service fields that a form calls differently.
 FORM_FIELD = {"password": "password1"}
@@ -44,8 +43,33 @@ def _safe_next(request, default: str) -> str:
 
 
 class LoginView(auth_views.LoginView):
+    """Sign-in, braked per account and per client address after repeated failures (429 with
+    Retry-After; the password is not even checked while braked)."""
+
     form_class = EmailAuthenticationForm
     redirect_authenticated_user = True
+
+    def post(self, request, *args, **kwargs):
+        wait = throttling.login_retry_after(request, email=request.POST.get("username", ""))
+        if wait:
+            message = _(
+                "Too many failed sign-ins for this account or from this address. Try again in %(minutes)s minute(s)."
+            ) % {"minutes": (wait + 59) // 60}
+            response = self.render_to_response(
+                self.get_context_data(form=self.form_class(request), lockout_message=message), status=429
+            )
+            response["Retry-After"] = str(wait)
+            return response
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form):
+        if form.data.get("username") and form.data.get("password"):
+            throttling.login_failed(self.request, email=form.data["username"])
+        return super().form_invalid(form)
+
+    def form_valid(self, form):
+        throttling.login_succeeded(email=form.get_user().email)
+        return super().form_valid(form)
 
 
 def signup(request):

@@ -1,8 +1,8 @@
 """One error vocabulary for services, and the two wire shapes of the API.
 
 Services raise `ApplicationError` subclasses; views never build error bodies by hand.
-Native API (`/api/...`): {"error": {"code", "message", "field", "details"}}
-OpenAI face (`/v1/...`): {"error": {"message", "type", "param", "code"}}
+Native API (`/api/...`): {"error": {"code", "message", "field", "details"}} (here)
+OpenAI face (`/v1/...`): {"error": {"message", "type", "param", "code"}} (`common.openai_compat`)
 """
 
 from __future__ import annotations
@@ -92,43 +92,30 @@ def _first_message(detail: Any) -> tuple[str, str | None]:
     return str(detail), None
 
 
-def _is_openai_path(request) -> bool:
-    return bool(request is not None and request.path.startswith("/v1/"))
-
-
-def error_body(
-    *, request, status_code: int, code: str, message: str, field: str | None, details=None, kind=None
-):
-    if _is_openai_path(request):
-        return {
-            "error": {
-                "message": message,
-                "type": kind or _openai_type(status_code),
-                "param": field,
-                "code": code,
-            }
-        }
+def error_body(*, status_code: int, code: str, message: str, field: str | None, details=None, kind=None):
+    """The native API's body (`/api/`); `common.openai_compat.openai_error_body` is the `/v1/` one."""
     body = {"code": code, "message": message, "field": field}
     if details:
         body["details"] = details
     return {"error": body}
 
 
-def _openai_type(status_code: int) -> str:
-    return {
-        401: "authentication_error",
-        403: "permission_error",
-        404: "invalid_request_error",
-        409: "invalid_request_error",
-        429: "rate_limit_error",
-    }.get(status_code, "invalid_request_error" if status_code < 500 else "server_error")
+def exception_handler_for(shape):
+    """A DRF exception handler answering in `shape` (a function like `error_body`)."""
+
+    def handler(exc, context):
+        return _handle(exc, context, shape)
+
+    return handler
 
 
 def api_exception_handler(exc, context):
-    request = context.get("request")
+    return _handle(exc, context, error_body)
+
+
+def _handle(exc, context, shape):
     if isinstance(exc, ApplicationError):
-        body = error_body(
-            request=request,
+        body = shape(
             status_code=exc.status_code,
             code=exc.code,
             message=exc.message,
@@ -155,8 +142,7 @@ def api_exception_handler(exc, context):
         codes = exc.get_codes()
         code = codes if isinstance(codes, str) else "error"
         details = {}
-    response.data = error_body(
-        request=request,
+    response.data = shape(
         status_code=response.status_code,
         code=code,
         message=message,

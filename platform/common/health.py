@@ -31,10 +31,13 @@ def _check_redis() -> str | None:
 
 
 def _check_broker() -> str | None:
-    from workers.celery_app import app
+    # kombu straight from settings: common knows no Celery app (workers sits above it).
+    from kombu import Connection
 
     try:
-        with app.connection_for_write(url=settings.CELERY_BROKER_URL) as conn:
+        with Connection(
+            settings.CELERY_BROKER_URL, transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS
+        ) as conn:
             conn.ensure_connection(max_retries=1, timeout=1)
     except Exception as exc:
         return f"broker unreachable at CELERY_BROKER_URL: {exc}"

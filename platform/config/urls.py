@@ -4,6 +4,7 @@ from django.views.i18n import JavaScriptCatalog
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from common import health, metrics, views
+from common.api import JsonErrorsMixin
 
 api_v1 = [
     path("", include("accounts.api_urls")),
@@ -12,15 +13,35 @@ api_v1 = [
     path("", include("workers.api_urls")),
 ]
 
+
+class SchemaView(JsonErrorsMixin, SpectacularAPIView):
+    pass
+
+
+class SchemaDocsView(JsonErrorsMixin, SpectacularSwaggerView):
+    pass
+
+
+# The OpenAI-compatible face: each app mounts its own routes, as under /api/v1/.
+openai_v1 = [
+    path("", include("serving.openai_models")),
+    path("", include("datasets_app.openai_files")),
+    path("", include("finetune.openai_jobs")),
+]
+
+# Unknown routes and unhandled errors under /api/ and /v1/ answer JSON in each face's error shape.
+handler404 = "common.error_pages.page_not_found"
+handler500 = "common.error_pages.server_error"
+
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
-    path("v1/", include("serving.openai_urls")),
+    path("api/schema/", SchemaView.as_view(), name="schema"),
+    path("api/docs/", SchemaDocsView.as_view(url_name="schema"), name="api-docs"),
+    path("v1/", include(openai_v1)),
     path("i18n/", include("django.conf.urls.i18n")),
     # The djangojs catalog of locale/ (packages=["common"] keeps the admin's JS strings out of it).
     path("jsi18n/", JavaScriptCatalog.as_view(packages=["common"]), name="javascript-catalog"),

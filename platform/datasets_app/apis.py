@@ -12,15 +12,17 @@ from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
-from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
-from common.api import ErrorSerializer, TeamApiView, list_schema
+from accounts.access import TeamApiView
+from common.api import ErrorSerializer, list_schema, refuse_empty_patch
 from common.errors import InvalidInput, NotFound
+from common.openai_compat import PassThroughNegotiation
 from common.pagination import list_response_body, paginate_after, parse_int, parse_limit
 from datasets_app import selectors, services
 from datasets_app.ingest.export import csv_lines, iter_rows
+from datasets_app.ingest.options import HEADER_CHOICES, QUOTING_CHOICES
 from datasets_app.models import DatasetVersion, Task
 from datasets_app.uploads import check_content_length, limited_upload_handlers
 
@@ -146,7 +148,8 @@ def _upload_body(outcome: services.UploadOutcome) -> dict:
 
 class UploadInputSerializer(serializers.Serializer):
     file = serializers.FileField(
-        allow_empty_file=True, help_text="CSV, TSV, JSONL or Alpaca-style JSON (UTF-8)."
+        allow_empty_file=True,
+        help_text="CSV, TSV (or any delimiter), JSONL or Alpaca-style JSON; UTF-8 or a detected/given encoding.",
     )
     validation_file = serializers.FileField(
         required=False,
@@ -174,6 +177,46 @@ class UploadInputSerializer(serializers.Serializer):
         max_length=200,
         help_text="Base model whose tokenizer measures text lengths.",
     )
+    encoding = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=40,
+        help_text="The file's text encoding (e.g. latin-1, cp1252, gbk, utf-16); detected when omitted.",
+    )
+    quoting = serializers.ChoiceField(
+        choices=QUOTING_CHOICES,
+        required=False,
+        default="auto",
+        help_text='CSV/TSV quoting: `csv` ("..." quotes fields), `none` (a quote is an ordinary '
+        "character), `auto` (decided from the file; tab-separated files with bare quotes read as `none`).",
+    )
+    delimiter = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        max_length=1,
+        help_text="Field delimiter, any single character (e.g. `@` for `sentence@label` lines); detected "
+        "when omitted. Use `\\t` for a tab.",
+    )
+    header = serializers.ChoiceField(
+        choices=HEADER_CHOICES,
+        required=False,
+        default="auto",
+        help_text="Whether the first line names the columns; with `no`, give `columns`.",
+    )
+    columns = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=2000,
+        help_text="Comma-separated column names in the file's order, e.g. `text,label` (for header=no).",
+    )
+
+    def to_internal_value(self, data):
+        # "\t" typed in a form is a tab; a literal tab arrives as is.
+        if hasattr(data, "get") and data.get("delimiter") in ("\\t", "tab"):
+            data = data.copy()
+            data["delimiter"] = "\t"
+        return super().to_internal_value(data)
 
     def options(self) -> services.UploadOptions:
         data = self.validated_data
@@ -191,6 +234,11 @@ class UploadInputSerializer(serializers.Serializer):
             validation_fraction=data["validation_fraction"],
             seed=data["seed"],
             tokenizer_model=data.get("tokenizer_model") or None,
+            encoding=data.get("encoding") or None,
+            quoting=data.get("quoting") or "auto",
+            delimiter=data.get("delimiter") or None,
+            header=data.get("header") or "auto",
+            columns=[c.strip() for c in data["columns"].split(",")] if data.get("columns") else None,
         )
 
 
@@ -307,6 +355,7 @@ class DatasetDetailApi(TeamApiView):
         # partial: an omitted checkbox in form data must not read as pii_masking=false.
         serializer = self.InputSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
+        refuse_empty_patch(serializer.validated_data, fields=["name", "description", "pii_masking"])
         dataset = services.dataset_update(dataset=dataset, **serializer.validated_data)
         return Response(DatasetOutputSerializer(dataset).data)
 
@@ -530,15 +579,8 @@ class DatasetVersionExamplesApi(TeamApiView):
         )
 
 
-class _PassThroughNegotiation(DefaultContentNegotiation):
-    """`?format=csv` names the download's format here, not a DRF renderer."""
-
-    def select_renderer(self, request, renderers, format_suffix=None):
-        return renderers[0], renderers[0].media_type
-
-
 class DatasetVersionDownloadApi(TeamApiView):
-    content_negotiation_class = _PassThroughNegotiation
+    content_negotiation_class = PassThroughNegotiation  # `?format=csv` names the file format
 
     @extend_schema(
         operation_id="dataset_versions_download",

@@ -12,12 +12,15 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from common.models import TeamOwnedModel
+from finetune.engine.vocabulary import Task as EngineTask
 
 
 class Task(models.TextChoices):
-    CLASSIFICATION = "classification", _("Classification")
-    MULTILABEL_CLASSIFICATION = "multilabel_classification", _("Multi-label classification")
-    CHAT_SFT = "chat_sft", _("Chat (supervised fine-tuning)")
+    """The engine's task vocabulary with labels for forms and the admin."""
+
+    CLASSIFICATION = EngineTask.CLASSIFICATION.value, _("Classification")
+    MULTILABEL_CLASSIFICATION = EngineTask.MULTILABEL_CLASSIFICATION.value, _("Multi-label classification")
+    CHAT_SFT = EngineTask.CHAT_SFT.value, _("Chat (supervised fine-tuning)")
 
 
 def _version_upload_to(instance, filename):

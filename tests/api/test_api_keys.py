@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from serving.models import ApiKey
+from accounts.models import ApiKey
 from tests.accounts.helpers import error_of
 from tests.factories import ApiKeyFactory
 
@@ -161,7 +161,8 @@ def test_a_key_with_write_scope_manages_its_own_teams_keys(anon_client, team):
     )
     revoked = anon_client.delete(f"/api/v1/api-keys/{other.public_id}", **bearer(key))
 
-    assert created.status_code == 201 and created.json()["created_by"] is None
+    # A key-made key answers to the same person as the key that made it.
+    assert created.status_code == 201 and created.json()["created_by"] == key.created_by.email
     assert revoked.status_code == 200
     assert ApiKey.objects.get(prefix=created.json()["prefix"]).team_id == team.id
 

@@ -5,8 +5,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from accounts.models import ApiKey
 from finetune.models import BaseModel
-from serving.models import ApiKey
 from serving.selectors import model_list_for_team
 from tests.accounts.helpers import openai_error_of
 from tests.factories import ApiKeyFactory

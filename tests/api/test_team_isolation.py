@@ -2,8 +2,7 @@
 
 import pytest
 
-from accounts.models import Invitation, Membership, Team
-from serving.models import ApiKey
+from accounts.models import ApiKey, Invitation, Membership, Team
 from tests.factories import ApiKeyFactory, InvitationFactory
 
 pytestmark = pytest.mark.django_db

@@ -35,6 +35,13 @@ def test_the_upload_page_has_a_dropzone_progress_bar_and_mapping_options(alice):
         'name="label_column"',
         'name="pii_masking"',
         'name="validation_file"',
+        'name="encoding"',
+        'name="delimiter"',
+        'name="quoting"',
+        'name="header"',
+        'name="columns"',
+        '<label for="id_quoting">',
+        '<label for="id_columns">',
         'data-upload-url="/api/v1/datasets"',
         "datasets/upload.js",
     ):
@@ -110,3 +117,21 @@ def test_deleting_a_dataset_from_its_page(alice, version, django_capture_on_comm
 def test_the_dashboard_shows_a_datasets_card(alice, version):
     page = web(alice).get("/").content.decode()
     assert 'href="/datasets/"' in page and "training rows" in page
+
+
+def test_the_version_page_and_stats_work_while_the_cache_redis_is_down(
+    alice, alice_client, version, settings, caplog
+):
+    # A real Redis client pointed at a closed port: every cache call fails to connect.
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+        }
+    }
+    page = web(alice).get(f"/datasets/versions/{version.id}/")
+    assert page.status_code == 200 and 'class="token-chart"' in page.content.decode()
+    stats = alice_client.get(f"/api/v1/dataset-versions/{version.id}/stats")
+    assert stats.status_code == 200, stats.content[:300]
+    assert stats.json()["token_lengths"]["sampled"] > 0
+    assert "cache unavailable" in caplog.text

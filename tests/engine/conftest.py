@@ -13,6 +13,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from finetune.engine.vocabulary import Method, Task
 from tests.engine import tiny_models  # noqa: E402
 
 
@@ -76,8 +77,8 @@ def make_spec(tiny_bert: str, data_dir: Path, cache_dir: str, tmp_path: Path) ->
         hp.update(hyperparameters or {})
         d: dict[str, Any] = {
             "base_model": tiny_bert,
-            "task": "classification",
-            "method": "lora",
+            "task": Task.CLASSIFICATION,
+            "method": Method.LORA,
             "train_file": str(data_dir / "train.jsonl"),
             "validation_file": str(data_dir / "valid.jsonl"),
             "output_dir": str(tmp_path / out),

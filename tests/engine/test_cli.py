@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from finetune.engine import cli
+from finetune.engine.vocabulary import Method, Task
 from tests.engine import tiny_models
 
 REPO = tiny_models.REPO
@@ -20,8 +21,8 @@ REPO = tiny_models.REPO
 def write_spec(tmp_path: Path, base: str, cache_dir: str, **fields) -> Path:
     spec = {
         "base_model": base,
-        "task": "classification",
-        "method": "lora",
+        "task": Task.CLASSIFICATION,
+        "method": Method.LORA,
         # the CLI also takes the CSV samples directly (text,category)
         "train_file": str(REPO / "samples/banking77/train_4intents.csv"),
         "validation_file": str(REPO / "samples/banking77/test_4intents.csv"),
@@ -70,7 +71,8 @@ def test_cli_resume_continues_from_the_latest_checkpoint(
     assert cli.main(["train", str(spec), "--resume"]) == 0
     captured = capsys.readouterr()
     second = json.loads(captured.out.strip().splitlines()[-1])
-    assert "resumed from" in captured.err and "step-15" in captured.err
+    assert "resuming from" in captured.err and "step-15" in captured.err
+    assert "resumed from the checkpoint at step 15" in captured.err
     assert second["valid_accuracy"] == first["valid_accuracy"] and second["valid_loss"] == first["valid_loss"]
 
 

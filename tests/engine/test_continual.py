@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from finetune.engine import RecordingReporter, SpecError, train
+from finetune.engine.vocabulary import Method
 from tests.engine import tiny_models
 
 OLD = {"card_arrival", "exchange_rate"}
@@ -23,11 +24,11 @@ def split_data(tmp_path_factory):
     return d
 
 
-@pytest.mark.parametrize("method", ["lora", "full"])
+@pytest.mark.parametrize("method", [Method.LORA, Method.FULL])
 def test_a_new_version_learns_new_labels_from_an_earlier_one_and_reports_forgetting(
     make_spec, split_data, method
 ):
-    lr = 2e-2 if method == "lora" else 3e-3
+    lr = 2e-2 if method == Method.LORA else 3e-3
     v1 = train(
         make_spec(
             out="v1",
@@ -80,8 +81,8 @@ def test_a_new_version_learns_new_labels_from_an_earlier_one_and_reports_forgett
 def test_continuing_an_adapter_with_another_method_is_refused(make_spec, tmp_path):
     v1 = train(make_spec(out="v1", max_steps=2, validation_file=None))
     with pytest.raises(SpecError) as info:
-        train(make_spec(out="v2", method="ia3", init_from=v1.output_dir))
-    assert info.value.field == "init_from" and "lora" in info.value.message
+        train(make_spec(out="v2", method=Method.IA3, init_from=v1.output_dir))
+    assert info.value.field == "init_from" and Method.LORA in info.value.message
 
 
 def test_starting_from_a_directory_that_is_not_an_engine_artifact_is_refused(make_spec, tiny_bert):

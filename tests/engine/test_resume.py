@@ -10,11 +10,12 @@ import torch
 from safetensors.torch import load_file
 
 from finetune.engine import RecordingReporter, SpecError, train
+from finetune.engine.vocabulary import Method
 
 WEIGHTS = {
-    "lora": "adapter_model.safetensors",
-    "full": "model.safetensors",
-    "prompt_tuning": "adapter_model.safetensors",
+    Method.LORA: "adapter_model.safetensors",
+    Method.FULL: "model.safetensors",
+    Method.PROMPT_TUNING: "adapter_model.safetensors",
 }
 
 
@@ -43,11 +44,11 @@ def _hp() -> dict:
     }
 
 
-@pytest.mark.parametrize("method,pause_at", [("lora", 11), ("full", 15), ("prompt_tuning", 7)])
+@pytest.mark.parametrize("method,pause_at", [(Method.LORA, 11), (Method.FULL, 15), (Method.PROMPT_TUNING, 7)])
 def test_a_paused_and_resumed_run_ends_with_the_same_weights_and_metrics_as_an_uninterrupted_one(
     make_spec, tmp_path, method, pause_at
 ):
-    hp = _hp() | ({"learning_rate": 1e-3} if method == "full" else {})
+    hp = _hp() | ({"learning_rate": 1e-3} if method == Method.FULL else {})
     straight = train(make_spec(out="straight", method=method, hyperparameters=hp))
 
     rep = PauseAt(pause_at)

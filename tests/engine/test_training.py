@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from finetune.engine import NullReporter, Progress, RecordingReporter, train
+from finetune.engine.vocabulary import Method, Task
 
 
 def weights(out: str, name: str = "adapter_model.safetensors") -> dict[str, torch.Tensor]:
@@ -137,7 +138,7 @@ def test_multilabel_classification_reports_micro_and_macro_f1_and_per_label_matr
     rep = RecordingReporter()
     res = train(
         make_spec(
-            task="multilabel_classification",
+            task=Task.MULTILABEL_CLASSIFICATION,
             train_file=str(data_dir / "multi_train.jsonl"),
             validation_file=str(data_dir / "multi_valid.jsonl"),
             hyperparameters={
@@ -152,20 +153,27 @@ def test_multilabel_classification_reports_micro_and_macro_f1_and_per_label_matr
     final = res.metrics["final"]
     assert {"valid_f1_micro", "valid_f1_macro", "valid_accuracy", "valid_hamming_accuracy"} <= set(final)
     assert "mentions_card" in final["valid_per_class"]
-    assert final["valid_confusion_matrix"]["mentions_card"][0][0] >= 0  # [[tn, fp], [fn, tp]] per label
+    # [[tn, fp], [fn, tp]] per label: every validation row is counted once, and the row with
+    # the label set are exactly the positives (fn + tp).
+    valid_rows = [
+        json.loads(line) for line in (data_dir / "multi_valid.jsonl").read_text().splitlines() if line
+    ]
+    (tn, fp), (fn, tp) = final["valid_confusion_matrix"]["mentions_card"]
+    assert tn + fp + fn + tp == len(valid_rows)
+    assert fn + tp == sum("mentions_card" in row["labels"] for row in valid_rows)
     assert final["valid_loss"] < rep.evals[0]["valid_loss"]
     label_map = json.loads((Path(res.output_dir) / "label_map.json").read_text())
     assert label_map["problem_type"] == "multi_label_classification" and len(label_map["labels"]) == 5
 
 
 def test_class_weights_count_rare_classes_more():
-    from finetune.engine.trainer import _class_weights
+    from finetune.engine.trainer import balanced_class_weights
 
     class FakePlan:
         labels = ["a", "b"]
 
         class spec:  # noqa: N801
-            task = "classification"
+            task = Task.CLASSIFICATION
 
         class train:  # noqa: N801
             targets = [0, 0, 0, 1]
@@ -174,20 +182,20 @@ def test_class_weights_count_rare_classes_more():
                 return 4
 
     FakePlan.train = FakePlan.train()  # type: ignore[assignment]
-    w = _class_weights(FakePlan)  # type: ignore[arg-type]
+    w = balanced_class_weights(FakePlan)  # type: ignore[arg-type]
     assert w.tolist() == pytest.approx([4 / 6, 2.0])  # n / (k * n_c)
 
 
-@pytest.mark.parametrize("method", ["full", "lora", "ia3", "prompt_tuning"])
+@pytest.mark.parametrize("method", [Method.FULL, Method.LORA, Method.IA3, Method.PROMPT_TUNING])
 def test_chat_sft_trains_every_method_and_reports_perplexity_and_token_accuracy(
     method, make_spec, tiny_gpt2, data_dir
 ):
     rep = RecordingReporter()
-    lr = {"full": 3e-3, "lora": 1e-2, "ia3": 5e-2, "prompt_tuning": 1e-1}[method]
+    lr = {Method.FULL: 3e-3, Method.LORA: 1e-2, Method.IA3: 5e-2, Method.PROMPT_TUNING: 1e-1}[method]
     res = train(
         make_spec(
             base_model=tiny_gpt2,
-            task="chat_sft",
+            task=Task.CHAT_SFT,
             method=method,
             train_file=str(data_dir / "chat_train.jsonl"),
             validation_file=str(data_dir / "chat_valid.jsonl"),

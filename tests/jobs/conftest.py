@@ -4,10 +4,11 @@ to submit jobs through the API and to wait on what a user would watch."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
+from finetune.engine.vocabulary import Method, Task
+from tests.celery_harness import wait_until
 from tests.jobs.tiny import build_tiny_bert, make_dataset_version
 
 # Short job heartbeats in worker processes, so a kill -9 is noticed within seconds.
@@ -36,7 +37,7 @@ def base_model(db, tiny_bert_dir):
         display_name="Tiny BERT (tests)",
         source=str(tiny_bert_dir),
         kind=BaseModel.Kind.ENCODER,
-        tasks=["classification", "multilabel_classification"],
+        tasks=[Task.CLASSIFICATION, Task.MULTILABEL_CLASSIFICATION],
         max_length=64,
         parameters_millions=0.11,
         is_default=True,
@@ -53,7 +54,7 @@ def job_payload(version, **overrides) -> dict:
     payload = {
         "dataset_version": version.id,
         "model": "tiny-bert",
-        "method": "full",
+        "method": Method.FULL,
         "device_class": "cpu",
         "max_steps": 40,
         "hyperparameters": {
@@ -77,15 +78,19 @@ def submit(client, version, **overrides) -> dict:
 
 
 def wait_for_job(client, job_id: str, predicate, *, timeout: float, what: str = "the job") -> dict:
-    deadline = time.monotonic() + timeout
-    body = None
-    while time.monotonic() < deadline:
-        body = client.get(f"/api/v1/jobs/{job_id}").json()
-        if predicate(body):
-            return body
-        time.sleep(0.3)
-    raise AssertionError(
-        f"Timed out after {timeout}s waiting for {what}; last seen: {json.dumps(body)[:2000]}"
+    """Poll the job's API body until `predicate(body)` holds; returns that body."""
+    last: dict = {}
+
+    def matches():
+        last["body"] = client.get(f"/api/v1/jobs/{job_id}").json()
+        return last["body"] if predicate(last["body"]) else None
+
+    return wait_until(
+        matches,
+        timeout=timeout,
+        interval=0.3,
+        message=what,
+        detail=lambda: f"last seen: {json.dumps(last.get('body'))[:2000]}",
     )
 
 

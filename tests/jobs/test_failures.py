@@ -8,7 +8,7 @@ from django.conf import settings
 
 from finetune.engine import SpecError
 from finetune.models import FineTuneJob, JobAttempt
-from finetune.runner import _failure_for
+from finetune.runner import failure_for
 from tests.jobs.conftest import FAST_WORKER_ENV, submit, wait_for_status
 
 
@@ -36,13 +36,13 @@ def test_failures_on_the_worker_name_their_code_field_and_fix(alice_client, data
 @pytest.mark.django_db
 def test_running_out_of_memory_advises_a_smaller_batch_or_max_length(alice_client, dataset_version):
     job = FineTuneJob.objects.get(pk=submit(alice_client, dataset_version, device_class="h100")["id"])
-    code, message, param = _failure_for(
+    code, message, param = failure_for(
         torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), job
     )
     assert code == "out_of_memory" and param == "hyperparameters.batch_size"
     assert "ran out of GPU memory (batch_size=8, max_length=32)" in message
     assert "Lower hyperparameters.batch_size or hyperparameters.max_length" in message
-    code, message, param = _failure_for(SpecError("hyperparameters.lora_r", "must be at least 1"), job)
+    code, message, param = failure_for(SpecError("hyperparameters.lora_r", "must be at least 1"), job)
     assert (code, param) == ("invalid", "hyperparameters.lora_r") and "must be at least 1" in message
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from finetune.engine.vocabulary import Method, Task
 from finetune.models import FineTuneJob, ModelVersion
 from tests.jobs.conftest import job_payload, submit
 
@@ -26,8 +27,8 @@ def alice_model(alice_job, team):
         name=f"ft:tiny-bert:{team.slug}::{job.id}",
         job=job,
         base_model=job.base_model,
-        task="classification",
-        method="full",
+        task=Task.CLASSIFICATION,
+        method=Method.FULL,
         storage_prefix=f"teams/{team.id}/models/mv-x",
         files=[{"path": "label_map.json", "size": 2}],
     )
@@ -85,7 +86,7 @@ def test_a_model_file_that_was_not_recorded_cannot_be_fetched(alice_client, alic
 def test_an_api_key_with_read_scope_reads_but_cannot_submit(team, alice, alice_job, dataset_version):
     from rest_framework.test import APIClient
 
-    from serving.apikeys import apikey_create
+    from accounts.apikeys import apikey_create
 
     _, key = apikey_create(team=team, name="ci", scopes=["read"], user=alice)
     client = APIClient()
@@ -133,3 +134,40 @@ def test_v1_models_lists_the_teams_fine_tuned_models_and_no_one_elses(
         ).status_code
         == 404
     )
+
+
+def test_a_platform_admin_reads_any_teams_job_but_cannot_change_it(charlie, alice_job):
+    from tests.conftest import _client_for
+
+    charlie.is_staff = True
+    charlie.save()
+    staff = _client_for(charlie)
+
+    assert staff.get(f"/api/v1/jobs/{alice_job}").json()["id"] == alice_job
+    page = staff.get(f"/jobs/{alice_job}/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "as a platform admin: read only" in html
+    assert "/cancel" not in html and "/pause" not in html
+    assert staff.get(f"/jobs/{alice_job}/live/").status_code == 200
+    assert staff.post(f"/api/v1/jobs/{alice_job}/cancel").status_code == 404
+    assert FineTuneJob.objects.get(pk=alice_job).status == "queued"
+
+
+def test_a_job_no_online_worker_serves_says_so_at_submission_and_on_its_page(alice_client, dataset_version):
+    from tests.factories import WorkerNodeFactory
+
+    estimate = alice_client.post(
+        "/api/v1/jobs/estimate", job_payload(dataset_version, device_class="h100"), format="json"
+    )
+    assert "No online worker serves device class 'h100'" in estimate.json()["warning"]
+    job = submit(alice_client, dataset_version, device_class="h100")
+    assert "No online worker serves device class 'h100'" in job["warning"]
+    page = alice_client.get(f"/jobs/{job['id']}/").content.decode()
+    assert "No online worker serves device class h100 right now" in page
+
+    WorkerNodeFactory(queues=["gpu", "gpu.h100"], device_class="h100")
+    assert alice_client.get(f"/api/v1/jobs/{job['id']}").json()["warning"] is None
+    assert "No online worker serves" not in alice_client.get(f"/jobs/{job['id']}/").content.decode()
+    cpu_job = submit(alice_client, dataset_version)
+    assert "'cpu'" in cpu_job["warning"]  # nobody serves the cpu queue in this test either

@@ -3,15 +3,15 @@ flushed broker; and who goes first when one worker serves two teams."""
 
 from __future__ import annotations
 
-import time
+import re
 
 import pytest
 import redis
 from django.conf import settings
 
-from finetune.models import FineTuneJob, JobAttempt, MetricPoint
-from finetune.services import jobs_reconcile
-from tests.celery_harness import wait_until
+from finetune.models import FineTuneJob, JobAttempt, JobEvent, MetricPoint
+from finetune.reconciler import jobs_reconcile
+from tests.celery_harness import messages_waiting, wait_for_heartbeats, wait_until
 from tests.jobs.conftest import FAST_WORKER_ENV, make_dataset_version, submit, wait_for_job, wait_for_status
 
 pytestmark = pytest.mark.slow
@@ -28,13 +28,8 @@ def fast_reconciler(settings):
 
 
 def _reconcile_until(predicate, *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        jobs_reconcile()
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"Timed out after {timeout}s waiting for {what}")
+    """Run the reconciler (as beat would) until `predicate` holds."""
+    wait_until(lambda: (jobs_reconcile(), predicate())[1], timeout=timeout, interval=0.3, message=what)
 
 
 def _status(job_id: str) -> str:
@@ -97,6 +92,74 @@ def test_a_job_whose_worker_is_killed_resumes_from_its_checkpoint_on_another_wor
         "stopped responding" in logs
         and f"resume from its checkpoint at step {attempts[1].resumed_from_step}" in logs
     )
+    assert f"resumed from the checkpoint at step {attempts[1].resumed_from_step}" in logs
+    _assert_no_worker_paths(job["id"])
+
+
+def _assert_no_worker_paths(job_id: str) -> None:
+    """What a user reads about a job names checkpoints by step, never by a worker's local folder."""
+    messages = list(JobEvent.objects.filter(job_id=job_id).values_list("message", flat=True))
+    assert messages
+    leaked = [m for m in messages if str(settings.TUNEFORGE_WORK_DIR) in m or re.search(r"(^|\s)/\w", m)]
+    assert leaked == [], leaked
+
+
+def test_a_worker_killed_mid_epoch_resumes_from_a_time_based_checkpoint(
+    alice_client, team, base_model, start_worker
+):
+    steps_per_epoch = (
+        500  # 4000 rows in batches of 8: one long epoch, no epoch-end checkpoint before the kill
+    )
+    version = make_dataset_version(team, repeat=50)
+    a = start_worker(queues="cpu", name="mid-epoch", env=RECOVERY_ENV)
+    job = submit(
+        alice_client,
+        version,
+        max_steps=None,
+        hyperparameters={
+            "n_epochs": 1,
+            "eval_every_steps": None,
+            "save_every_steps": None,
+            "checkpoint_every_minutes": 0.02,
+        },
+    )
+    wait_for_job(
+        alice_client,
+        job["id"],
+        lambda b: (
+            (ckpts := alice_client.get(f"/api/v1/jobs/{job['id']}/checkpoints").json()["data"])
+            and b["progress"]["step"] > max(c["step_number"] for c in ckpts)
+        ),
+        timeout=90,
+        what="a time-based checkpoint and progress past it",
+    )
+    a.kill_hard()
+    killed_at = FineTuneJob.objects.get(pk=job["id"]).step
+    assert killed_at < steps_per_epoch, "the epoch ended before the kill; make it longer"
+    rescuer = start_worker(queues="default,cpu", name="mid-epoch-rescuer", env=RECOVERY_ENV)
+    from finetune.tasks import reconcile_jobs
+
+    def requeued() -> bool:
+        reconcile_jobs.apply_async()
+        return FineTuneJob.objects.get(pk=job["id"]).attempts >= 2
+
+    try:
+        wait_until(requeued, timeout=30, interval=1.0, message="the reconciler task to requeue the job")
+    except AssertionError:
+        raise AssertionError(rescuer.output()) from None
+    done = wait_for_status(alice_client, job["id"], "succeeded", "failed", timeout=180)
+
+    assert done["status"] == "succeeded", done["error"]
+    resumed_from = JobAttempt.objects.get(job_id=job["id"], number=2).resumed_from_step
+    assert resumed_from is not None and 0 < resumed_from <= killed_at
+    assert resumed_from % steps_per_epoch != 0  # not an epoch boundary: the clock made this checkpoint
+    steps = list(
+        MetricPoint.objects.filter(job_id=job["id"], kind="train")
+        .order_by("step")
+        .values_list("step", flat=True)
+    )
+    assert steps == list(range(1, steps_per_epoch + 1))
+    _assert_no_worker_paths(job["id"])
 
 
 def test_a_job_that_kills_its_worker_three_times_fails_with_a_clear_error(
@@ -130,8 +193,8 @@ def test_queued_jobs_survive_a_flushed_broker_through_the_reconciler(
 ):
     job = submit(alice_client, dataset_version)
     redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()  # the message is gone
-    start_worker(queues="cpu", name="after-flush", env=FAST_WORKER_ENV)
-    time.sleep(2)
+    worker = start_worker(queues="cpu", name="after-flush", env=FAST_WORKER_ENV)
+    wait_for_heartbeats(worker.hostname, count=3)  # up and polling its queue for a while
     assert _status(job["id"]) == "queued"  # nothing told the worker about it
 
     report = jobs_reconcile()
@@ -152,9 +215,10 @@ def test_a_duplicate_message_never_runs_a_job_twice(alice_client, dataset_versio
     job = submit(alice_client, dataset_version)
     for _ in range(3):
         run_job.apply_async(args=[job["id"]], queue="cpu")
-    start_worker(queues="cpu", name="dupes", env=FAST_WORKER_ENV)
+    worker = start_worker(queues="cpu", name="dupes", env=FAST_WORKER_ENV)
     done = wait_for_status(alice_client, job["id"], "succeeded", "failed", timeout=60)
-    time.sleep(1)  # let the extra messages be consumed
+    wait_until(lambda: messages_waiting("cpu") == 0, timeout=30, message="the extra messages to be taken")
+    wait_for_heartbeats(worker.hostname)  # and run: the worker is past them
 
     assert done["status"] == "succeeded"
     assert FineTuneJob.objects.get(pk=job["id"]).attempts == 1

@@ -9,7 +9,7 @@ import pytest
 
 from finetune.job_reporter import CANCEL, JobReporter, StopReason
 from finetune.models import FineTuneJob, JobEvent, MetricPoint
-from finetune.services import job_claim
+from finetune.runner import job_claim
 from tests.jobs.conftest import submit
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the reporter's pump thread has its own connection
@@ -46,6 +46,36 @@ def test_points_are_written_in_batches_and_a_resumed_series_overwrites_instead_o
     assert MetricPoint.objects.get(job=running_job, kind="train", step=8).values["train_loss"] == 0.5
     job = FineTuneJob.objects.get(pk=running_job.pk)
     assert job.latest_metrics["step"] == 15 and job.heartbeat_at > running_job.heartbeat_at
+
+
+def test_progress_never_goes_back_while_a_resumed_run_repeats_steps(running_job):
+    from finetune.engine import Progress
+
+    def progress(step: int) -> Progress:
+        return Progress(
+            step=step,
+            total_steps=40,
+            epoch=step / 10,
+            percent=100 * step / 40,
+            eta_seconds=1.0,
+            samples_per_second=1.0,
+            tokens_per_second=1.0,
+        )
+
+    first = JobReporter(running_job)
+    first.on_progress(progress(14))
+    first.flush()
+    # The worker is lost; the next attempt resumes from the checkpoint at step 10.
+    FineTuneJob.objects.filter(pk=running_job.pk).update(attempts=2)
+    resumed_job = FineTuneJob.objects.get(pk=running_job.pk)
+    resumed = JobReporter(resumed_job)
+    seen = []
+    for step in range(11, 17):
+        resumed.on_progress(progress(step))
+        resumed.flush()
+        seen.append(FineTuneJob.objects.values_list("step", "percent").get(pk=running_job.pk))
+    assert seen == sorted(seen) and seen[0] == (14, 35.0), seen
+    assert seen[-1] == (16, 40.0)
 
 
 def test_python_logging_of_the_training_process_becomes_job_log_lines(running_job, alice_client):

@@ -166,7 +166,7 @@ def test_pause_checkpoints_and_frees_the_worker_and_resume_continues_from_the_ch
 def test_pausing_the_worker_checkpoints_and_requeues_its_job_which_resumes_when_a_worker_takes_it(
     alice_client, dataset_version, start_worker
 ):
-    from tests.celery_harness import wait_until
+    from tests.celery_harness import messages_waiting, wait_for_heartbeats, wait_until
     from workers.models import WorkerNode
     from workers.services import worker_pause, worker_resume
 
@@ -195,7 +195,10 @@ def test_pausing_the_worker_checkpoints_and_requeues_its_job_which_resumes_when_
     assert requeued["queue_position"] == 1
     step = requeued["progress"]["step"]
     assert alice_client.get(f"/api/v1/jobs/{job['id']}/checkpoints").json()["data"][0]["step_number"] == step
-    time.sleep(2)
+    # Its message waits in the broker through the paused worker's next heartbeats: nothing takes it.
+    wait_until(lambda: messages_waiting("cpu") == 1, timeout=15, message="the requeued job's message")
+    wait_for_heartbeats(worker.hostname, count=3)
+    assert messages_waiting("cpu") == 1
     assert FineTuneJob.objects.get(pk=job["id"]).status == "queued"  # a paused worker takes nothing
 
     worker_resume(name=worker.hostname, actor=None)

@@ -7,13 +7,13 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
 
 from finetune.models import ModelVersion
+from tests.celery_harness import wait_until
 from tests.jobs.conftest import FAST_WORKER_ENV, make_dataset_version, submit, wait_for_status
 
 pytestmark = pytest.mark.slow
@@ -40,16 +40,21 @@ def s3_endpoint():
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 20
-    while True:
+
+    def listening() -> bool:
+        if server.poll() is not None:
+            raise AssertionError("moto_server exited before listening")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
+            return True
         except OSError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                raise AssertionError("moto_server did not start") from None
-            time.sleep(0.2)
+            return False
+
+    try:
+        wait_until(listening, timeout=20, message="moto_server to listen")
+    except AssertionError:
+        server.kill()
+        raise
     yield f"http://127.0.0.1:{port}"
     server.terminate()
     server.wait(timeout=10)

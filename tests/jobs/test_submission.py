@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from finetune.engine.vocabulary import Method, Task
 from finetune.models import FineTuneJob, JobAttempt
 from tests.factories import TeamFactory
 from tests.jobs.conftest import job_payload, make_dataset_version, submit
@@ -85,17 +86,17 @@ def test_a_gpu_estimate_is_faster_than_a_cpu_one_and_counts_gpu_hours(alice_clie
         ({"device_class": "tpu9"}, "device_class", "Unknown device class 'tpu9'"),
         ({"priority": "urgent"}, "priority", "is not a valid choice"),
         ({"suffix": "has:colon"}, "suffix", "suffix may hold"),
-        ({"task": "chat_sft"}, "task", "holds classification data"),
+        ({"task": Task.CHAT_SFT}, "task", "holds classification data"),
         ({"epochs": 3}, "epochs", "Unknown field"),
         ({"hyperparameters": {"learning_rate": 0}}, "hyperparameters.learning_rate", "must be positive"),
         ({"hyperparameters": {"learning_rate": -1e-4}}, "hyperparameters.learning_rate", "must be positive"),
         ({"hyperparameters": {"max_length": 0}}, "hyperparameters.max_length", "at least"),
         (
-            {"method": "lora", "hyperparameters": {"target_modules": ["q_proj"]}},
+            {"method": Method.LORA, "hyperparameters": {"target_modules": ["q_proj"]}},
             "hyperparameters.target_modules",
             "q_proj",
         ),
-        ({"method": "qlora"}, "method", "CUDA"),
+        ({"method": Method.QLORA}, "method", "CUDA"),
     ],
 )
 def test_a_bad_spec_is_refused_naming_its_field_and_nothing_is_created(
@@ -242,7 +243,7 @@ def test_only_paused_jobs_can_be_resumed(alice_client, dataset_version):
 def test_base_models_are_listed_for_the_submit_form(vera_client, base_model):
     body = vera_client.get("/api/v1/base-models").json()
     assert [m["id"] for m in body["data"]] == ["tiny-bert"]
-    assert body["data"][0]["tasks"] == ["classification", "multilabel_classification"]
+    assert body["data"][0]["tasks"] == [Task.CLASSIFICATION, Task.MULTILABEL_CLASSIFICATION]
 
 
 def test_job_lists_are_per_team_and_filter_by_status(alice_client, charlie_client, team, dataset_version):
@@ -265,8 +266,8 @@ def test_fair_share_puts_the_team_with_fewer_running_jobs_first_then_priority_th
             team=team_,
             base_model=base_model,
             dataset_version=version_,
-            task="classification",
-            method="full",
+            task=Task.CLASSIFICATION,
+            method=Method.FULL,
             device_class="cpu",
             queue="cpu",
             priority=priority,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
+from finetune.engine.vocabulary import Method, Task
 from finetune.models import FineTuneJob, ModelVersion
 from tests.jobs.conftest import submit
 
@@ -22,7 +23,7 @@ def _form(version, **overrides) -> dict:
         "dataset_version": version.id,
         "model": "tiny-bert",
         "task": "",
-        "method": "full",
+        "method": Method.FULL,
         "n_epochs": "auto",
         "batch_size": "8",
         "learning_rate": "auto",
@@ -47,8 +48,8 @@ def _model_version(job_id: str, team) -> ModelVersion:
         name=f"ft:tiny-bert:{team.slug}::{job.id}",
         job=job,
         base_model=job.base_model,
-        task="classification",
-        method="full",
+        task=Task.CLASSIFICATION,
+        method=Method.FULL,
         labels=["a", "b"],
         metrics={"final": {"valid_accuracy": 0.75}},
         lineage={

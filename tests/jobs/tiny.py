@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 
+from finetune.engine.vocabulary import Task
 from tests.engine.tiny_models import BANKING_TEST, BANKING_TRAIN, banking_rows, build_tiny_bert
 
 __all__ = ["BANKING_TEST", "BANKING_TRAIN", "banking_rows", "build_tiny_bert"]
@@ -46,7 +47,7 @@ def make_dataset_version(
         name=name,
         validation_file=valid,
         validation_filename="valid.csv" if valid else None,
-        options=UploadOptions(task="classification", validation_fraction=0.0),
+        options=UploadOptions(task=Task.CLASSIFICATION, validation_fraction=0.0),
     )
     version = outcome.version
     if status != DatasetVersion.Status.READY:

@@ -25,15 +25,15 @@ def client_for(live_server, raw_key: str):
     return openai.OpenAI(api_key=raw_key, base_url=f"{live_server.url}/v1", max_retries=0, timeout=120)
 
 
-def _key(team, scopes):
-    from serving.apikeys import apikey_create
+def _key(team, scopes, user):
+    from accounts.apikeys import apikey_create
 
-    return apikey_create(team=team, name="openai client", scopes=scopes)
+    return apikey_create(team=team, name="openai client", scopes=scopes, user=user)
 
 
 @pytest.fixture
 def alice_key(team, alice):
-    return _key(team, ["read", "write"])
+    return _key(team, ["read", "write"], alice)
 
 
 @pytest.fixture
@@ -42,13 +42,13 @@ def alice_openai(live_server, alice_key):
 
 
 @pytest.fixture
-def reader_openai(live_server, team):
-    return client_for(live_server, _key(team, ["read"])[1])
+def reader_openai(live_server, team, alice):
+    return client_for(live_server, _key(team, ["read"], alice)[1])
 
 
 @pytest.fixture
 def charlie_openai(live_server, charlie_team, charlie):
-    return client_for(live_server, _key(charlie_team, ["read", "write"])[1])
+    return client_for(live_server, _key(charlie_team, ["read", "write"], charlie)[1])
 
 
 @pytest.fixture

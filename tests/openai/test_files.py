@@ -7,8 +7,8 @@ import json
 import openai
 import pytest
 
+from accounts.apikeys import apikey_revoke
 from datasets_app.models import Dataset, DatasetVersion
-from serving.apikeys import apikey_revoke
 from tests.openai.conftest import classification_jsonl, client_for, jsonl_file
 
 pytestmark = pytest.mark.django_db(transaction=True)

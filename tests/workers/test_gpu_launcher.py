@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.celery_harness import wait_until
 from workers.devices import GpuDevice, parse_visible_devices
 from workers.gpu_launcher import (
     NO_GPU_MESSAGE,
@@ -132,13 +133,8 @@ def _run_in_thread(supervisor: Supervisor) -> threading.Thread:
     return thread
 
 
-def _wait(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
+def _wait(predicate) -> None:
+    wait_until(predicate, timeout=10, interval=0.05, message="the supervisor")
 
 
 def test_the_supervisor_restarts_a_worker_that_crashes(tmp_path):
@@ -167,13 +163,13 @@ def test_the_supervisor_stops_every_worker_gracefully_then_kills_stragglers(tmp_
         argv=[
             sys.executable,
             "-c",
-            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)",
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); open('stubborn.ready', 'w').close(); time.sleep(60)",
         ],
     )
     supervisor = Supervisor([graceful, stubborn], cwd=tmp_path, stop_timeout=1.0, poll_interval=0.02)
     thread = _run_in_thread(supervisor)
     _wait(lambda: len(supervisor.processes) == 2)
-    time.sleep(0.5)  # let the stubborn one install its SIGTERM handler
+    _wait(lambda: (tmp_path / "stubborn.ready").exists())  # its SIGTERM handler is installed
     processes = dict(supervisor.processes)
     started = time.monotonic()
     supervisor.request_stop()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.celery_harness import wait_until, worker_env
+from tests.celery_harness import messages_waiting, wait_for_heartbeats, wait_until, worker_env
 from workers.celery_app import app
 from workers.models import WorkerNode
 from workers.services import worker_pause, worker_resume, workers_mark_offline
@@ -38,11 +38,6 @@ def _consumed_queues(name: str) -> set[str] | None:
     if name not in replies:
         return None
     return {queue["name"] for queue in replies[name]}
-
-
-def _messages_waiting(queue: str) -> int:
-    with app.connection_for_write() as connection:
-        return connection.default_channel.queue_declare(queue=queue, passive=True).message_count
 
 
 def _ping(queue: str, token: str) -> None:
@@ -108,9 +103,9 @@ def test_draining_through_the_api_stops_consumption_and_resume_restores_it(start
     wait_until(lambda: _consumed_queues(name) == set(), timeout=10, message="the worker to stop consuming")
 
     _ping(queue, "while-drained")
-    time.sleep(2)  # four heartbeats: time enough to have taken it, were it consuming
+    wait_for_heartbeats(name, count=4)  # time enough to have taken it, were it consuming
     assert _row(name).last_ping == "before"
-    assert _messages_waiting(queue) == 1
+    assert messages_waiting(queue) == 1
 
     response = olga_client.post(f"/api/v1/workers/{name}/resume")
     assert response.status_code == 200 and response.json()["status"] == "online"
@@ -129,7 +124,7 @@ def test_a_worker_that_missed_the_pause_command_hands_a_job_message_back(start_w
     _ping(queue, "handed-back")
     wait_until(lambda: _consumed_queues(name) == set(), timeout=10, message="the worker to stop consuming")
     assert _row(name).last_ping == ""  # it did not run it...
-    assert _messages_waiting(queue) == 1  # ...it put it back for another worker
+    assert messages_waiting(queue) == 1  # ...it put it back for another worker
     assert f"handed workers.ping back to queue {queue}" in worker.output()
 
     worker_resume(name=name, actor=None)

@@ -165,7 +165,7 @@ CELERY_BEAT_SCHEDULE: dict = {
 # --- REST framework and OpenAPI
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "serving.authentication.ApiKeyAuthentication",
+        "accounts.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -185,6 +185,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # Choice sets that share a field name across apps get stable, distinct component names.
     "ENUM_NAME_OVERRIDES": {"DatasetTaskEnum": "datasets_app.models.Task.choices"},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "common.api.document_pagination_bounds",
+    ],
 }
 
 # --- Tuneforge
@@ -261,3 +265,10 @@ S3_STORAGE = {
 }
 if TUNEFORGE_STORAGE == "s3":
     STORAGES["default"] = S3_STORAGE
+
+# Brute-force brakes (accounts/throttling.py): failures within the window before a 429.
+TUNEFORGE_LOGIN_FAILURES_PER_ACCOUNT = env.int("TUNEFORGE_LOGIN_FAILURES_PER_ACCOUNT", default=10)
+TUNEFORGE_LOGIN_FAILURES_PER_ADDRESS = env.int("TUNEFORGE_LOGIN_FAILURES_PER_ADDRESS", default=50)
+TUNEFORGE_LOGIN_LOCKOUT_SECONDS = env.int("TUNEFORGE_LOGIN_LOCKOUT_SECONDS", default=15 * 60)
+TUNEFORGE_API_KEY_FAILURES_PER_ADDRESS = env.int("TUNEFORGE_API_KEY_FAILURES_PER_ADDRESS", default=50)
+TUNEFORGE_API_KEY_LOCKOUT_SECONDS = env.int("TUNEFORGE_API_KEY_LOCKOUT_SECONDS", default=15 * 60)

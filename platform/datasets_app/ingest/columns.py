@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 TEXT_NAMES = [
     "text",
+    "text_a",
     "sentence",
     "utterance",
     "content",

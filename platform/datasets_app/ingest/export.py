@@ -8,6 +8,8 @@ import math
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
+from finetune.engine.vocabulary import Task
+
 # A cell starting with one of these is run as a formula by Excel/LibreOffice/Sheets (CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -23,9 +25,9 @@ def iter_rows(fileobj: BinaryIO) -> Iterator[dict[str, Any]]:
 
 
 def csv_header(task: str, rows_have_pair: bool = False) -> list[str]:
-    if task == "chat_sft":
+    if task == Task.CHAT_SFT:
         return ["conversation", "turn", "role", "content"]
-    if task == "multilabel_classification":
+    if task == Task.MULTILABEL_CLASSIFICATION:
         return ["text", "labels"]
     return ["text", "text_pair", "label"] if rows_have_pair else ["text", "label"]
 
@@ -38,10 +40,10 @@ class _Echo:
 def csv_records(rows: Iterable[dict[str, Any]], task: str) -> Iterator[list[str]]:
     """Rows as CSV records: multi-label labels joined with '|', one chat message per record."""
     for number, row in enumerate(rows, start=1):
-        if task == "chat_sft":
+        if task == Task.CHAT_SFT:
             for turn, message in enumerate(row["messages"], start=1):
                 yield [str(number), str(turn), message["role"], message["content"]]
-        elif task == "multilabel_classification":
+        elif task == Task.MULTILABEL_CLASSIFICATION:
             yield [row["text"], "|".join(row["labels"])]
         elif "text_pair" in row:
             yield [row["text"], row["text_pair"], row["label"]]

@@ -69,7 +69,7 @@ class _LineGuard(io.RawIOBase):
 
 
 def open_text(fileobj: BinaryIO, *, encoding: str, max_line_bytes: int) -> io.TextIOWrapper:
-    """A strict UTF-8 text view of `fileobj` (from its start) with the line-length guard; newline=''
+    """A strict text view in `encoding` of `fileobj` (from its start) with the line-length guard; newline=''
     keeps line endings as they are, which the csv module needs for quoted line breaks."""
     fileobj.seek(0)
     guard = _LineGuard(fileobj, max_line_bytes)
@@ -78,8 +78,11 @@ def open_text(fileobj: BinaryIO, *, encoding: str, max_line_bytes: int) -> io.Te
     )
 
 
-def utf8_errors(fileobj: BinaryIO, *, max_line_bytes: int) -> Iterator[tuple[int, str]]:
-    """(line, message) for every line that is not UTF-8. Only run after a decode error, to say where."""
+def decode_errors(fileobj: BinaryIO, *, encoding: str, max_line_bytes: int) -> Iterator[tuple[int, str]]:
+    """(line, message) for every line that does not decode. Only run after a decode error, to say where."""
+    if not encoding.lower().replace("_", "-").startswith("utf-8"):
+        yield from _other_decode_errors(fileobj, encoding=encoding, max_line_bytes=max_line_bytes)
+        return
     fileobj.seek(0)
     lineno = 0
     while True:
@@ -101,6 +104,31 @@ def utf8_errors(fileobj: BinaryIO, *, max_line_bytes: int) -> Iterator[tuple[int
             )
 
 
+def _other_decode_errors(
+    fileobj: BinaryIO, *, encoding: str, max_line_bytes: int
+) -> Iterator[tuple[int, str]]:
+    """Line by line for byte-oriented encodings (cp1252, gbk ...); one error for UTF-16/32, whose line
+    breaks are not single bytes."""
+    fileobj.seek(0)
+    if encoding.lower().replace("_", "-").startswith(("utf-16", "utf-32")):
+        try:
+            codecs.decode(fileobj.read(), encoding)
+        except UnicodeDecodeError as exc:
+            yield 1, f"not valid {encoding} (byte {exc.start + 1} of the file); check the encoding option."
+        return
+    for lineno, raw in enumerate(iter(lambda: fileobj.readline(max_line_bytes + 1), b""), start=1):
+        try:
+            raw.decode(encoding)
+        except UnicodeDecodeError as exc:
+            yield (
+                lineno,
+                (
+                    f"not valid {encoding} (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+                    "check the encoding option or save the file as UTF-8."
+                ),
+            )
+
+
 def csv_failure(exc: csv.Error, start: int) -> FatalIngestError:
     reason = str(exc)
     if "unexpected end of data" in reason:
@@ -115,6 +143,9 @@ def csv_failure(exc: csv.Error, start: int) -> FatalIngestError:
     return FatalIngestError(message, code="malformed_csv", line=start)
 
 
+TOO_DEEP = "invalid JSON: the value is nested too deeply (thousands of levels of [ or {)."
+
+
 def iter_jsonl_records(
     lines: Iterable[str], *, on_error: Callable[[int, str, str], None]
 ) -> Iterator[tuple[int, Any]]:
@@ -124,117 +155,126 @@ def iter_jsonl_records(
         if not line.strip():
             continue
         try:
-            yield lineno, loads(line)
+            value = loads(line)
         except json.JSONDecodeError as exc:
             on_error(lineno, "invalid_json", f"invalid JSON: {exc.msg} (column {exc.colno})")
+            continue
+        except RecursionError:
+            on_error(lineno, "json_too_deep", TOO_DEEP)
+            continue
+        yield lineno, value
 
 
 def iter_json_array(
-    fileobj: BinaryIO, *, max_element_bytes: int, chunk_chars: int = 1 << 20
+    fileobj: BinaryIO, *, max_element_bytes: int, chunk_chars: int = 1 << 20, encoding: str = "utf-8"
 ) -> Iterator[tuple[int, Any]]:
     """(start line, element) for each element of a top-level JSON array, parsed incrementally with
     `raw_decode` over a sliding buffer, so a 500 MB array never sits in memory whole."""
-    decoder = json.JSONDecoder()
-    utf8 = codecs.getincrementaldecoder("utf-8")("strict")
-    buf = ""
-    pos = 0
-    line = 1
-    eof = False
-    started = False
+    return _ArrayReader(fileobj, max_element_bytes, chunk_chars, encoding).elements()
 
-    def fill() -> bool:
-        nonlocal buf, pos, eof
-        if eof:
+
+class _ArrayReader:
+    def __init__(self, fileobj: BinaryIO, max_element_bytes: int, chunk_chars: int, encoding: str) -> None:
+        self.fileobj = fileobj
+        self.limit = max_element_bytes
+        self.chunk = chunk_chars
+        self.encoding = encoding
+        self.decoder = json.JSONDecoder()
+        self.text = codecs.getincrementaldecoder(encoding)("strict")
+        self.buf = ""
+        self.pos = 0
+        self.line = 1
+        self.eof = False
+        self.started = False
+
+    def fail(self, message: str, code: str = "invalid_json", line: int | None = None) -> FatalIngestError:
+        return FatalIngestError(message, code=code, line=line or self.line)
+
+    def fill(self) -> bool:
+        if self.eof:
             return False
-        raw = fileobj.read(chunk_chars)
+        raw = self.fileobj.read(self.chunk)
         try:
-            text = utf8.decode(raw, final=not raw)
+            text = self.text.decode(raw, final=not raw)
         except UnicodeDecodeError:
-            raise FatalIngestError(
-                f"not valid UTF-8 near here (it looks like {describe_encoding(raw)}). "
-                "Save the file as UTF-8.",
+            raise self.fail(
+                f"not valid {self.encoding} near here (it looks like {describe_encoding(raw)}). "
+                "Choose the encoding option or save the file as UTF-8.",
                 code="unsupported_encoding",
-                line=line,
             ) from None
         if not raw:
-            eof = True
-        if not started and not buf and text.startswith("\ufeff"):
+            self.eof = True
+        if not self.started and not self.buf and text.startswith("\ufeff"):
             text = text[1:]
-        buf = buf[pos:] + text
-        pos = 0
-        return bool(text) or not eof
+        self.buf = self.buf[self.pos :] + text
+        self.pos = 0
+        return bool(text) or not self.eof
 
-    def skip_ws() -> str:
-        nonlocal pos, line
+    def skip_ws(self) -> str:
         while True:
-            n = len(buf)
-            while pos < n and buf[pos] in " \t\r\n":
-                if buf[pos] == "\n":
-                    line += 1
-                pos += 1
-            if pos < n:
-                return buf[pos]
-            if not fill():
+            buf, n = self.buf, len(self.buf)
+            while self.pos < n and buf[self.pos] in " \t\r\n":
+                if buf[self.pos] == "\n":
+                    self.line += 1
+                self.pos += 1
+            if self.pos < n:
+                return buf[self.pos]
+            if not self.fill():
                 return ""
 
-    def fail(message: str, code: str = "invalid_json") -> FatalIngestError:
-        return FatalIngestError(message, code=code, line=line)
+    def elements(self) -> Iterator[tuple[int, Any]]:
+        if self.skip_ws() != "[":
+            raise self.fail("expected a JSON array ('[' ...) of records.")
+        self.pos += 1
+        self.started = True
+        expect_value, first = True, True
+        while True:
+            ch = self.skip_ws()
+            if ch == "":
+                raise self.fail("the JSON array is not closed (missing ']' at the end of the file).")
+            if ch == "]":
+                self.pos += 1
+                if self.skip_ws() != "":
+                    raise self.fail("unexpected content after the closing ']' of the array.")
+                return
+            if not expect_value:
+                if ch != ",":
+                    raise self.fail(f"expected ',' or ']' between array elements, found {ch!r}.")
+                self.pos += 1
+                expect_value = True
+                continue
+            if ch == "," and first:
+                raise self.fail("unexpected ',' at the start of the array.")
+            value, end = self.decode_value()
+            start_line = self.line
+            self.line += self.buf.count("\n", self.pos, end)
+            self.pos = end
+            expect_value, first = False, False
+            yield start_line, value
 
-    if skip_ws() != "[":
-        raise fail("expected a JSON array ('[' ...) of records.")
-    pos += 1
-    started = True
-    expect_value = True
-    first = True
-    while True:
-        ch = skip_ws()
-        if ch == "":
-            raise fail("the JSON array is not closed (missing ']' at the end of the file).")
-        if ch == "]":
-            pos += 1
-            if skip_ws() != "":
-                raise fail("unexpected content after the closing ']' of the array.")
-            return
-        if not expect_value:
-            if ch != ",":
-                raise fail(f"expected ',' or ']' between array elements, found {ch!r}.")
-            pos += 1
-            expect_value = True
-            continue
-        if ch == "," and first:
-            raise fail("unexpected ',' at the start of the array.")
+    def decode_value(self) -> tuple[Any, int]:
         while True:
             try:
-                value, end = decoder.raw_decode(buf, pos)
+                value, end = self.decoder.raw_decode(self.buf, self.pos)
                 break
+            except RecursionError:
+                raise self.fail(TOO_DEEP, code="json_too_deep") from None
             except json.JSONDecodeError as exc:
                 # A record cut off by the end of the buffer fails near its end (or as an unterminated
                 # string); anything earlier is a real syntax error and needs no more data.
-                truncated = exc.pos >= len(buf) - 8 or exc.msg.startswith("Unterminated string")
-                if not truncated or eof:
-                    err_line = line + buf.count("\n", pos, exc.pos)
-                    raise FatalIngestError(
-                        f"invalid JSON: {exc.msg}.", code="invalid_json", line=err_line
-                    ) from None
-                if len(buf) - pos > max_element_bytes:
-                    raise fail(
-                        f"a record is larger than {_mb(max_element_bytes)} or is not valid JSON; "
-                        "reading stopped there.",
+                truncated = exc.pos >= len(self.buf) - 8 or exc.msg.startswith("Unterminated string")
+                err_line = self.line + self.buf.count("\n", self.pos, exc.pos)
+                if not truncated or self.eof:
+                    raise self.fail(f"invalid JSON: {exc.msg}.", line=err_line) from None
+                if len(self.buf) - self.pos > self.limit:
+                    raise self.fail(
+                        f"a record is larger than {_mb(self.limit)} or is not valid JSON; reading stopped there.",
                         code="record_too_large",
                     ) from None
-                if not fill():
-                    err_line = line + buf.count("\n", pos, exc.pos)
-                    raise FatalIngestError(
-                        f"invalid JSON: {exc.msg}.", code="invalid_json", line=err_line
-                    ) from None
-        if end - pos > max_element_bytes:
-            raise fail(
-                f"a record is larger than {_mb(max_element_bytes)}; reading stopped there.",
-                code="record_too_large",
+                if not self.fill():
+                    raise self.fail(f"invalid JSON: {exc.msg}.", line=err_line) from None
+        if end - self.pos > self.limit:
+            raise self.fail(
+                f"a record is larger than {_mb(self.limit)}; reading stopped there.", code="record_too_large"
             )
-        start_line = line
-        line += buf.count("\n", pos, end)
-        pos = end
-        expect_value = False
-        first = False
-        yield start_line, value
+        return value, end

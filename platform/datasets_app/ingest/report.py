@@ -69,6 +69,17 @@ class Report:
             entry["details"] = details
         self.warnings.append(entry)
 
+    def snapshot(self) -> tuple:
+        return len(self.errors), self.error_count, len(self.warnings), dict(self.masked)
+
+    def restore(self, snapshot: tuple) -> None:
+        """Forgets what a discarded read of a file reported (it is being read again another way)."""
+        errors, self.error_count, warnings, masked = snapshot
+        del self.errors[errors:]
+        del self.warnings[warnings:]
+        self.masked.clear()
+        self.masked.update(masked)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "errors": list(self.errors),

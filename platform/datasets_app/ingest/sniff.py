@@ -1,8 +1,10 @@
 """What kind of file an upload is, decided from its name and first bytes before any parsing.
 
-Only UTF-8 text is accepted (with or without a BOM). Anything else is refused with a message that
-names what was found: an image, an archive (never decompressed, so a zip bomb costs nothing), or a
-text encoding such as UTF-16 or Latin-1 (named with charset-normalizer).
+Text is read in its own encoding and normalized to UTF-8: UTF-8 (with or without a BOM), UTF-16/32
+(by BOM or by their zero bytes), Latin-1 / Windows-1252 and, when charset-normalizer is confident,
+whatever it detects; an explicit `encoding` wins. Anything else is refused with a message that names
+what was found: an image, an archive (never decompressed, so a zip bomb costs nothing), or a text
+encoding that cannot be told with confidence.
 """
 
 from __future__ import annotations
@@ -63,12 +65,39 @@ BOMS = [
 ]
 DELIMITERS = [",", "\t", ";", "|"]
 
+# charset-normalizer's "chaos" (mess ratio) at or under which its best guess is trusted.
+CONFIDENT_CHAOS = 0.1
+
 
 @dataclass
 class SourceKind:
     format: str  # "csv" | "tsv" | "jsonl" | "json"
     delimiter: str | None
-    encoding: str  # "utf-8" | "utf-8-sig"
+    encoding: str  # a Python codec name: "utf-8", "utf-8-sig", "cp1252", "utf-16" ...
+    encoding_source: str = "utf-8"  # "utf-8" | "detected" | "option"
+    quoting: str = "csv"  # for csv/tsv: "csv" or "none" (quotes are ordinary characters)
+    quoting_reason: str | None = None  # why quoting is "none" when it was not asked for
+
+
+def encoding_label(codec: str) -> str:
+    """The name a person knows an encoding by."""
+    names = {
+        "utf-8": "UTF-8",
+        "utf-8-sig": "UTF-8 (with BOM)",
+        "utf-16": "UTF-16",
+        "utf-16-le": "UTF-16 (little-endian)",
+        "utf-16-be": "UTF-16 (big-endian)",
+        "utf-32": "UTF-32",
+        "latin-1": "Latin-1 (ISO-8859-1)",
+        "cp1252": "Windows-1252",
+        "gbk": "GBK (Chinese)",
+        "gb18030": "GB18030 (Chinese)",
+        "gb2312": "GB2312 (Chinese)",
+        "big5": "Big5 (Chinese)",
+        "shift_jis": "Shift JIS (Japanese)",
+        "cp932": "Shift JIS (Japanese)",
+    }
+    return names.get(codec.lower().replace("_", "-"), names.get(codec.lower(), codec))
 
 
 def extension(filename: str) -> str:
@@ -109,6 +138,9 @@ def describe_encoding(sample: bytes) -> str:
     return aliases.get(name.lower(), name)
 
 
+CP1252_PUNCTUATION = "“”‘’„‚€–—…«»°£§´·©®±×÷"
+
+
 def _looks_latin1(sample: bytes) -> bool:
     """Western European text in a single-byte code page: its non-ASCII bytes are mostly lone letters
     between ASCII ones (the é in café), while CJK double-byte encodings come in pairs. Statistical
@@ -121,8 +153,10 @@ def _looks_latin1(sample: bytes) -> bool:
     if not runs:
         return False
     lone = sum(1 for n in runs if n == 1) / len(runs)
-    letters = sum(1 for ch in text if ord(ch) > 127 and ch.isalpha()) / sum(runs)
-    return lone >= 0.8 and letters >= 0.8
+    letters = sum(1 for ch in text if ord(ch) > 127 and (ch.isalpha() or ch in CP1252_PUNCTUATION)) / sum(
+        runs
+    )
+    return lone >= 0.6 and letters >= 0.8
 
 
 def not_utf8_message(sample: bytes, *, line: int | None = None, byte: int | None = None) -> str:
@@ -130,8 +164,9 @@ def not_utf8_message(sample: bytes, *, line: int | None = None, byte: int | None
         f" (first invalid byte 0x{byte:02x} on line {line})" if line is not None and byte is not None else ""
     )
     return (
-        f"the file is not UTF-8 text: it looks like {describe_encoding(sample)}{where}. "
-        "Save it as UTF-8 (e.g. 'CSV UTF-8' in a spreadsheet) and upload it again."
+        f"the file is not UTF-8 text: it looks like {describe_encoding(sample)}{where}, but the encoding "
+        "cannot be told with confidence. Choose it with the encoding option (e.g. latin-1, cp1252, gbk, "
+        "utf-16), or save the file as UTF-8 (e.g. 'CSV UTF-8' in a spreadsheet) and upload it again."
     )
 
 
@@ -145,8 +180,18 @@ def _first_invalid_utf8(head: bytes, *, complete: bool) -> tuple[int, int] | Non
     return None
 
 
-def sniff(fileobj: BinaryIO, filename: str, *, fmt: str | None = None) -> SourceKind:
-    """Decide format, delimiter and encoding from the name and the first 64 KB; rewinds the file."""
+def sniff(
+    fileobj: BinaryIO,
+    filename: str,
+    *,
+    fmt: str | None = None,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    quoting: str = "auto",
+) -> SourceKind:
+    """Decide format, delimiter, encoding and quoting from the name and the first 64 KB (explicit
+    options win); rewinds the file."""
+    explicit_encoding = encoding
     ext = extension(filename)
     if ext in ARCHIVE_EXTENSIONS:
         raise FatalIngestError(
@@ -171,22 +216,8 @@ def sniff(fileobj: BinaryIO, filename: str, *, fmt: str | None = None) -> Source
         raise FatalIngestError(
             "the file is a tar archive. Upload the uncompressed text file.", code="unsupported_file_type"
         )
-    for bom, _name in BOMS:
-        if head.startswith(bom):
-            raise FatalIngestError(not_utf8_message(head), code="unsupported_encoding")
-    encoding = "utf-8-sig" if head.startswith(UTF8_BOM) else "utf-8"
-    body = head[len(UTF8_BOM) :] if encoding == "utf-8-sig" else head
-    if b"\x00" in body:
-        raise FatalIngestError(not_utf8_message(body), code="unsupported_encoding")
-    invalid = _first_invalid_utf8(body, complete=complete)
-    if invalid is not None:
-        raise FatalIngestError(
-            not_utf8_message(body, line=invalid[0], byte=invalid[1]),
-            code="unsupported_encoding",
-            line=invalid[0],
-        )
-
-    text = body.decode("utf-8", errors="ignore")
+    encoding, source = pick_encoding(head, complete=complete, explicit=explicit_encoding)
+    text = _decode_sample(head, encoding)
     first = text.lstrip()[:1]
     if fmt is None:
         if ext in (".jsonl", ".ndjson"):
@@ -199,16 +230,132 @@ def sniff(fileobj: BinaryIO, filename: str, *, fmt: str | None = None) -> Source
             fmt = "csv"
         else:
             fmt = "json" if first == "[" else "jsonl" if first == "{" else "csv"
+    if delimiter is not None and fmt not in ("csv", "tsv"):
+        fmt = "csv"
     if fmt == "json" and first != "[":
         fmt = "jsonl"
-    delimiter = None
-    if fmt == "tsv":
-        delimiter = "\t"
-    elif fmt == "csv":
-        delimiter = sniff_delimiter(text)
-        if delimiter == "\t":
-            fmt = "tsv"
-    return SourceKind(format=fmt, delimiter=delimiter, encoding=encoding)
+    kind = SourceKind(format=fmt, delimiter=None, encoding=encoding, encoding_source=source)
+    if fmt in ("csv", "tsv"):
+        kind.delimiter = delimiter or ("\t" if fmt == "tsv" else sniff_delimiter(text))
+        kind.format = "tsv" if kind.delimiter == "\t" else "csv"
+        kind.quoting = quoting if quoting != "auto" else "csv"
+        if (
+            quoting == "auto"
+            and kind.delimiter not in QUOTING_DELIMITERS
+            and unpaired_quotes(text, kind.delimiter)
+        ):
+            kind.quoting = "none"
+            kind.quoting_reason = (
+                "the texts contain '\"' characters that do not pair up as CSV quotes, so quotes were read "
+                "as ordinary characters (quoting=none)."
+            )
+    return kind
+
+
+# CSV with commas or semicolons (spreadsheet exports) really uses quoting; tab-separated and other
+# delimiters (NLP corpora) usually do not, and their texts hold bare quotes.
+QUOTING_DELIMITERS = (",", ";")
+
+
+def unpaired_quotes(text: str, delimiter: str) -> bool:
+    """True when a field of the sample starts with '"' but is not one whole CSV-quoted field on its
+    line (an unquoted text that merely begins with a quote), i.e. the quotes are not CSV quoting."""
+    if '"' not in text:
+        return False
+    for line in text.splitlines()[:-1] or text.splitlines():
+        for cell in line.split(delimiter):
+            if cell.startswith('"') and not _whole_quoted(cell):
+                return True
+    return False
+
+
+def _whole_quoted(cell: str) -> bool:
+    inner = cell[1:-1] if len(cell) >= 2 and cell.endswith('"') else None
+    return inner is not None and '"' not in inner.replace('""', "")
+
+
+CJK_CODECS = ("gb18030", "gbk", "gb2312", "big5", "big5hkscs", "shift_jis", "cp932", "euc_jp")
+
+
+def _coherent(best, head: bytes) -> bool:
+    """charset-normalizer names a language for alphabetic scripts; for Chinese/Japanese it does not,
+    so there the decoded text must be mostly ideographs/kana (random bytes decode to rare ones too,
+    but seldom to the common block)."""
+    if best.coherence >= 0.1:
+        return True
+    if best.encoding not in CJK_CODECS:
+        return False
+    wide = [ch for ch in head.decode(best.encoding, errors="ignore") if ord(ch) > 127]
+    common = sum(
+        1
+        for ch in wide
+        if "\u4e00" <= ch <= "\u9fff" or "\u3000" <= ch <= "\u30ff" or "\uff00" <= ch <= "\uffef"
+    )
+    return bool(wide) and common / len(wide) >= 0.9
+
+
+def _mostly_utf8(head: bytes) -> bool:
+    """Many valid UTF-8 characters and few invalid bytes: a UTF-8 file with a stray foreign part.
+    (Single-byte and CJK encodings form a valid UTF-8 sequence only now and then by chance.)"""
+    decoded = head.decode("utf-8", errors="replace")
+    invalid = decoded.count("\ufffd")
+    valid = sum(1 for ch in decoded if ord(ch) > 127) - invalid
+    return valid >= 3 * max(invalid, 1)
+
+
+def _decode_sample(head: bytes, encoding: str) -> str:
+    text = head.decode(encoding, errors="ignore")
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def pick_encoding(head: bytes, *, complete: bool, explicit: str | None) -> tuple[str, str]:
+    """(codec, how it was chosen) for a file starting with `head`; refuses when no encoding can be
+    told with confidence."""
+    if explicit:
+        return explicit, "option"
+    for bom, codec in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32")):
+        if head.startswith(bom):
+            return codec, "detected"
+    for bom in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        if head.startswith(bom):
+            return "utf-16", "detected"
+    if head.startswith(UTF8_BOM):
+        return "utf-8-sig", "utf-8"
+    if b"\x00" not in head and _first_invalid_utf8(head, complete=complete) is None:
+        return "utf-8", "utf-8"
+    invalid = _first_invalid_utf8(head, complete=complete)
+    if invalid is not None and _mostly_utf8(head):
+        # Mostly UTF-8 with some bytes that are not: a mixed file, converting would garble it.
+        raise FatalIngestError(
+            f"the file is UTF-8 text with bytes that are not UTF-8 (first invalid byte 0x{invalid[1]:02x} on "
+            f"line {invalid[0]}): parts of it were saved in another encoding. Save it as UTF-8 and upload again.",
+            code="unsupported_encoding",
+            line=invalid[0],
+        )
+    described = describe_encoding(head)
+    if described.startswith("UTF-16 ("):
+        return ("utf-16-le" if "little" in described else "utf-16-be"), "detected"
+    if b"\x00" not in head and _looks_latin1(head):
+        # Latin-1 and Windows-1252 agree on letters; bytes 0x80-0x9f are controls in Latin-1 and
+        # punctuation (curly quotes, €) in Windows-1252.
+        if not any(0x80 <= b <= 0x9F for b in head):
+            return "latin-1", "detected"
+        try:
+            head.decode("cp1252")
+            return "cp1252", "detected"
+        except UnicodeDecodeError:
+            return "latin-1", "detected"
+    if b"\x00" not in head:
+        from charset_normalizer import from_bytes
+
+        best = from_bytes(head).best()
+        if best is not None and best.chaos <= CONFIDENT_CHAOS and _coherent(best, head):
+            return best.encoding, "detected"
+    raise FatalIngestError(
+        not_utf8_message(head, line=invalid[0], byte=invalid[1]) if invalid else not_utf8_message(head),
+        code="unsupported_encoding",
+        line=invalid[0] if invalid else None,
+    )
 
 
 def sniff_delimiter(text: str) -> str:

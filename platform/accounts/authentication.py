@@ -6,7 +6,8 @@ from datetime import timedelta
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
-from serving.models import ApiKey
+from accounts.models import ApiKey, Membership
+from accounts.throttling import API_KEY_BY_ADDRESS, client_address
 
 KEY_PREFIX = "tf_"
 # Checked before any query, so junk never reaches the database.
@@ -38,6 +39,21 @@ def key_from_token(raw: str) -> ApiKey:
         raise exceptions.AuthenticationFailed("This API key was revoked.", code="revoked_api_key")
     if api_key.has_expired:
         raise exceptions.AuthenticationFailed("This API key has expired.", code="expired_api_key")
+    # Keys die with their creator's membership, and carry no more than the creator's current role.
+    # Read per request, never cached: a removal counts at once in every process.
+    role = (
+        Membership.objects.filter(team_id=api_key.team_id, user_id=api_key.created_by_id)
+        .values_list("role", flat=True)
+        .first()
+        if api_key.created_by_id
+        else None
+    )
+    if role is None:
+        raise exceptions.AuthenticationFailed(
+            "This API key no longer works: the key's owner is no longer a member of the team.",
+            code="owner_not_member",
+        )
+    api_key.owner_role = role
     now = timezone.now()
     if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
@@ -52,10 +68,21 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         raw = presented_key(request)
         if raw is None:
             return None
-        if not raw.startswith(KEY_PREFIX):
-            # No other authenticator reads these headers, so a foreign token is an error, not a pass.
-            raise exceptions.AuthenticationFailed(MALFORMED, code="malformed_api_key")
-        api_key = key_from_token(raw)
+        address = client_address(request)
+        wait = API_KEY_BY_ADDRESS.retry_after(address)
+        if wait:
+            raise exceptions.Throttled(
+                wait=wait, detail=f"Too many failed API-key attempts from this address; retry in {wait} s."
+            )
+        try:
+            if not raw.startswith(KEY_PREFIX):
+                # No other authenticator reads these headers, so a foreign token is an error, not a pass.
+                raise exceptions.AuthenticationFailed(MALFORMED, code="malformed_api_key")
+            api_key = key_from_token(raw)
+        except exceptions.AuthenticationFailed as exc:
+            if exc.get_codes() in ("malformed_api_key", "invalid_api_key"):  # guesses, not lapsed keys
+                API_KEY_BY_ADDRESS.record_failure(address)
+            raise
         return (ApiKeyUser(api_key), api_key)
 
     def authenticate_header(self, request) -> str:

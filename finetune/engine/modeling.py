@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .errors import SpecError
+from .vocabulary import Method, Task
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 _ALIASES = {"minilm": MINILM_ID, MINILM_ID.lower(): MINILM_ID, "all-minilm-l6-v2": MINILM_ID}
@@ -135,7 +136,7 @@ def load_tokenizer(path: str, task: str) -> Any:
             )
         tok.pad_token = tok.eos_token
     tok.padding_side = "right"
-    if task == "chat_sft" and not getattr(tok, "chat_template", None):
+    if task == Task.CHAT_SFT and not getattr(tok, "chat_template", None):
         tok.chat_template = DEFAULT_CHAT_TEMPLATE
     return tok
 
@@ -185,13 +186,13 @@ def position_limit(config: Any, tokenizer: Any) -> int | None:
 def model_class(task: str) -> Any:
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    return AutoModelForCausalLM if task == "chat_sft" else AutoModelForSequenceClassification
+    return AutoModelForCausalLM if task == Task.CHAT_SFT else AutoModelForSequenceClassification
 
 
 def meta_model(config: Any, task: str, num_labels: int) -> nn.Module:
     """The architecture on the meta device: module names and parameter counts without weights or memory."""
     cls = model_class(task)
-    if task != "chat_sft":
+    if task != Task.CHAT_SFT:
         config = _with_labels(config, [str(i) for i in range(max(num_labels, 1))], task)
     with quiet_transformers(), torch.device("meta"):
         return cls.from_config(config)
@@ -209,7 +210,9 @@ def _with_labels(config: Any, labels: list[str], task: str) -> Any:
     config.id2label = dict(enumerate(labels))
     config.label2id = {label: i for i, label in enumerate(labels)}
     config.problem_type = (
-        "multi_label_classification" if task == "multilabel_classification" else "single_label_classification"
+        "multi_label_classification"
+        if task == Task.MULTILABEL_CLASSIFICATION
+        else "single_label_classification"
     )
     return config
 
@@ -222,7 +225,7 @@ def default_target_modules(config: Any, method: str) -> list[str] | str:
 
     table = (
         TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING
-        if method == "ia3"
+        if method == Method.IA3
         else TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
     )
     targets = table.get(config.model_type)
@@ -240,7 +243,7 @@ def default_feedforward_modules(config: Any, targets: list[str]) -> list[str]:
 def check_target_modules(targets: list[str], modules: dict[str, str], method: str) -> None:
     """Every target must match (peft's suffix rule) at least one layer type the method can wrap."""
     wrappable = {t.__name__ for t in _LORA_LAYER_TYPES + _conv1d_type()}
-    if method == "ia3":
+    if method == Method.IA3:
         wrappable.discard("Embedding")
     for target in targets:
         hits = [n for n in modules if n == target or n.endswith("." + target)]
@@ -265,14 +268,14 @@ def check_target_modules(targets: list[str], modules: dict[str, str], method: st
 def peft_task_type(task: str) -> Any:
     from peft import TaskType
 
-    return TaskType.CAUSAL_LM if task == "chat_sft" else TaskType.SEQ_CLS
+    return TaskType.CAUSAL_LM if task == Task.CHAT_SFT else TaskType.SEQ_CLS
 
 
 def peft_config_for(method: str, task: str, hp: Any, config: Any, targets: list[str] | str | None) -> Any:
     from peft import IA3Config, LoraConfig, PromptTuningConfig, PromptTuningInit
 
     tt = peft_task_type(task)
-    if method in ("lora", "qlora"):
+    if method in (Method.LORA, Method.QLORA):
         return LoraConfig(
             task_type=tt,
             r=hp.lora_r,
@@ -280,14 +283,14 @@ def peft_config_for(method: str, task: str, hp: Any, config: Any, targets: list[
             lora_dropout=hp.lora_dropout,
             target_modules=targets,
         )
-    if method == "ia3":
+    if method == Method.IA3:
         assert isinstance(targets, list)
         return IA3Config(
             task_type=tt,
             target_modules=targets,
             feedforward_modules=default_feedforward_modules(config, targets),
         )
-    if method == "prompt_tuning":
+    if method == Method.PROMPT_TUNING:
         # RANDOM init: TEXT init would record the tokenizer's local path in the adapter config.
         return PromptTuningConfig(
             task_type=tt, num_virtual_tokens=hp.num_virtual_tokens, prompt_tuning_init=PromptTuningInit.RANDOM
@@ -295,7 +298,7 @@ def peft_config_for(method: str, task: str, hp: Any, config: Any, targets: list[
     raise ValueError(method)
 
 
-def _load_pretrained(
+def load_pretrained(
     path: str, task: str, labels: list[str], tokenizer: Any, quantization: Any, dtype: torch.dtype
 ) -> nn.Module:
     cls = model_class(task)
@@ -303,7 +306,7 @@ def _load_pretrained(
     if quantization is not None:
         kwargs["quantization_config"] = quantization
         kwargs["device_map"] = {"": torch.cuda.current_device()}
-    if task != "chat_sft":
+    if task != Task.CHAT_SFT:
         cfg = _with_labels(load_config(path), labels, task)
         kwargs["config"] = cfg
     with quiet_transformers():
@@ -359,7 +362,7 @@ def build_model(
     torch.manual_seed(seed)
     quantization = None
     dtype = torch.float32
-    if method == "qlora":
+    if method == Method.QLORA:
         from transformers import BitsAndBytesConfig
 
         compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -374,16 +377,16 @@ def build_model(
     earlier_full = init_from is not None and init_from["format"] == "full"
     load_path = init_from["dir"] if earlier_full else base_path
     load_labels = labels
-    if init_from is not None and task != "chat_sft":
+    if init_from is not None and task != Task.CHAT_SFT:
         load_labels = init_from["labels"]  # load with the earlier head, then grow it
-    model = _load_pretrained(load_path, task, load_labels, tokenizer, quantization, dtype)
-    if earlier_full and task != "chat_sft" and len(labels) > len(load_labels):
+    model = load_pretrained(load_path, task, load_labels, tokenizer, quantization, dtype)
+    if earlier_full and task != Task.CHAT_SFT and len(labels) > len(load_labels):
         _grow_head(model, len(load_labels), labels, task)
-    elif init_from is not None and task != "chat_sft" and len(labels) > len(load_labels):
+    elif init_from is not None and task != Task.CHAT_SFT and len(labels) > len(load_labels):
         # Adapter case: the base head is replaced by the adapter's saved copy below; grow the shell now.
         _grow_head(model, len(load_labels), labels, task)
 
-    if method == "qlora":
+    if method == Method.QLORA:
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(
@@ -401,7 +404,7 @@ def build_model(
         if hasattr(model.config, "use_cache"):
             model.config.use_cache = False
 
-    if method != "full":
+    if method != Method.FULL:
         from peft import get_peft_model
 
         with quiet_transformers():

@@ -10,11 +10,10 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from accounts.models import Role, Team, User, role_at_least
+from accounts.authentication import KEY_PREFIX
+from accounts.models import ApiKey, ApiKeyScope, Role, Team, User, role_at_least
 from accounts.selectors import membership_for
 from common.errors import Conflict, Forbidden, InvalidInput, NotFound
-from serving.authentication import KEY_PREFIX
-from serving.models import ApiKey, ApiKeyScope
 
 NAME_MAX = 50
 PUBLIC_ID_PREFIX = "key-"
@@ -50,7 +49,7 @@ def apikey_create(
     """A new key for `team`; returns it with the full key, which is never stored nor shown again.
 
     A key created by another key can only carry scopes that key has, so a key cannot mint a
-    stronger one."""
+    stronger one; it answers to the same person, whose membership and role bound both."""
     name = (name or "").strip()
     if not name:
         raise InvalidInput(
@@ -71,6 +70,10 @@ def apikey_create(
             )
     if expires_at is not None and expires_at <= timezone.now():
         raise InvalidInput("The expiry must be in the future.", field="expires_at", code="expiry_in_past")
+    if user is None and acting_key is not None:
+        user = acting_key.created_by
+    if user is None:
+        raise InvalidInput("A key needs the member it acts for.", field="user", code="required")
     api_key, library_key = ApiKey.objects.create_key(
         team=team, name=name, scopes=scopes, expiry_date=expires_at, created_by=user
     )

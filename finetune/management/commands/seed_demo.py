@@ -1,10 +1,15 @@
-"""Idempotent seeding for `make dev`: a demo team, an admin user and the default base model."""
+"""Idempotent seeding for `make dev`: a demo team, an admin user and the default base model.
+
+Lives in finetune, the lowest app allowed to import both accounts and the base models."""
+
+import os
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from accounts.models import Membership, Role, Team, User
+from finetune.engine.vocabulary import Task
 from finetune.models import BaseModel
 
 DEMO_ADMIN_EMAIL = "admin@tuneforge.local"
@@ -36,7 +41,7 @@ class Command(BaseCommand):
                 "display_name": "MiniLM-L6 (all-MiniLM-L6-v2)",
                 "source": "sentence-transformers/all-MiniLM-L6-v2",
                 "kind": BaseModel.Kind.ENCODER,
-                "tasks": ["classification", "multilabel_classification"],
+                "tasks": [Task.CLASSIFICATION, Task.MULTILABEL_CLASSIFICATION],
                 "max_length": 256,
                 "parameters_millions": 22.7,
                 "is_default": True,
@@ -46,7 +51,8 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS("Seeded: team 'Demo Team', default base model."))
         if created_admin:
             self.stdout.write(
-                f"Admin login: {DEMO_ADMIN_EMAIL} / {DEMO_ADMIN_PASSWORD}  (http://127.0.0.1:8000/)"
+                f"Admin login: {DEMO_ADMIN_EMAIL} / {DEMO_ADMIN_PASSWORD}  "
+                f"(http://{os.environ.get('TUNEFORGE_DEV_ADDR', '127.0.0.1:8000')}/)"
             )
         else:
             self.stdout.write(
