@@ -119,7 +119,7 @@ class _Counter:
     maximum: int
     cost: int
     window_end: float
-    expire_at: int = field(default=0)
+    ttl_seconds: int = field(default=0)
 
 
 def window_bounds(window: int | Literal["month"], now: float) -> tuple[float, float]:
@@ -144,8 +144,10 @@ def _counters(limits: Sequence[Limit], *, tokens: int, now: float, prefix: str) 
             if maximum is None:
                 continue
             key = f"{prefix}:quota:{limit.scope}:{kind}:{limit.window}:{int(start)}"
-            # A minute of slack after the window ends, so a late settle() still finds its counter.
-            counters.append(_Counter(key, limit, kind, maximum, cost, end, int(end) + 60))
+            # A relative TTL, not EXPIREAT: the caller's clock names the window, so a Redis whose clock
+            # differs must not drop the counter early. A minute of slack lets a late settle() find it.
+            ttl = max(1, math.ceil(end - now)) + 60
+            counters.append(_Counter(key, limit, kind, maximum, cost, end, ttl))
     return counters
 
 
@@ -169,10 +171,13 @@ def quota_client(url: str | None = None) -> redis.Redis:
 
 def _client_and_scripts(url: str | None, client: redis.Redis | None = None) -> tuple[redis.Redis, _Scripts]:
     if client is not None:
-        cache_key = f"id:{id(client)}"
-        if cache_key not in _clients:
-            _clients[cache_key] = (client, _Scripts(client))
-        return _clients[cache_key]
+        # Kept on the client itself: a cache keyed by id() would hand a new client the scripts of a
+        # collected one that happened to have the same id.
+        scripts = getattr(client, "_tuneforge_quota_scripts", None)
+        if scripts is None:
+            scripts = _Scripts(client)
+            client._tuneforge_quota_scripts = scripts
+        return client, scripts
     url = url or settings.REDIS_URL
     if url not in _clients:
         timeout = settings.TUNEFORGE_QUOTA_REDIS_TIMEOUT
@@ -211,7 +216,7 @@ def check(
     redis_client, scripts = _client_and_scripts(url, client)
     argv: list[int] = []
     for counter in counters:
-        argv += [counter.maximum, counter.cost, counter.expire_at]
+        argv += [counter.maximum, counter.cost, counter.ttl_seconds]
     try:
         reply = scripts.check(keys=[c.key for c in counters], args=argv, client=redis_client)
     except (redis.ConnectionError, redis.TimeoutError) as exc:

@@ -1,6 +1,6 @@
 -- Check and count one request against every applicable limit, all-or-nothing.
 -- KEYS[i]: one counter per (limit, kind), its window's start in the name.
--- ARGV: for each key, three values: maximum, cost (1 for requests, reserved tokens), expire-at (epoch s).
+-- ARGV: for each key, three values: maximum, cost (1 for requests, reserved tokens), time to live (s).
 -- Returns {allowed (1/0), {used after this call per key}, {1 where that key refused, else 0}}.
 -- Nothing is written unless every counter has room, so a refused request is counted nowhere.
 local used = {}
@@ -24,7 +24,7 @@ if allowed == 1 then
     local base = (i - 1) * 3
     local cost = tonumber(ARGV[base + 2])
     used[i] = redis.call('INCRBY', key, cost)
-    redis.call('EXPIREAT', key, tonumber(ARGV[base + 3]))
+    redis.call('EXPIRE', key, tonumber(ARGV[base + 3]))
   end
 end
 return {allowed, used, refused}
