@@ -122,3 +122,27 @@ def test_request_id_reaches_the_worker_log_record(transactional_db):
         assert record["level"] == "INFO"
     finally:
         worker.stop()
+
+
+def test_workers_gauges_report_a_queue_with_jobs_and_no_worker(client, settings, db):
+    from django.utils import timezone
+
+    from workers.celery_app import app
+    from workers.models import WorkerNode
+
+    settings.TUNEFORGE_METRICS_TOKEN = ""
+    lonely = f"gpu.test{uuid.uuid4().hex[:6]}"
+    WorkerNode.objects.create(name="gone@host", host="host", queues=[lonely], offline_since=timezone.now())
+    WorkerNode.objects.create(name="cpu@host", host="host", queues=["cpu"], last_heartbeat_at=timezone.now())
+    for _ in range(2):
+        app.send_task("workers.ping", args=["gauge-probe"], queue=lonely)
+    try:
+        families = _families(client.get("/metrics"))
+        depth = {s.labels["queue"]: s.value for s in families["tuneforge_queue_depth"].samples}
+        online = {s.labels["queue"]: s.value for s in families["tuneforge_workers_online"].samples}
+        assert depth[lonely] == 2
+        assert online[lonely] == 0
+        assert online["cpu"] == 1
+    finally:
+        with app.connection_for_write() as connection:
+            connection.default_channel.queue_purge(lonely)
