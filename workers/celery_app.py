@@ -20,3 +20,8 @@ app.autodiscover_tasks()
 
 # Registration, heartbeats and goodbye of every worker process (Celery signal handlers).
 import workers.signal_handlers  # noqa: E402,F401
+
+# The web request's id travels in task headers into the worker's log lines.
+from common.request_id import connect_celery_signals  # noqa: E402
+
+connect_celery_signals()

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import environ
 
+from common.request_id import logging_config
+
 ROOT_DIR = Path(__file__).resolve().parents[3]
 env = environ.Env()
 # A developer's optional .env; real deployments set the environment itself.
@@ -37,6 +39,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: every later middleware, view and log line carries the request id.
+    "common.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "common.middleware.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -241,13 +245,17 @@ TUNEFORGE_WORKER_HEARTBEAT_SECONDS = env.float("TUNEFORGE_WORKER_HEARTBEAT_SECON
 TUNEFORGE_WORKER_OFFLINE_AFTER_SECONDS = env.float("TUNEFORGE_WORKER_OFFLINE_AFTER_SECONDS", default=30.0)
 TUNEFORGE_EXTRA_DEVICE_CLASSES = env.dict("TUNEFORGE_EXTRA_DEVICE_CLASSES", default={})
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-}
+# LOG_FORMAT=json: one JSON object per line; every record carries the request id (common/request_id.py).
+LOGGING = logging_config(
+    log_format=env("LOG_FORMAT", default="plain"), level=env("LOG_LEVEL", default="INFO")
+)
+
+# --- Quotas and monitoring (docs/quotas-and-monitoring.md)
+# Redis down: refuse with 503 (false) or let requests through uncounted, logged (true).
+TUNEFORGE_QUOTA_FAIL_OPEN = env.bool("TUNEFORGE_QUOTA_FAIL_OPEN", default=False)
+TUNEFORGE_QUOTA_REDIS_TIMEOUT = env.float("TUNEFORGE_QUOTA_REDIS_TIMEOUT", default=0.5)
+# /metrics: bearer token required when set, else loopback callers only.
+TUNEFORGE_METRICS_TOKEN = env("TUNEFORGE_METRICS_TOKEN", default="")
 
 # --- Fine-tuning jobs (finetune/; docs/jobs.md explains each one)
 TUNEFORGE_DEFAULT_DEVICE_CLASS = env("TUNEFORGE_DEFAULT_DEVICE_CLASS", default="cpu")
