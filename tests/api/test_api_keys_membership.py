@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from django.db import connection
 
 from accounts import services
+from tests.celery_harness import wait_until
 from tests.factories import ApiKeyFactory
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,16 +93,19 @@ def second_server(transactional_db):
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def answers() -> bool:
         try:
             urllib.request.urlopen(f"{url}/healthz", timeout=2)
-            break
+            return True
         except OSError:
-            time.sleep(0.3)
-    else:
+            return False
+
+    try:
+        wait_until(answers, timeout=60, interval=0.3, message="the second server answering /healthz")
+    except AssertionError:
         proc.kill()
-        pytest.fail("the second server did not start within 60 s")
+        raise
     yield url
     proc.terminate()
     proc.wait(timeout=10)

@@ -113,6 +113,8 @@ def test_production_keeps_the_docs_private_by_default():
         "DJANGO_SETTINGS_MODULE": "config.settings.production",
         "SECRET_KEY": "x" * 50,
         "ALLOWED_HOSTS": "example.com",
+        "DATABASE_URL": "postgres://u@db/x",
+        "CELERY_BROKER_URL": "redis://r:6379/0",
         "PYTHONPATH": f"{root}:{root / 'platform'}",
     }
     env.pop("TUNEFORGE_PUBLIC_API_DOCS", None)
