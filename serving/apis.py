@@ -49,7 +49,7 @@ class EndpointOutputSerializer(serializers.Serializer):
         return _v(e.canary_version)
 
 
-class EventOutputSerializer(serializers.Serializer):
+class EndpointEventOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     kind = serializers.CharField()
     actor = serializers.SerializerMethodField()
@@ -226,7 +226,7 @@ class EndpointCanaryApi(TeamApiView):
 class EndpointEventListApi(TeamApiView):
     @extend_schema(
         operation_id="endpoints_events",
-        responses={200: list_schema(EventOutputSerializer, name="EndpointEventList"), **ERRORS},
+        responses={200: list_schema(EndpointEventOutputSerializer, name="EndpointEventList"), **ERRORS},
     )
     def get(self, request, slug):
         endpoint = selectors.endpoint_get(team=self.ctx.team, slug=slug)
@@ -236,7 +236,7 @@ class EndpointEventListApi(TeamApiView):
             limit=parse_limit(request.query_params.get("limit")),
             order="-id",
         )
-        return Response(list_response_body(page, EventOutputSerializer(page.items, many=True).data))
+        return Response(list_response_body(page, EndpointEventOutputSerializer(page.items, many=True).data))
 
 
 class EndpointInt8Api(TeamApiView):
