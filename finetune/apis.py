@@ -66,6 +66,10 @@ class JobOutputSerializer(serializers.Serializer):
     fine_tuned_model = serializers.CharField(allow_null=True)
     result_model_version = serializers.SerializerMethodField()
     dataset_version = serializers.CharField(source="dataset_version_id")
+    validation_dataset_version = serializers.CharField(
+        source="validation_dataset_version_id", allow_null=True
+    )
+    metadata = serializers.JSONField()
     task = serializers.CharField()
     method = serializers.CharField()
     hyperparameters = serializers.SerializerMethodField(
@@ -233,6 +237,16 @@ class JobInputSerializer(serializers.Serializer):
     suffix = serializers.CharField(required=False, allow_blank=True, max_length=64, default="")
     seed = serializers.IntegerField(required=False, default=42, min_value=0)
     max_steps = serializers.IntegerField(required=False, allow_null=True, min_value=1, default=None)
+    validation_dataset_version = serializers.CharField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="A ready dataset version (same task, labels within the training data's) to evaluate on, "
+        "all its rows; default: the training version's own validation split.",
+    )
+    metadata = serializers.JSONField(
+        required=False, default=dict, help_text="Up to 16 string pairs (keys ≤ 64, values ≤ 512 characters)."
+    )
 
     class Meta:
         ref_name = "JobCreateInput"

@@ -101,3 +101,25 @@ def dataset_local_files(version) -> tuple[Path, Path | None]:
         if not valid.exists():
             download_file(version.validation_file.name, valid)
     return train, valid
+
+
+def dataset_all_rows_file(version) -> Path:
+    """One local JSONL with every row of a version (its training rows, then its validation rows).
+
+    A version named as a job's separate validation file is evaluated on all of its rows, not only on
+    the split its own upload held out.
+    """
+    train, valid = dataset_local_files(version)
+    if valid is None:
+        return train
+    combined = train.parent / "all.jsonl"
+    if not combined.exists():
+        partial = combined.with_suffix(".part")
+        with partial.open("wb") as out:
+            for part in (train, valid):
+                data = part.read_bytes()
+                out.write(data)
+                if data and not data.endswith(b"\n"):
+                    out.write(b"\n")
+        partial.replace(combined)  # atomic: concurrent jobs never read a half-written file
+    return combined

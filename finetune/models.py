@@ -81,6 +81,15 @@ class FineTuneJob(TeamOwnedModel):
     dataset_version = models.ForeignKey(
         "datasets_app.DatasetVersion", on_delete=models.PROTECT, related_name="jobs"
     )
+    # A separately uploaded version to evaluate on (all its rows); null = the training version's split.
+    validation_dataset_version = models.ForeignKey(
+        "datasets_app.DatasetVersion",
+        on_delete=models.PROTECT,
+        related_name="validation_jobs",
+        null=True,
+        blank=True,
+    )
+    metadata = models.JSONField(default=dict, blank=True, help_text="Up to 16 string pairs, OpenAI's limits.")
     task = models.CharField(max_length=40)
     method = models.CharField(max_length=20)
     # As submitted ("auto" kept), and as the engine resolved them once known.

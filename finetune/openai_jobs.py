@@ -117,7 +117,7 @@ class JobSerializer(serializers.Serializer):
         return job.trained_tokens if job.status == JobStatus.SUCCEEDED else None
 
     def get_validation_file(self, job) -> str | None:
-        return None
+        return job.validation_dataset_version_id
 
     def get_estimated_finish(self, job) -> int | None:
         if job.status != JobStatus.RUNNING or job.eta_seconds is None:
@@ -131,7 +131,7 @@ class JobSerializer(serializers.Serializer):
         return {"type": "supervised", "supervised": {"hyperparameters": job_hyperparameters(job)}}
 
     def get_metadata(self, job) -> dict | None:
-        return None
+        return job.metadata or None
 
 
 class JobEventSerializer(serializers.Serializer):
@@ -191,7 +191,7 @@ class JobCreateInputSerializer(serializers.Serializer):
         required=False,
         allow_null=True,
         allow_blank=True,
-        help_text="Refused: the training file's version carries its validation split.",
+        help_text="A file id (`dsv-...`) to evaluate on, all its rows; default: the training file's 10% split.",
     )
     suffix = serializers.CharField(required=False, allow_null=True, allow_blank=True)
     seed = serializers.IntegerField(required=False, allow_null=True)
@@ -203,7 +203,11 @@ class JobCreateInputSerializer(serializers.Serializer):
         allow_null=True,
         help_text='{"type": "supervised", "supervised": {"hyperparameters": {...}}}',
     )
-    metadata = serializers.DictField(required=False, allow_null=True, help_text="Refused unless empty.")
+    metadata = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        help_text="Up to 16 string pairs (keys ≤ 64, values ≤ 512 characters).",
+    )
     integrations = serializers.ListField(required=False, allow_null=True, help_text="Refused unless empty.")
 
     class Meta:
@@ -256,21 +260,6 @@ def _submitted_hyperparameters(data: dict) -> tuple[dict, str]:
 
 
 def _refuse_unsupported(data: dict) -> None:
-    if data.get("validation_file"):
-        raise InvalidInput(
-            "validation_file is not supported here: a Tuneforge job trains on one dataset version, which carries its "
-            "own validation split (a file uploaded to /v1/files holds out 10% of its rows). To choose the validation "
-            "rows, upload training and validation together through the native API (POST /api/v1/datasets with file "
-            "and validation_file) and pass that version's id as training_file.",
-            code="unsupported_parameter",
-            field="validation_file",
-        )
-    if data.get("metadata"):
-        raise InvalidInput(
-            "metadata is not supported: Tuneforge jobs have no place to store it; omit it.",
-            code="unsupported_parameter",
-            field="metadata",
-        )
     if data.get("integrations"):
         raise InvalidInput(
             "integrations are not supported: Tuneforge reports metrics itself (events, checkpoints "
@@ -289,6 +278,8 @@ def _as_openai_params(hyperparameters_path: str):
         field = exc.field or ""
         if field == "dataset_version":
             exc.field = "training_file"
+        elif field == "validation_dataset_version":
+            exc.field = "validation_file"
         elif field == "hyperparameters.learning_rate":
             exc.field = f"{hyperparameters_path}.learning_rate_multiplier"
         elif field.startswith("hyperparameters"):
@@ -303,6 +294,8 @@ def _job_request(data: dict, hyperparameters: dict) -> job_services.JobRequest:
         model=data["model"],
         hyperparameters=hyperparameters,
         suffix=data.get("suffix") or "",
+        validation_dataset_version=data.get("validation_file") or None,
+        metadata=data.get("metadata") or {},
         **extra,
     )
 

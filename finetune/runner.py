@@ -20,6 +20,7 @@ from django.utils import timezone
 from common.json import json_safe
 from common.models import new_public_id
 from finetune.artifact_storage import (
+    dataset_all_rows_file,
     dataset_local_files,
     delete_files,
     download_files,
@@ -78,9 +79,9 @@ def job_claim(*, queue: str, worker: str) -> FineTuneJob | None:
         )
         if not claimed:
             return None
-        job = FineTuneJob.objects.select_related("base_model", "dataset_version", "resume_checkpoint").get(
-            pk=job_id
-        )
+        job = FineTuneJob.objects.select_related(
+            "base_model", "dataset_version", "validation_dataset_version", "resume_checkpoint"
+        ).get(pk=job_id)
         if job.started_at is None:
             FineTuneJob.objects.filter(pk=job_id).update(started_at=now)
             job.started_at = now
@@ -172,6 +173,8 @@ def run_claimed_job(job: FineTuneJob) -> None:
     try:
         try:
             train_file, validation_file = dataset_local_files(job.dataset_version)
+            if job.validation_dataset_version is not None:
+                validation_file = dataset_all_rows_file(job.validation_dataset_version)
             resume_from = None
             checkpoint = job.resume_checkpoint
             if checkpoint is not None:
@@ -268,9 +271,16 @@ def _succeed(job: FineTuneJob, result, guard: dict) -> None:
     version = job.dataset_version
     resolved = json_safe(result.resolved_spec)
     # Worker-local paths mean nothing elsewhere: lineage names the stored inputs instead.
+    separate = job.validation_dataset_version
+    if separate is not None:
+        stored_validation = [separate.normalized_file.name] + (
+            [separate.validation_file.name] if separate.validation_file else []
+        )
+    else:
+        stored_validation = version.validation_file.name if version.validation_file else None
     resolved.update(
         train_file=version.normalized_file.name,
-        validation_file=version.validation_file.name if version.validation_file else None,
+        validation_file=stored_validation,
         output_dir=prefix,
         cache_dir=None,
     )
@@ -280,6 +290,7 @@ def _succeed(job: FineTuneJob, result, guard: dict) -> None:
         "dataset": version.dataset_id,
         "dataset_version": version.id,
         "dataset_sha256": version.sha256,
+        "validation_dataset_version": separate.id if separate is not None else None,
         "base_model": job.base_model.name,
         "base_model_source": job.base_model.source,
         "method": job.method,
@@ -324,7 +335,12 @@ def _succeed(job: FineTuneJob, result, guard: dict) -> None:
                 job_id=job.id,
                 message=f"Model version {version_id} stored ({len(files)} files).",
                 type=JobEvent.Type.METRICS,
-                data={"metrics": metrics.get("final") or {}},
+                # `step` at the top, as on every other metrics event; the nested copy stays for old readers.
+                data={
+                    "step": result.steps,
+                    **(metrics.get("final") or {}),
+                    "metrics": metrics.get("final") or {},
+                },
             )
     if not done:
         delete_files(prefix, files)  # the job was taken over or cancelled meanwhile

@@ -20,7 +20,7 @@ from accounts.models import Team
 from common.errors import Conflict, InvalidInput, NotFound, QuotaExceeded, Unprocessable
 from common.json import json_safe
 from finetune import selectors
-from finetune.artifact_storage import dataset_local_files
+from finetune.artifact_storage import dataset_all_rows_file, dataset_local_files
 from finetune.engine import SpecError, validate_spec
 from finetune.engine.vocabulary import Method
 from finetune.engine_specs import engine_spec_for_submission
@@ -60,6 +60,8 @@ class JobRequest:
     suffix: str = ""
     seed: int = 42
     max_steps: int | None = None
+    validation_dataset_version: str | None = None
+    metadata: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -67,6 +69,7 @@ class PreparedJob:
     request: JobRequest
     base_model: BaseModel
     version: Any  # datasets_app.models.DatasetVersion
+    validation_version: Any  # a separate DatasetVersion to evaluate on, or None
     task: str
     device_class: str
     queue: str
@@ -97,6 +100,66 @@ def _checked_priority(request: JobRequest) -> int:
     if not isinstance(request.hyperparameters, dict):
         raise InvalidInput("hyperparameters must be an object.", field="hyperparameters")
     return priority
+
+
+METADATA_MAX_PAIRS, METADATA_MAX_KEY, METADATA_MAX_VALUE = 16, 64, 512
+
+
+def check_metadata(metadata) -> None:
+    """OpenAI's limits on a job's metadata: at most 16 pairs, string keys up to 64 characters,
+    string values up to 512. Raises InvalidInput naming `metadata` and the offending key."""
+    if not isinstance(metadata, dict):
+        raise InvalidInput("metadata must be an object of string keys and string values.", field="metadata")
+    if len(metadata) > METADATA_MAX_PAIRS:
+        raise InvalidInput(
+            f"metadata has {len(metadata)} pairs; at most {METADATA_MAX_PAIRS} are allowed.", field="metadata"
+        )
+    for key, value in metadata.items():
+        if not isinstance(key, str) or len(key) > METADATA_MAX_KEY:
+            raise InvalidInput(
+                f"metadata key {str(key)[:80]!r} is longer than {METADATA_MAX_KEY} characters.",
+                field=f"metadata.{key}",
+            )
+        if not isinstance(value, str):
+            raise InvalidInput(
+                f"metadata.{key} must be a string, got {type(value).__name__}.", field=f"metadata.{key}"
+            )
+        if len(value) > METADATA_MAX_VALUE:
+            raise InvalidInput(
+                f"metadata.{key} is {len(value)} characters long; at most {METADATA_MAX_VALUE} are allowed.",
+                field=f"metadata.{key}",
+            )
+
+
+def _validation_version(*, team: Team, request: JobRequest, training, task: str):
+    """The separate version a job evaluates on: the team's, ready, same task, labels the training data has."""
+    from datasets_app.selectors import dataset_version_get
+
+    field_name = "validation_dataset_version"
+    try:
+        version = dataset_version_get(team=team, version_id=request.validation_dataset_version)
+    except NotFound as exc:
+        raise NotFound(exc.message, code="validation_dataset_version_not_found", field=field_name) from None
+    if version.status != "ready":
+        raise Unprocessable(
+            f"Validation dataset version {version.id} is {version.status}, not ready.",
+            code="dataset_version_not_ready",
+            field=field_name,
+        )
+    if version.task != task:
+        raise InvalidInput(
+            f"Validation dataset version {version.id} holds {version.task} data; the job trains {task}.",
+            code="task_mismatch",
+            field=field_name,
+        )
+    unknown = sorted(set(version.labels or []) - set(training.labels or []))
+    if unknown:
+        raise InvalidInput(
+            f"Validation dataset version {version.id} has labels the training data lacks: {', '.join(unknown[:10])}.",
+            code="label_mismatch",
+            field=field_name,
+        )
+    return version
 
 
 def job_prepare(*, team: Team, request: JobRequest) -> PreparedJob:
@@ -133,7 +196,12 @@ def job_prepare(*, team: Team, request: JobRequest) -> PreparedJob:
     queue = queue_for_device(device_class)
     priority = _checked_priority(request)
 
+    check_metadata(request.metadata)
     train_path, valid_path = dataset_local_files(version)
+    validation_version = None
+    if request.validation_dataset_version:
+        validation_version = _validation_version(team=team, request=request, training=version, task=task)
+        valid_path = dataset_all_rows_file(validation_version)
     try:
         spec = engine_spec_for_submission(
             base_model=base_model,
@@ -162,6 +230,7 @@ def job_prepare(*, team: Team, request: JobRequest) -> PreparedJob:
         request=request,
         base_model=base_model,
         version=version,
+        validation_version=validation_version,
         task=task,
         device_class=device_class,
         queue=queue,
@@ -259,6 +328,8 @@ def job_create(*, team: Team, user, request: JobRequest) -> FineTuneJob:
             created_by=user if getattr(user, "is_authenticated", False) else None,
             base_model=prepared.base_model,
             dataset_version=prepared.version,
+            validation_dataset_version=prepared.validation_version,
+            metadata=request.metadata or {},
             task=prepared.task,
             method=request.method,
             hyperparameters=request.hyperparameters,

@@ -42,3 +42,35 @@ def model_get_for_team(*, team: Team, model_id: str) -> ModelEntry:
         code="model_not_found",
         field="model",
     )
+
+
+def endpoint_list(*, team: Team):
+    from serving.models import Endpoint
+
+    return Endpoint.objects.select_related(
+        "model_version", "pending_version", "previous_version", "canary_version"
+    ).filter(team=team)
+
+
+def endpoint_get(*, team: Team, slug: str):
+    """The team's endpoint; another team's (or none) is a 404 naming the slug."""
+    endpoint = endpoint_list(team=team).filter(slug=slug).first()
+    if endpoint is None:
+        raise NotFound(f"No endpoint {slug!r} in team {team.name}.", code="endpoint_not_found", field="slug")
+    return endpoint
+
+
+def endpoint_event_list(*, endpoint):
+    return endpoint.events.select_related("actor", "from_version", "to_version")
+
+
+def int8_check_get(*, endpoint, model_version_id: str | None = None):
+    from serving.models import Int8Check
+
+    checks = Int8Check.objects.select_related("model_version").filter(endpoint=endpoint, team=endpoint.team)
+    if model_version_id:
+        checks = checks.filter(model_version_id=model_version_id)
+    check = checks.order_by("-updated_at").first()
+    if check is None:
+        raise NotFound(f"No int8 check for endpoint {endpoint.slug!r} yet.", code="int8_check_not_found")
+    return check

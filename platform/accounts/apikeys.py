@@ -45,6 +45,7 @@ def apikey_create(
     expires_at: datetime | None = None,
     user: User | None = None,
     acting_key: ApiKey | None = None,
+    endpoints: list[str] | None = None,
 ) -> tuple[ApiKey, str]:
     """A new key for `team`; returns it with the full key, which is never stored nor shown again.
 
@@ -74,10 +75,45 @@ def apikey_create(
         user = acting_key.created_by
     if user is None:
         raise InvalidInput("A key needs the member it acts for.", field="user", code="required")
+    endpoints = _clean_endpoints(endpoints)
+    if acting_key is not None and acting_key.endpoints is not None:
+        if endpoints is None or any(e not in acting_key.endpoints for e in endpoints):
+            raise Forbidden(
+                "This API key cannot grant endpoints beyond its own.",
+                field="endpoints",
+                code="scope_escalation",
+            )
     api_key, library_key = ApiKey.objects.create_key(
-        team=team, name=name, scopes=scopes, expiry_date=expires_at, created_by=user
+        team=team, name=name, scopes=scopes, expiry_date=expires_at, created_by=user, endpoints=endpoints
     )
     return api_key, KEY_PREFIX + library_key
+
+
+def _clean_endpoints(endpoints: list[str] | None) -> list[str] | None:
+    if endpoints is None:
+        return None
+    if not isinstance(endpoints, list) or not all(isinstance(e, str) and e.strip() for e in endpoints):
+        raise InvalidInput("endpoints must be a list of endpoint slugs, or null for all.", field="endpoints")
+    return sorted({e.strip() for e in endpoints})
+
+
+@transaction.atomic
+def apikey_update(
+    *, team: Team, api_key: ApiKey, endpoints: list[str] | None, acting_key: ApiKey | None = None
+) -> ApiKey:
+    """Restrict a key to some endpoints (or lift the restriction with null)."""
+    endpoints = _clean_endpoints(endpoints)
+    if acting_key is not None and acting_key.endpoints is not None:
+        if endpoints is None or any(e not in acting_key.endpoints for e in endpoints):
+            raise Forbidden(
+                "This API key cannot grant endpoints beyond its own.",
+                field="endpoints",
+                code="scope_escalation",
+            )
+    api_key = ApiKey.objects.select_for_update().get(pk=api_key.pk, team=team)
+    api_key.endpoints = endpoints
+    api_key.save(update_fields=["endpoints"])
+    return api_key
 
 
 def apikey_list(*, team: Team) -> QuerySet[ApiKey]:

@@ -110,6 +110,9 @@ class ApiKeyOutputSerializer(serializers.Serializer):
     name = serializers.CharField()
     prefix = serializers.CharField()
     scopes = serializers.ListField(child=serializers.ChoiceField(choices=ApiKeyScope.choices))
+    endpoints = serializers.ListField(
+        child=serializers.CharField(), allow_null=True, help_text="Endpoint slugs it may call; null: all."
+    )
     created_at = serializers.DateTimeField(source="created")
     expires_at = serializers.DateTimeField(source="expiry_date", allow_null=True)
     last_used_at = serializers.DateTimeField(allow_null=True)
@@ -494,6 +497,7 @@ class ApiKeyListApi(TeamApiView):
             child=serializers.ChoiceField(choices=ApiKeyScope.choices), allow_empty=False
         )
         expires_at = serializers.DateTimeField(required=False, allow_null=True)
+        endpoints = serializers.ListField(child=serializers.CharField(), required=False, allow_null=True)
 
         class Meta:
             ref_name = "ApiKeyCreateInput"
@@ -537,11 +541,36 @@ class ApiKeyListApi(TeamApiView):
             expires_at=serializer.validated_data.get("expires_at"),
             user=self.ctx.user,
             acting_key=self.ctx.api_key,
+            endpoints=serializer.validated_data.get("endpoints"),
         )
         return Response(dict(ApiKeyOutputSerializer(api_key).data, key=raw), status=status.HTTP_201_CREATED)
 
 
 class ApiKeyDetailApi(TeamApiView):
+    class UpdateSerializer(serializers.Serializer):
+        endpoints = serializers.ListField(child=serializers.CharField(), allow_null=True)
+
+        class Meta:
+            ref_name = "ApiKeyUpdateInput"
+
+    @extend_schema(
+        operation_id="api_keys_partial_update",
+        summary="Restrict a key to some endpoints (null: every endpoint)",
+        request=UpdateSerializer,
+        responses={200: ApiKeyOutputSerializer, **ERRORS},
+    )
+    def patch(self, request, key_id):
+        serializer = self.UpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        api_key = apikeys.apikey_get(team=self.ctx.team, key_id=key_id)
+        api_key = apikeys.apikey_update(
+            team=self.ctx.team,
+            api_key=api_key,
+            endpoints=serializer.validated_data["endpoints"],
+            acting_key=self.ctx.api_key,
+        )
+        return Response(ApiKeyOutputSerializer(api_key).data)
+
     @extend_schema(
         operation_id="api_keys_retrieve",
         summary="One API key (never its secret)",

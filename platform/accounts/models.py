@@ -139,6 +139,8 @@ class ApiKey(AbstractAPIKey):
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="api_keys")
     created_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
     scopes = models.JSONField(default=list)
+    # Endpoint slugs this key may call for inference; null means every endpoint of the team.
+    endpoints = models.JSONField(null=True, blank=True, default=None)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 

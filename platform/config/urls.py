@@ -13,6 +13,7 @@ api_v1 = [
     path("", include("datasets_app.api_urls")),
     path("", include("finetune.api_urls")),
     path("", include("workers.api_urls")),
+    path("", include("serving.api_urls")),
 ]
 
 
@@ -63,5 +64,6 @@ urlpatterns = [
     path("datasets/", include("datasets_app.urls")),
     path("jobs/", include("finetune.urls")),
     path("workers/", include("workers.urls")),
+    path("endpoints/", include("serving.urls")),
     path("", views.home, name="home"),
 ]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import openai
 import pytest
 
 from finetune.models import Checkpoint, FineTuneJob
+from tests.jobs.tiny import banking_rows
+from tests.openai.conftest import jsonl_file
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -68,8 +72,10 @@ def test_a_learning_rate_multiplier_scales_the_engines_automatic_rate(alice_open
         ({"method": {"type": "dpo", "dpo": {}}}, "method.type"),
         ({"method": {"type": "reinforcement"}}, "method.type"),
         ({"integrations": [{"type": "wandb", "wandb": {"project": "p"}}]}, "integrations"),
-        ({"metadata": {"team": "red"}}, "metadata"),
-        ({"validation_file": "dsv-whatever"}, "validation_file"),
+        ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata"),
+        ({"metadata": {"k" * 65: "v"}}, "metadata." + "k" * 65),
+        ({"metadata": {"team": "v" * 513}}, "metadata.team"),
+        ({"metadata": {"team": 3}}, "metadata.team"),
         ({"hyperparameters": {"n_epochs": 0}}, "hyperparameters.n_epochs"),
         (
             {
@@ -99,6 +105,9 @@ def test_an_unknown_model_or_training_file_names_the_parameter(alice_openai, upl
     with pytest.raises(openai.NotFoundError) as excinfo:
         create(alice_openai, "dsv-nope")
     assert excinfo.value.body["param"] == "training_file"
+    with pytest.raises(openai.NotFoundError) as excinfo:
+        create(alice_openai, uploaded.id, validation_file="dsv-nope")
+    assert excinfo.value.body["param"] == "validation_file"
 
 
 def test_a_file_in_use_by_a_job_cannot_be_deleted(alice_openai, uploaded, base_model):
@@ -166,3 +175,75 @@ def test_a_job_submitted_through_the_client_trains_and_its_model_is_retrievable(
     assert job.fine_tuned_model in [m.id for m in alice_openai.models.list()]
     metrics = [e for e in alice_openai.fine_tuning.jobs.list_events(job.id, limit=100) if e.type == "metrics"]
     assert any("train_loss" in e.data for e in metrics) and any("valid_loss" in e.data for e in metrics)
+
+
+def validation_upload(client, n: int = 17, *, label: str | None = None):
+    rows = banking_rows()[-n:]
+    if label is not None:
+        rows = [{**row, "label": label} if i % 2 else row for i, row in enumerate(rows)]
+    content = "".join(json.dumps(row) + "\n" for row in rows).encode()
+    return client.files.create(file=jsonl_file(content, name="valid.jsonl"), purpose="fine-tune")
+
+
+def test_validation_file_and_metadata_round_trip_on_both_faces(
+    alice_openai, alice_key, uploaded, base_model, client
+):
+    valid = validation_upload(alice_openai, 17)
+    job = create(alice_openai, uploaded.id, validation_file=valid.id, metadata={"team": "red", "run": "7"})
+
+    assert job.validation_file == valid.id and job.metadata == {"team": "red", "run": "7"}
+    again = alice_openai.fine_tuning.jobs.retrieve(job.id)
+    assert again.validation_file == valid.id and again.metadata == {"team": "red", "run": "7"}
+    # The job evaluates on every row of the validation file, not on the training file's own split.
+    stored = FineTuneJob.objects.get(pk=job.id)
+    assert stored.validation["n_valid"] == 17
+    assert any("17 validation rows" in e.message for e in alice_openai.fine_tuning.jobs.list_events(job.id))
+    # validating_files comes first, then queued, as the job's status events show.
+    statuses = [e.data.get("status") for e in stored.events.order_by("id") if e.data.get("status")]
+    assert statuses[:2] == ["validating_files", "queued"]
+
+    response = client.get(f"/api/v1/jobs/{job.id}", HTTP_AUTHORIZATION=f"Bearer {alice_key[1]}")
+    assert response.status_code == 200, response.content
+    native = response.json()
+    assert native["validation_dataset_version"] == valid.id and native["metadata"] == {
+        "team": "red",
+        "run": "7",
+    }
+
+
+def test_a_validation_file_with_labels_the_training_data_lacks_is_refused(alice_openai, uploaded, base_model):
+    valid = validation_upload(alice_openai, 5, label="no_such_intent")
+    with pytest.raises(openai.BadRequestError) as excinfo:
+        create(alice_openai, uploaded.id, validation_file=valid.id)
+    assert (
+        excinfo.value.body["param"] == "validation_file" and "no_such_intent" in excinfo.value.body["message"]
+    )
+    assert not FineTuneJob.objects.exists()
+
+
+@pytest.mark.slow
+def test_a_job_with_a_validation_file_evaluates_on_it_and_its_final_metrics_event_has_step(
+    alice_openai, uploaded, base_model, start_worker
+):
+    import time
+
+    valid = validation_upload(alice_openai, 11)
+    start_worker(queues="default,cpu", name="openai-valid")
+    job = create(alice_openai, uploaded.id, method=SUPERVISED, validation_file=valid.id)
+    deadline = time.monotonic() + 120
+    while job.status not in ("succeeded", "failed", "cancelled") and time.monotonic() < deadline:
+        time.sleep(0.5)
+        job = alice_openai.fine_tuning.jobs.retrieve(job.id)
+
+    assert job.status == "succeeded", job.error
+    stored = FineTuneJob.objects.get(pk=job.id)
+    assert stored.validation["n_valid"] == 11
+    separate = stored.validation_dataset_version
+    assert stored.resolved_spec["validation_file"][0] == separate.normalized_file.name
+    assert stored.model_version.lineage["validation_dataset_version"] == valid.id
+    metrics = [e for e in alice_openai.fine_tuning.jobs.list_events(job.id, limit=100) if e.type == "metrics"]
+    assert metrics and all("step" in e.data for e in metrics)
+    final = metrics[0]  # newest first
+    assert (
+        "Model version" in final.message and final.data["step"] == stored.step and "valid_loss" in final.data
+    )

@@ -239,6 +239,11 @@ TUNEFORGE_MAX_TEXT_CHARS = env.int("TUNEFORGE_MAX_TEXT_CHARS", default=1_000_000
 TUNEFORGE_MAX_LINE_BYTES = env.int("TUNEFORGE_MAX_LINE_BYTES", default=8 * 1024 * 1024)
 TUNEFORGE_WORK_DIR = Path(env("TUNEFORGE_WORK_DIR", default=str(VAR_DIR / "work")))
 TUNEFORGE_CACHE_DIR = Path(env("TUNEFORGE_CACHE_DIR", default=str(VAR_DIR / "cache")))
+# Serving: one runtime per web process (see README "Serving").
+TUNEFORGE_SERVING_CACHE_MB = env.float("TUNEFORGE_SERVING_CACHE_MB", default=2048)
+TUNEFORGE_SERVING_MAX_BATCH_SIZE = env.int("TUNEFORGE_SERVING_MAX_BATCH_SIZE", default=32)
+TUNEFORGE_SERVING_MAX_WAIT_MS = env.float("TUNEFORGE_SERVING_MAX_WAIT_MS", default=5.0)
+TUNEFORGE_INFERENCE_MAX_ITEMS = env.int("TUNEFORGE_INFERENCE_MAX_ITEMS", default=64)
 # Worker registry: heartbeat period, silence after which a worker counts as offline, and GPU models
 # beyond the built-in device classes ("rtx4090=NVIDIA RTX 4090,l40s=NVIDIA L40S").
 TUNEFORGE_WORKER_HEARTBEAT_SECONDS = env.float("TUNEFORGE_WORKER_HEARTBEAT_SECONDS", default=5.0)

@@ -1,0 +1,14 @@
+from django.urls import path
+
+from serving import apis
+
+urlpatterns = [
+    path("endpoints", apis.EndpointListApi.as_view(), name="api-endpoints"),
+    path("endpoints/<str:slug>", apis.EndpointDetailApi.as_view(), name="api-endpoint"),
+    path("endpoints/<str:slug>/publish", apis.EndpointPublishApi.as_view(), name="api-endpoint-publish"),
+    path("endpoints/<str:slug>/rollback", apis.EndpointRollbackApi.as_view(), name="api-endpoint-rollback"),
+    path("endpoints/<str:slug>/canary", apis.EndpointCanaryApi.as_view(), name="api-endpoint-canary"),
+    path("endpoints/<str:slug>/events", apis.EndpointEventListApi.as_view(), name="api-endpoint-events"),
+    path("endpoints/<str:slug>/int8-check", apis.EndpointInt8Api.as_view(), name="api-endpoint-int8"),
+    path("endpoints/<str:slug>/predict", apis.EndpointPredictApi.as_view(), name="api-endpoint-predict"),
+]

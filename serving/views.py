@@ -1,0 +1,180 @@
+"""Web pages for serving: endpoint list, new endpoint, endpoint page (status, history, rollback,
+unpublish, canary, int8 check, a try-it form, copyable snippets). Same services as the API."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from accounts.access import can_write, membership_or_404
+from common.errors import ApplicationError, NotFound
+from serving import inference, selectors, services
+
+
+def _endpoint_or_404(membership, slug: str):
+    try:
+        return selectors.endpoint_get(team=membership.team, slug=slug)
+    except NotFound as exc:
+        raise Http404(exc.message) from None
+
+
+def _versions(team):
+    from finetune.selectors import model_version_list
+
+    return list(model_version_list(team=team)[:200])
+
+
+@login_required
+def endpoint_list(request):
+    membership = membership_or_404(request)
+    endpoints = list(selectors.endpoint_list(team=membership.team)[:200])
+    return render(
+        request, "serving/endpoint_list.html", {"endpoints": endpoints, "can_write": can_write(membership)}
+    )
+
+
+@login_required
+def endpoint_new(request):
+    membership = membership_or_404(request)
+    if not can_write(membership):
+        raise Http404(_("Viewers cannot create endpoints."))
+    error = None
+    chosen = request.GET.get("model_version", "")
+    if request.method == "POST":
+        chosen = request.POST.get("model_version", "")
+        try:
+            endpoint = services.endpoint_create(
+                team=membership.team,
+                user=request.user,
+                slug=request.POST.get("slug", ""),
+                model_version_id=chosen,
+                options={
+                    "serve": request.POST.get("serve", "adapter"),
+                    "quantize": request.POST.get("quantize", "none"),
+                    "truncation": request.POST.get("truncation", "truncate"),
+                },
+            )
+        except ApplicationError as exc:
+            error = exc.message
+        else:
+            messages.success(request, _("Endpoint created; the model is being deployed."))
+            return redirect("serving:detail", slug=endpoint.slug)
+    return render(
+        request,
+        "serving/endpoint_new.html",
+        {"versions": _versions(membership.team), "chosen": chosen, "error": error, "form": request.POST},
+    )
+
+
+@login_required
+def endpoint_detail(request, slug: str):
+    membership = membership_or_404(request)
+    endpoint = _endpoint_or_404(membership, slug)
+    result = error = None
+    text = ""
+    if request.method == "POST":  # the try-it form
+        text = request.POST.get("text", "")
+        try:
+            target = inference.resolve_target(team=membership.team, model=endpoint.slug)
+            if target.is_classifier:
+                result = inference.classify(target=target, inputs=[text], request_id=uuid.uuid4().hex).data
+            else:
+                gen, _version = inference.generate(
+                    target=target,
+                    messages=[{"role": "user", "content": text}],
+                    max_tokens=64,
+                    temperature=1.0,
+                    top_p=1.0,
+                    stop=None,
+                    n=1,
+                    seed=None,
+                    request_id=uuid.uuid4().hex,
+                )
+                result = [{"index": c.index, "label": c.text, "score": None} for c in gen.choices]
+        except ApplicationError as exc:
+            error = exc.message
+    try:
+        int8 = selectors.int8_check_get(endpoint=endpoint)
+    except NotFound:
+        int8 = None
+    base = request.build_absolute_uri("/")
+    predict_url = request.build_absolute_uri(f"/api/v1/endpoints/{endpoint.slug}/predict")
+    curl = (
+        f"curl {predict_url} \\\n  -H 'Authorization: Bearer $TUNEFORGE_API_KEY' \\\n"
+        f"  -H 'Content-Type: application/json' \\\n  -d '{json.dumps({'input': ['Hello']})}'"
+    )
+    openai_snippet = (
+        "from openai import OpenAI\n\n"
+        f'client = OpenAI(base_url="{base}v1", api_key="$TUNEFORGE_API_KEY")\n'
+        f'print(client.chat.completions.create(model="{endpoint.slug}", '
+        'messages=[{"role": "user", "content": "Hello"}]))'
+    )
+    return render(
+        request,
+        "serving/endpoint_detail.html",
+        {
+            "endpoint": endpoint,
+            "events": list(selectors.endpoint_event_list(endpoint=endpoint)[:50]),
+            "versions": _versions(membership.team),
+            "int8": int8,
+            "can_write": can_write(membership),
+            "curl": curl,
+            "openai_snippet": openai_snippet,
+            "result": result,
+            "error": error,
+            "text": text,
+        },
+    )
+
+
+@login_required
+@require_POST
+def endpoint_action(request, slug: str, action: str):
+    membership = membership_or_404(request)
+    endpoint = _endpoint_or_404(membership, slug)
+    if not can_write(membership):
+        raise Http404(_("Viewers cannot change endpoints."))
+    if action in ("rollback", "unpublish") and request.POST.get("confirm") != "yes":
+        messages.error(request, _("Tick the confirmation box first."))
+        return redirect("serving:detail", slug=slug)
+    try:
+        if action == "rollback":
+            services.endpoint_rollback(endpoint=endpoint, user=request.user)
+        elif action == "unpublish":
+            services.endpoint_unpublish(endpoint=endpoint, user=request.user)
+            messages.success(request, _("Endpoint unpublished."))
+            return redirect("serving:list")
+        elif action == "publish":
+            services.endpoint_publish(
+                endpoint=endpoint,
+                user=request.user,
+                model_version_id=request.POST.get("model_version", ""),
+                force=request.POST.get("force") == "yes",
+            )
+        elif action == "canary":
+            percent = request.POST.get("percent", "0")
+            if percent in ("", "0"):
+                services.endpoint_clear_canary(endpoint=endpoint, user=request.user)
+            else:
+                services.endpoint_set_canary(
+                    endpoint=endpoint,
+                    user=request.user,
+                    model_version_id=request.POST.get("model_version", ""),
+                    percent=int(percent) if percent.isdigit() else -1,
+                )
+        elif action == "int8":
+            services.int8_check_request(
+                endpoint=endpoint, model_version_id=request.POST.get("model_version") or None
+            )
+        else:
+            raise Http404(_("No such action."))
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    return redirect("serving:detail", slug=slug)
