@@ -179,3 +179,19 @@ def browser(monkeypatch):
         instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield instance
         instance.close()
+
+
+# The tiny random models the engine and serving-runtime tests train and serve (Django-free: the
+# builders import only transformers), built once per session.
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from tests.engine import tiny_models
+
+    return str(tiny_models.build_tiny_bert(tmp_path_factory.mktemp("tiny-bert")))
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from tests.engine import tiny_models
+
+    return str(tiny_models.build_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2")))
