@@ -10,7 +10,9 @@ import secrets as _secrets  # `secrets` is a forbidden module name in this tree;
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.password_validation import validate_password
+from django.contrib.auth.tokens import PasswordResetTokenGenerator
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
@@ -31,32 +33,76 @@ def normalize_email(email: str) -> str:
     return (email or "").strip().lower()
 
 
-def user_create(*, email: str, password: str, full_name: str = "") -> User:
-    """A new user who signs in with `email`. The password must pass the configured validators."""
-    email = normalize_email(email)
+class SignUpTokenGenerator(PasswordResetTokenGenerator):
+    """Links that confirm a sign-up: they stop working once the account is active, or when a new
+    sign-up for the same unconfirmed address changes its password (PASSWORD_RESET_TIMEOUT applies)."""
+
+    key_salt = "accounts.services.SignUpTokenGenerator"
+
+    def _make_hash_value(self, user, timestamp):
+        return f"{user.pk}{user.password}{user.is_active}{timestamp}{user.email}"
+
+
+signup_token_generator = SignUpTokenGenerator()
+
+
+def _validate_email(email: str) -> None:
     try:
         validate_email(email)
     except ValidationError:
         raise InvalidInput(
             f"{email or 'An empty value'} is not a valid e-mail address.", field="email", code="invalid_email"
         ) from None
-    if User.objects.filter(email__iexact=email).exists():
-        raise Conflict(
-            f"An account with the e-mail {email} already exists: sign in, or reset its password.",
-            field="email",
-            code="email_taken",
-        )
+
+
+def user_sign_up(*, email: str, password: str, full_name: str = "") -> tuple[User, bool]:
+    """A sign-up that does not tell whether the address already has an account.
+
+    A free address gets an inactive account, which the link e-mailed to it activates (a second
+    sign-up before that replaces the password and name, so the newest link is the one that
+    works). A taken address is left as it is. Returns the user and whether the address was free:
+    the caller e-mails either the confirmation link or the owner a notice, and answers the same.
+    The checks that can refuse (address shape, password strength) run before the lookup, and
+    look only at what was typed, so they refuse the same way in both cases."""
+    email = normalize_email(email)
+    full_name = (full_name or "").strip()
+    _validate_email(email)
     try:
         validate_password(password, user=User(email=email, full_name=full_name))
     except ValidationError as exc:
         raise InvalidInput(" ".join(exc.messages), field="password", code="weak_password") from None
-    try:
-        with transaction.atomic():
-            return User.objects.create_user(email=email, password=password, full_name=full_name.strip())
-    except IntegrityError:  # the same address signed up a moment ago
-        raise Conflict(
-            f"An account with the e-mail {email} already exists.", field="email", code="email_taken"
-        ) from None
+    with transaction.atomic():
+        existing = User.objects.select_for_update().filter(email__iexact=email).first()
+        if existing is None:
+            try:
+                with transaction.atomic():
+                    user = User.objects.create_user(
+                        email=email, password=password, full_name=full_name, is_active=False
+                    )
+                return user, True
+            except IntegrityError:  # the same address signed up a moment ago
+                existing = User.objects.get(email__iexact=email)
+        if not existing.is_active and existing.last_login is None:  # signed up, never confirmed
+            existing.set_password(password)
+            existing.full_name = full_name
+            existing.save(update_fields=["password", "full_name"])
+            return existing, True
+    # Hash anyway, so the taken address answers after the same work as a free one.
+    make_password(password)
+    return existing, False
+
+
+def user_confirm(*, user: User, token: str) -> User:
+    """Activates an account from its sign-up link (the token proves the mailbox)."""
+    if user.is_active or not signup_token_generator.check_token(user, token):
+        raise InvalidInput(
+            "This confirmation link no longer works: it was used, replaced by a newer one, or expired. "
+            "Sign in, or sign up again for a new link.",
+            code="invalid_signup_link",
+        )
+    user.is_active = True
+    user.save(update_fields=["is_active"])
+    return user
 
 
 # --- teams -------------------------------------------------------------------------------------
@@ -211,12 +257,7 @@ def invitation_create(
     if ROLE_RANK[new_role] > ROLE_RANK[Role(actor_role)]:
         raise Forbidden(f"Only an owner can invite someone as {new_role.value}.", code="owner_only")
     email = normalize_email(email)
-    try:
-        validate_email(email)
-    except ValidationError:
-        raise InvalidInput(
-            f"{email or 'An empty value'} is not a valid e-mail address.", field="email", code="invalid_email"
-        ) from None
+    _validate_email(email)
     if Membership.objects.filter(team=team, user__email__iexact=email).exists():
         raise Conflict(f"{email} is already a member of {team.name}.", field="email", code="already_member")
     now = timezone.now()

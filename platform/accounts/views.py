@@ -7,17 +7,27 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlsafe_base64_decode
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts import apikeys, selectors, services, throttling
-from accounts.emails import invitation_deliver
-from accounts.forms import ApiKeyForm, EmailAuthenticationForm, InvitationForm, RoleForm, SignUpForm, TeamForm
+from accounts.emails import invitation_deliver, signup_deliver
+from accounts.forms import (
+    ApiKeyForm,
+    EmailAuthenticationForm,
+    InvitationForm,
+    PasswordChangeForm,
+    RoleForm,
+    SetPasswordForm,
+    SignUpForm,
+    TeamForm,
+)
 from accounts.models import ROLE_RANK, Invitation, Membership, Role, User, role_at_least
 from common.errors import ApplicationError, NotFound
 
@@ -73,6 +83,9 @@ class LoginView(auth_views.LoginView):
 
 
 def signup(request):
+    """Sign-up answers alike whether or not the address has an account (like password reset):
+    the same redirect to "check your e-mail", and the mailbox gets either a confirmation link or,
+    for a taken address, a note to its owner. Only refusals of what was typed show here."""
     if request.user.is_authenticated:
         return redirect(_safe_next(request, reverse("home")))
     form = SignUpForm(request.POST or None, initial={"email": request.GET.get("email", "")})
@@ -80,7 +93,7 @@ def signup(request):
     if request.method == "POST":
         if form.is_valid():
             try:
-                user = services.user_create(
+                user, free = services.user_sign_up(
                     email=form.cleaned_data["email"],
                     password=form.cleaned_data["password1"],
                     full_name=form.cleaned_data["full_name"],
@@ -89,10 +102,10 @@ def signup(request):
                 _apply_error(form, exc)
                 status = exc.status_code
             else:
-                login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-                messages.success(request, _("Welcome to Tuneforge, %(email)s.") % {"email": user.email})
-                default = reverse("home") if user.memberships.exists() else reverse("accounts:team_new")
-                return redirect(_safe_next(request, default))
+                signup_deliver(
+                    request=request, user=user, address_was_free=free, next_url=_safe_next(request, "")
+                )
+                return redirect("accounts:signup_sent")
         else:
             status = 400
     return render(
@@ -100,7 +113,45 @@ def signup(request):
     )
 
 
+def signup_sent(request):
+    return render(request, "registration/signup_sent.html")
+
+
+def _signup_user(uidb64: str) -> User | None:
+    try:
+        return User.objects.get(pk=urlsafe_base64_decode(uidb64).decode())
+    except (ValueError, TypeError, OverflowError, ValidationError, User.DoesNotExist):
+        return None
+
+
+def signup_confirm(request, uidb64, token):
+    """The e-mailed link. Opening it (which mail scanners do too) only shows a button; the POST
+    activates the account and signs in."""
+    user = _signup_user(uidb64)
+    valid = (
+        user is not None and not user.is_active and services.signup_token_generator.check_token(user, token)
+    )
+    if request.method == "POST" and user is not None:
+        try:
+            services.user_confirm(user=user, token=token)
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            messages.success(request, _("Welcome to Tuneforge, %(email)s.") % {"email": user.email})
+            default = reverse("home") if user.memberships.exists() else reverse("accounts:team_new")
+            return redirect(_safe_next(request, default))
+        valid = False
+    return render(
+        request,
+        "registration/signup_confirm.html",
+        {"valid": valid, "email": user.email if valid else "", "next": _safe_next(request, "")},
+        status=200 if valid else 400,
+    )
+
+
 class PasswordChangeView(auth_views.PasswordChangeView):
+    form_class = PasswordChangeForm
     success_url = reverse_lazy("accounts:password_change_done")
 
 
@@ -111,6 +162,7 @@ class PasswordResetView(auth_views.PasswordResetView):
 
 
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    form_class = SetPasswordForm
     success_url = reverse_lazy("accounts:password_reset_complete")
 
 
@@ -292,7 +344,7 @@ def invitation_create(request, team_id):
     # The link is rendered in this response only: the token is not stored.
     link = invitation_deliver(request=request, invitation=invitation, token=token)
     messages.success(
-        request, _("Invitation for %(email)s created and e-mailed.") % {"email": invitation.email}
+        request, _("Invitation for %(email)s created and emailed.") % {"email": invitation.email}
     )
     return _team_page(request, membership, status=201, new_invitation=invitation, new_invitation_link=link)
 

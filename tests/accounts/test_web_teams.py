@@ -4,6 +4,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.core import mail
 from django.test import Client
 from django.utils import timezone
 
@@ -160,20 +161,26 @@ def test_a_visitor_opening_an_invitation_is_offered_to_sign_up_with_that_email(t
     )
 
 
-def test_signing_up_from_an_invitation_link_comes_back_to_it_and_accepts(team):
+def test_signing_up_from_an_invitation_link_comes_back_to_it_and_accepts(
+    team, django_capture_on_commit_callbacks
+):
     invitation = InvitationFactory(team=team, email="dora@example.com", role="member")
     client = Client()
     here = f"/accounts/invitations/{invitation.token}/"
-    response = client.post(
-        f"/accounts/signup/?next={here}",
-        {
-            "email": "dora@example.com",
-            "password1": "violet-harbor-1987",
-            "password2": "violet-harbor-1987",
-            "next": here,
-        },
-    )
-    assert response["Location"] == here
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            f"/accounts/signup/?next={here}",
+            {
+                "email": "dora@example.com",
+                "password1": "violet-harbor-1987",
+                "password2": "violet-harbor-1987",
+                "next": here,
+            },
+        )
+    assert response["Location"] == "/accounts/signup/sent/"
+    # The confirmation link carries the invitation along, and signs in on the way back to it.
+    link = re.search(r"http://testserver(/accounts/signup/confirm/\S+)", mail.outbox[-1].body).group(1)
+    assert client.post(link)["Location"] == here
     assert "Accept" in client.get(here).content.decode()
 
     accepted = client.post(f"{here}accept/")
