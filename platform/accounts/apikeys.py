@@ -4,6 +4,7 @@ A key is `tf_<prefix>.<secret>`; djangorestframework-api-key generates it and st
 SHA-512 hash. The full key exists only in the return value of `apikey_create`.
 """
 
+from collections.abc import Callable
 from datetime import datetime
 
 from django.db import transaction
@@ -17,6 +18,20 @@ from common.errors import Conflict, Forbidden, InvalidInput, NotFound
 
 NAME_MAX = 50
 PUBLIC_ID_PREFIX = "key-"
+
+# How to list a team's endpoint slugs, registered at startup by the app that owns endpoints
+# (serving, above accounts: accounts never imports it). With none registered, there are none.
+_endpoint_providers: list[Callable[[Team], list[str]]] = []
+
+
+def register_endpoint_provider(provider: Callable[[Team], list[str]]) -> None:
+    if provider not in _endpoint_providers:
+        _endpoint_providers.append(provider)
+
+
+def team_endpoint_slugs(*, team: Team) -> list[str]:
+    """The slugs of this team's endpoints (never another team's), which a key may be restricted to."""
+    return sorted({slug for provider in _endpoint_providers for slug in provider(team)})
 
 
 def _clean_scopes(scopes: list[str] | None) -> list[str]:

@@ -122,3 +122,17 @@ class ApiKeyForm(forms.Form):
     expires_in_days = forms.TypedChoiceField(
         label=_("Expires"), choices=EXPIRY_CHOICES, required=False, coerce=int, empty_value=None
     )
+    endpoints = forms.MultipleChoiceField(
+        label=_("Endpoints"),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("None ticked: every endpoint of the team. Tick some to let the key call only those."),
+    )
+
+    def __init__(self, *args, endpoint_slugs: list[str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Only this team's endpoints are choices, so another team's slug is refused next to the field.
+        if endpoint_slugs:
+            self.fields["endpoints"].choices = [(slug, slug) for slug in endpoint_slugs]
+        else:
+            del self.fields["endpoints"]

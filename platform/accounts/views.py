@@ -439,7 +439,7 @@ def _api_keys_page(request, *, form=None, status=200, new_key=None, new_key_secr
             "team": team,
             "can_create": role_at_least(membership.role, Role.MEMBER),
             "can_revoke_any": role_at_least(membership.role, Role.ADMIN),
-            "form": form or ApiKeyForm(),
+            "form": form or ApiKeyForm(endpoint_slugs=apikeys.team_endpoint_slugs(team=team)),
             "keys": apikeys.apikey_list(team=team),
             "new_key": new_key,
             "new_key_secret": new_key_secret,
@@ -456,7 +456,7 @@ def api_keys(request):
     membership = request.membership
     if not membership:
         return _api_keys_page(request)
-    form = ApiKeyForm(request.POST)
+    form = ApiKeyForm(request.POST, endpoint_slugs=apikeys.team_endpoint_slugs(team=membership.team))
     if not role_at_least(membership.role, Role.MEMBER):
         messages.error(
             request,
@@ -474,6 +474,7 @@ def api_keys(request):
             scopes=form.cleaned_data["scopes"],
             expires_at=timezone.now() + timedelta(days=days) if days else None,
             user=request.user,
+            endpoints=form.cleaned_data.get("endpoints") or None,
         )
     except ApplicationError as exc:
         _apply_error(form, exc)

@@ -84,3 +84,42 @@ def test_someone_without_a_team_is_sent_to_create_one_first():
     response = browser_for(UserFactory(email="loner@example.com")).get("/accounts/api-keys/", follow=True)
     assert response.redirect_chain[-1][0] == "/accounts/teams/new/"
     assert "create one or accept an invitation first" in response.content.decode()
+
+
+def test_a_key_restricted_to_some_of_the_teams_endpoints_shows_its_restriction(bob, team, charlie):
+    from serving.models import Endpoint
+
+    for slug in ("support", "triage"):
+        Endpoint.objects.create(team=team, slug=slug)
+    Endpoint.objects.create(team=charlie.memberships.get().team, slug="charlies-secret")
+    client = browser_for(bob)
+    form = client.get("/accounts/api-keys/").content.decode()
+    assert 'name="endpoints" value="support"' in form and 'name="endpoints" value="triage"' in form
+    assert "charlies-secret" not in form
+
+    response = client.post(
+        "/accounts/api-keys/", {"name": "bot", "scopes": ["inference"], "endpoints": ["support"]}
+    )
+    assert response.status_code == 201
+    assert ApiKey.objects.get(name="bot").endpoints == ["support"]
+    client.post("/accounts/api-keys/", {"name": "any", "scopes": ["read"]})
+    assert ApiKey.objects.get(name="any").endpoints is None
+    rows = client.get("/accounts/api-keys/").content.decode()
+    bot_row = re.search(r'<tr data-key="key-[^"]+">\s*<td>bot<.*?</tr>', rows, re.S).group(0)
+    any_row = re.search(r'<tr data-key="key-[^"]+">\s*<td>any<.*?</tr>', rows, re.S).group(0)
+    assert "<code>support</code>" in bot_row and "triage" not in bot_row
+    assert ">all<" in any_row
+
+
+def test_another_teams_endpoint_posted_by_hand_is_a_field_error(bob, team, charlie):
+    from serving.models import Endpoint
+
+    Endpoint.objects.create(team=team, slug="support")
+    Endpoint.objects.create(team=charlie.memberships.get().team, slug="charlies-secret")
+    response = browser_for(bob).post(
+        "/accounts/api-keys/", {"name": "sneaky", "scopes": ["inference"], "endpoints": ["charlies-secret"]}
+    )
+    assert response.status_code == 400
+    assert "charlies-secret" in " ".join(response.context["form"].errors["endpoints"])
+    assert 'id="id_endpoints_errors"' in response.content.decode()
+    assert not ApiKey.objects.filter(name="sneaky").exists()
