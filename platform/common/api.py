@@ -67,6 +67,19 @@ def document_pagination_bounds(result, generator, request, public):
     return result
 
 
+def document_unsupported_media_type(result, generator, request, public):
+    """drf-spectacular postprocessing hook: an operation that takes a body answers 415 to a body
+    none of its parsers reads (e.g. one sent without a Content-Type), in the shape of its 400."""
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "requestBody" not in operation:
+                continue
+            responses = operation.setdefault("responses", {})
+            if "400" in responses and "415" not in responses:
+                responses["415"] = {**responses["400"], "description": "Unsupported media type"}
+    return result
+
+
 class JsonErrorsMixin:
     """For API views that render HTML or YAML on success (the schema, its docs): their errors are
     JSON like every other error under /api/."""

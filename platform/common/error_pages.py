@@ -2,7 +2,7 @@
 under `/api/` and `/v1/` (unknown routes, a path with a newline, an unhandled exception), HTML
 elsewhere. config.urls names these as handler404 and handler500."""
 
-from django.http import JsonResponse
+from django.http import HttpResponseBadRequest, JsonResponse
 from django.views import defaults
 
 from common.errors import error_body
@@ -44,3 +44,28 @@ def server_error(request):
         message="The server failed to answer this request; it was logged. Try again later.",
     )
     return response or defaults.server_error(request)
+
+
+class RejectNulMiddleware:
+    """A NUL character in the path or a query parameter is a 400 naming where it is (JSON in the
+    face's shape under the APIs). PostgreSQL text cannot hold one, so any lookup with it would
+    fail as a 500 (psycopg refuses to send it)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        where = None
+        if "\x00" in request.path:
+            where = "the path"
+        else:
+            for name, values in request.GET.lists():
+                if "\x00" in name or any("\x00" in value for value in values):
+                    shown = name.replace("\x00", "\\x00")
+                    where = f"the query parameter '{shown}'"
+                    break
+        if where is None:
+            return self.get_response(request)
+        message = f"NUL (\\x00) characters are not allowed in {where}."
+        response = api_error_response(request, status_code=400, code="nul_character", message=message)
+        return response or HttpResponseBadRequest(message, content_type="text/plain; charset=utf-8")

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DataError
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
@@ -124,6 +125,11 @@ def _handle(exc, context, shape):
             kind=exc.type,
         )
         return Response(body, status=exc.status_code, headers=exc.headers)
+    if isinstance(exc, DataError) and ("NUL" in str(exc) or "\\u0000" in str(exc)):
+        # A NUL inside a body value that no serializer field checked (a JSON object, say): psycopg
+        # refuses to send text with one, PostgreSQL's jsonb refuses \u0000; the service's
+        # transaction rolls back, so the request is only refused.
+        exc = drf_exceptions.ValidationError("NUL (\\x00) characters are not allowed in text values.")
     if isinstance(exc, DjangoValidationError):
         exc = drf_exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     if isinstance(exc, Http404):

@@ -127,3 +127,39 @@ def test_the_schema_states_the_bounds_of_limit_and_the_400s(alice_client):
         or "400" in schema["paths"]["/api/v1/api-keys"]["get"]["responses"]
     )
     assert "400" in schema["paths"]["/v1/files"]["get"]["responses"]
+
+
+# Found by tests/api/test_schemathesis.py: a NUL reached PostgreSQL (psycopg refuses it) as a 500.
+@pytest.mark.parametrize(
+    ("path", "where"),
+    [
+        ("/api/v1/datasets?after=ds-%00x", "query parameter 'after'"),
+        ("/v1/files?after=x%00", "query parameter 'after'"),
+        ("/api/v1/teams?li%00mit=3", "query parameter 'li\\x00mit'"),
+        ("/api/v1/datasets/ds-%00x", "the path"),
+        ("/v1/fine_tuning/jobs/ftjob-%00", "the path"),
+    ],
+)
+def test_a_nul_in_the_path_or_query_is_a_400_naming_where(alice_client, path, where):
+    response = alice_client.get(path)
+    assert response.status_code == 400
+    assert_error_shape(response, path)
+    assert where in response.json()["error"]["message"]
+
+
+def test_a_nul_on_a_web_page_is_a_plain_400(alice_client):
+    response = alice_client.get("/datasets/?q=%00")
+    assert response.status_code == 400 and "NUL" in response.content.decode()
+
+
+def test_a_nul_that_still_reaches_the_database_is_refused_as_a_400(alice):
+    from django.db import DataError, transaction
+
+    from accounts.models import User
+    from common.errors import api_exception_handler
+
+    # What a body value that no serializer field checked would meet: psycopg's refusal.
+    with pytest.raises(DataError) as refused, transaction.atomic():
+        User.objects.filter(full_name="a\x00b").exists()
+    response = api_exception_handler(refused.value, {})
+    assert response.status_code == 400 and "NUL" in response.data["error"]["message"]

@@ -123,3 +123,17 @@ def test_production_keeps_the_docs_private_by_default():
         [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_an_operation_that_takes_a_body_documents_its_415(alice_client, alice):
+    schema = alice_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    with_body = [op for ops in schema["paths"].values() for op in ops.values() if "requestBody" in op]
+    assert with_body and all("415" in op["responses"] for op in with_body)
+    from tests.factories import ApiKeyFactory
+
+    key = ApiKeyFactory(team=alice.memberships.get().team, created_by=alice)
+    # A body without a Content-Type: no parser reads it, and the answer is the documented 415.
+    response = alice_client.generic(
+        "PATCH", f"/api/v1/api-keys/{key.public_id}", b"endpoints=x", content_type=""
+    )
+    assert response.status_code == 415 and response.json()["error"]["code"] == "unsupported_media_type"
