@@ -112,6 +112,6 @@ def test_sign_up_team_invite_accept_and_use_an_api_key(live_server, browser):
     assert me["api_key"]["scopes"] == ["read", "inference"]
 
     page.reload()
-    assert "never" not in page.inner_text(f"tr[data-key='{me['api_key']['id']}'] td:nth-child(6)")
+    assert "never" not in page.inner_text(f"tr[data-key='{me['api_key']['id']}'] td.key-last-used")
     invitee.close()
     owner.close()
