@@ -300,3 +300,25 @@ def ratelimit_headers(decision: QuotaDecision) -> dict[str, str]:
     if not decision.allowed:
         headers["Retry-After"] = str(decision.retry_after_seconds)
     return headers
+
+
+def current_usage(
+    limit: Limit,
+    *,
+    client: redis.Redis | None = None,
+    url: str | None = None,
+    prefix: str = "tf",
+    now: float | None = None,
+) -> dict[str, int]:
+    """What `limit`'s counters hold now ({"requests": n, "tokens": n}, for the kinds it limits),
+    read without counting anything (one MGET). Raises QuotaBackendUnavailable like check()."""
+    now = time.time() if now is None else now
+    counters = _counters([limit], tokens=0, now=now, prefix=prefix)
+    if not counters:
+        return {}
+    redis_client, _scripts = _client_and_scripts(url, client)
+    try:
+        values = redis_client.mget([c.key for c in counters])
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise QuotaBackendUnavailable(exc) from exc
+    return {c.kind: int(v or 0) for c, v in zip(counters, values, strict=True)}
