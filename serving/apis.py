@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import uuid
 
-from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -451,8 +451,24 @@ class UsageOutputSerializer(serializers.Serializer):
         ref_name = "UsageList"
 
 
+class UsageCsvRenderer(BaseRenderer):
+    """`Accept: text/csv` or `?format=csv`: the usage rows as a CSV file (the view renders them)."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        if isinstance(data, str):
+            return data.encode(self.charset)
+        # An error body (e.g. a 400 for a bad filter) keeps its JSON shape.
+        return JSONRenderer().render(data)
+
+
 class UsageApi(APIView):
     """Metered inference calls of the team (staff: of any team with `team`, or all), aggregated."""
+
+    renderer_classes = [JSONRenderer, UsageCsvRenderer]
 
     @extend_schema(
         operation_id="usage_list",
@@ -473,13 +489,10 @@ class UsageApi(APIView):
         filters = usage.usage_filters_from(request.query_params)
         team_ids = usage_team_ids(request, wanted=request.query_params.get("team"))
         rows = usage.usage_rows(team_ids=team_ids, filters=filters)
-        wants_csv = request.query_params.get("format") == "csv" or "text/csv" in request.headers.get(
-            "Accept", ""
-        )
-        if wants_csv:
-            response = HttpResponse(usage.usage_csv(rows), content_type="text/csv; charset=utf-8")
-            response["Content-Disposition"] = 'attachment; filename="usage.csv"'
-            return response
+        if request.accepted_renderer.format == "csv":
+            return Response(
+                usage.usage_csv(rows), headers={"Content-Disposition": 'attachment; filename="usage.csv"'}
+            )
         return Response(
             {
                 "object": "list",

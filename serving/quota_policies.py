@@ -162,13 +162,13 @@ def _tighter(own: int | None, team: int | None) -> int | None:
     return min(own, team)
 
 
-def limits_for_request(*, team_id: str, api_key_id: int | str | None, endpoint_id: str | None) -> list[Limit]:
+def limits_for_request(*, team_id: str, api_key: ApiKey | None, endpoint_id: str | None) -> list[Limit]:
     """Every limit that applies to one inference call, from the rows as they are now: one indexed
     query (the team's row and the key's), nothing cached, so a change applies to the next request
     in every process. A key's own limit never exceeds the team's per-key limit."""
     condition = Q(api_key__isnull=True)
-    if api_key_id is not None:
-        condition |= Q(api_key_id=api_key_id)
+    if api_key is not None:
+        condition |= Q(api_key_id=api_key.pk)
     team_row = key_row = None
     for row in QuotaPolicy.objects.filter(condition, team_id=team_id).only(
         "api_key_id", *KEY_FIELDS, "monthly_requests", "monthly_tokens", "endpoint_requests_per_minute"
@@ -180,11 +180,12 @@ def limits_for_request(*, team_id: str, api_key_id: int | str | None, endpoint_i
     limits: list[Limit] = []
     if team_row is None and key_row is None:
         return limits
-    if api_key_id is not None:
+    if api_key is not None:
         rpm = _tighter(key_row and key_row.requests_per_minute, team_row and team_row.requests_per_minute)
         tpm = _tighter(key_row and key_row.tokens_per_minute, team_row and team_row.tokens_per_minute)
         if rpm is not None or tpm is not None:
-            limits.append(Limit(f"key:{api_key_id}", 60, max_requests=rpm, max_tokens=tpm))
+            # The public id, not the primary key (which embeds the key's hash).
+            limits.append(Limit(f"key:{api_key.public_id}", 60, max_requests=rpm, max_tokens=tpm))
     if team_row is not None:
         if team_row.monthly_requests is not None or team_row.monthly_tokens is not None:
             limits.append(

@@ -135,9 +135,9 @@ def usage_gate(
     `model` names a call that has no endpoint (a direct `ft:` model on /v1/)."""
     started = time.perf_counter()
     endpoint_id, endpoint_label = _endpoint_ref(endpoint, model)
-    key_id = api_key.pk if api_key is not None else None
+    key_id = api_key.public_id if api_key is not None else None
     version_id = None if version is None else (version if isinstance(version, str) else version.pk)
-    limits = limits_for_request(team_id=team.pk, api_key_id=key_id, endpoint_id=endpoint_id)
+    limits = limits_for_request(team_id=team.pk, api_key=api_key, endpoint_id=endpoint_id)
     try:
         decision = quotas.check(limits=limits, tokens=max(0, int(reserve_tokens)))
     except quotas.QuotaBackendUnavailable as exc:
