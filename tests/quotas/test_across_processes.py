@@ -36,7 +36,7 @@ def test_200_concurrent_calls_over_two_processes_against_a_limit_of_100_get_exac
     statuses = [status for status, _headers, _body in results]
     assert statuses.count(200) == 100, sorted(set(statuses))
     assert statuses.count(429) == 100
-    for status, headers, body in results:
+    for status, headers, _body in results:
         assert headers["x-ratelimit-limit-requests"] == "100"
         assert "x-ratelimit-remaining-requests" in headers and "x-ratelimit-reset-requests" in headers
         if status == 429:
