@@ -98,6 +98,38 @@ def record_call(
     team_id: str = "",
 ) -> None:
     """Count one answered call in its minute (one round trip, MULTI/EXEC: all counters or none)."""
+    pipe = client.pipeline(transaction=True)
+    queue_call(
+        pipe,
+        endpoint_id=endpoint_id,
+        key_id=key_id,
+        version_id=version_id,
+        status=status,
+        latency_ms=latency_ms,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        now=now,
+        prefix=prefix,
+        team_id=team_id,
+    )
+    pipe.execute()
+
+
+def queue_call(
+    pipe: redis.client.Pipeline,
+    *,
+    endpoint_id: int | str,
+    key_id: int | str | None,
+    version_id: int | str | None,
+    status: int,
+    latency_ms: float,
+    input_tokens: int,
+    output_tokens: int,
+    now: float | None = None,
+    prefix: str = "tf",
+    team_id: str = "",
+) -> None:
+    """Queue `record_call`'s commands on a caller's MULTI pipeline (to share its round trip)."""
     if input_tokens < 0 or output_tokens < 0 or latency_ms < 0:
         raise ValueError(
             f"record_call: tokens and latency must be >= 0, got input_tokens={input_tokens}, "
@@ -107,7 +139,6 @@ def record_call(
     minutes_key, _ = _keys(prefix)
     hash_key = f"{prefix}:meter:m:{minute}"
     group = f"{team_id}|{endpoint_id}|{'' if key_id is None else key_id}|{'' if version_id is None else version_id}"
-    pipe = client.pipeline(transaction=True)
     pipe.hincrby(hash_key, f"{group}|requests", 1)
     if status >= 400:
         pipe.hincrby(hash_key, f"{group}|errors", 1)
@@ -118,7 +149,6 @@ def record_call(
     pipe.hincrby(hash_key, f"{group}|latency_ms_sum", round(latency_ms))
     pipe.hincrby(hash_key, f"{group}|b{bucket_index(latency_ms)}", 1)
     pipe.zadd(minutes_key, {str(minute): minute})
-    pipe.execute()
 
 
 def _rows(raw: Mapping[bytes, bytes]) -> list[UsageRow]:

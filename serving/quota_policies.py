@@ -7,8 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Q
+from django.db import connection, transaction
 
 from accounts.models import ApiKey, Team
 from common.errors import Forbidden, InvalidInput
@@ -162,21 +161,38 @@ def _tighter(own: int | None, team: int | None) -> int | None:
     return min(own, team)
 
 
+@dataclass(frozen=True)
+class _PolicyRow:
+    api_key_id: str | None
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+    monthly_requests: int | None
+    monthly_tokens: int | None
+    endpoint_requests_per_minute: int | None
+
+
+_POLICY_SQL = (
+    "SELECT api_key_id, requests_per_minute, tokens_per_minute, monthly_requests, monthly_tokens, "
+    f"endpoint_requests_per_minute FROM {QuotaPolicy._meta.db_table} "
+    "WHERE team_id = %s AND (api_key_id IS NULL OR api_key_id = %s)"
+)
+
+
 def limits_for_request(*, team_id: str, api_key: ApiKey | None, endpoint_id: str | None) -> list[Limit]:
     """Every limit that applies to one inference call, from the rows as they are now: one indexed
     query (the team's row and the key's), nothing cached, so a change applies to the next request
     in every process. A key's own limit never exceeds the team's per-key limit."""
-    condition = Q(api_key__isnull=True)
-    if api_key is not None:
-        condition |= Q(api_key_id=api_key.pk)
+    # Raw SQL on the (team, api_key) index: the ORM's query building costs more than the query.
+    with connection.cursor() as cursor:
+        cursor.execute(_POLICY_SQL, [team_id, api_key.pk if api_key is not None else None])
+        rows = cursor.fetchall()
     team_row = key_row = None
-    for row in QuotaPolicy.objects.filter(condition, team_id=team_id).only(
-        "api_key_id", *KEY_FIELDS, "monthly_requests", "monthly_tokens", "endpoint_requests_per_minute"
-    ):
-        if row.api_key_id is None:
-            team_row = row
+    for row in rows:
+        policy = _PolicyRow(*row)
+        if policy.api_key_id is None:
+            team_row = policy
         else:
-            key_row = row
+            key_row = policy
     limits: list[Limit] = []
     if team_row is None and key_row is None:
         return limits

@@ -38,6 +38,7 @@ MONTH = "month"
 Kind = Literal["requests", "tokens"]
 
 _LUA_DIR = Path(__file__).resolve().parent / "lua"
+_SETTLE_SOURCE = (_LUA_DIR / "quota_settle.lua").read_text()
 
 
 class QuotaBackendUnavailable(Exception):
@@ -157,7 +158,7 @@ class _Scripts:
 
     def __init__(self, client: redis.Redis) -> None:
         self.check = client.register_script((_LUA_DIR / "quota_check.lua").read_text())
-        self.settle = client.register_script((_LUA_DIR / "quota_settle.lua").read_text())
+        self.settle = client.register_script(_SETTLE_SOURCE)
 
 
 _clients: dict[str, tuple[redis.Redis, _Scripts]] = {}
@@ -267,6 +268,16 @@ def settle(
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         # The answer was already given: a failed give-back only leaves the window over-counted.
         logger.warning("Quota settle failed, %s reserved tokens not given back: %s", reservation.tokens, exc)
+
+
+def queue_settle(pipe: redis.client.Pipeline, reservation: Reservation | None, *, used_tokens: int) -> None:
+    """Queue `settle()` on a caller's pipeline, to share its round trip (metering's, after an answer).
+    EVAL, not EVALSHA: a pipeline cannot reload a script Redis forgot without an extra round trip."""
+    if reservation is None or not reservation.keys:
+        return
+    if used_tokens < 0:
+        raise ValueError(f"used_tokens must be >= 0, got {used_tokens}")
+    pipe.eval(_SETTLE_SOURCE, len(reservation.keys), *reservation.keys, reservation.tokens - used_tokens)
 
 
 def format_reset(seconds: float) -> str:

@@ -93,18 +93,23 @@ def _record(
     team_id: str,
     endpoint_label: str,
     key_id: Any,
+    started: float,
     version_id: str | None,
     status: int,
-    started: float,
     input_tokens: int,
     output_tokens: int,
+    reservation: quotas.Reservation | None = None,
 ) -> None:
+    """After the answer, in ONE round trip (MULTI/EXEC): give back the unused reserved tokens and
+    meter the call; then the Prometheus counters."""
     latency = time.perf_counter() - started
     metrics.REQUESTS.labels(endpoint=endpoint_label, status=str(status)).inc()
     metrics.REQUEST_LATENCY.labels(endpoint=endpoint_label).observe(latency)
     try:
-        metering.record_call(
-            client=quotas.quota_client(),
+        pipe = quotas.quota_client().pipeline(transaction=True)
+        quotas.queue_settle(pipe, reservation, used_tokens=input_tokens + output_tokens)
+        metering.queue_call(
+            pipe,
             team_id=team_id,
             endpoint_id=endpoint_label,
             key_id=key_id,
@@ -114,9 +119,11 @@ def _record(
             input_tokens=input_tokens,
             output_tokens=output_tokens,
         )
+        pipe.execute()
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        # Reached only when quotas fail open (closed, the check already answered 503).
-        logger.warning("Metering skipped for a call to %s: %s", endpoint_label, exc)
+        # The answer is given: this only loses the give-back (the window stays over-counted) and
+        # the call's metering; reached when Redis died mid-call, or quotas fail open.
+        logger.warning("Settle and metering skipped for a call to %s: %s", endpoint_label, exc)
 
 
 @contextmanager
@@ -146,16 +153,18 @@ def usage_gate(
             f"Inference is unavailable: the {exc} (quotas fail closed).", details={"cause": str(exc.cause)}
         ) from exc
     headers = quotas.ratelimit_headers(decision)
-    record = dict(team_id=team.pk, endpoint_label=endpoint_label, key_id=key_id, started=started)
+    record: dict[str, Any] = dict(
+        team_id=team.pk, endpoint_label=endpoint_label, key_id=key_id, started=started
+    )
     if not decision.allowed:
         _record(**record, version_id=version_id, status=429, input_tokens=0, output_tokens=0)
         raise QuotaRefused(_refusal_message(decision), headers=headers)
     call = GateCall(decision=decision, headers=headers, version_id=version_id)
+    record["reservation"] = decision.reservation
     try:
         yield call
     except ApplicationError as exc:
         exc.headers = {**headers, **exc.headers}
-        quotas.settle(decision.reservation, used_tokens=call.input_tokens + call.output_tokens)
         _record(
             **record,
             version_id=call.version_id,
@@ -165,10 +174,8 @@ def usage_gate(
         )
         raise
     except Exception:
-        quotas.settle(decision.reservation, used_tokens=call.input_tokens + call.output_tokens)
         _record(**record, version_id=call.version_id, status=500, input_tokens=0, output_tokens=0)
         raise
-    quotas.settle(decision.reservation, used_tokens=call.input_tokens + call.output_tokens)
     _record(
         **record,
         version_id=call.version_id,
