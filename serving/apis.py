@@ -383,7 +383,9 @@ def _quota_team(request, team_id: str):
         if team is None:
             raise NotFound(f"No team {team_id!r}.", code="team_not_found")
         return team
-    return team_context_for(request, team_id=team_id).team
+    ctx = team_context_for(request, team_id=team_id)
+    ctx.require(role=Role.VIEWER, scope="read")
+    return ctx.team
 
 
 class TeamQuotaApi(APIView):
