@@ -262,3 +262,10 @@ def test_an_admin_sets_a_keys_limits_on_the_api_keys_page(alice_client, bob_clie
     assert QuotaPolicy.objects.get(api_key=key).requests_per_minute == 25
     page = alice_client.get("/accounts/api-keys/").content.decode()
     assert 'name="requests_per_minute"' in page and 'value="25"' in page
+
+
+def test_the_try_it_form_counts_against_the_teams_quota(alice_client, team, served):
+    team_policy(team, monthly_requests=1)
+    assert alice_client.post("/endpoints/sentiment/", {"text": "fine"}).status_code == 200
+    refused = alice_client.post("/endpoints/sentiment/", {"text": "again"}).content.decode()
+    assert "team limit of 1 requests per month" in refused
