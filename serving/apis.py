@@ -353,18 +353,34 @@ class EndpointPredictApi(TeamApiView):
 
 
 class TeamQuotaSerializer(serializers.Serializer):
-    monthly_requests = serializers.IntegerField(min_value=0, allow_null=True, help_text="null: unlimited.")
-    monthly_tokens = serializers.IntegerField(min_value=0, allow_null=True, help_text="null: unlimited.")
+    monthly_requests = serializers.IntegerField(
+        min_value=0, allow_null=True, required=False, default=None, help_text="null: unlimited."
+    )
+    monthly_tokens = serializers.IntegerField(
+        min_value=0, allow_null=True, required=False, default=None, help_text="null: unlimited."
+    )
     monthly_gpu_hours = serializers.FloatField(min_value=0, help_text="Training, checked at job submission.")
     max_concurrent_jobs = serializers.IntegerField(min_value=0)
     endpoint_requests_per_minute = serializers.IntegerField(
-        min_value=0, allow_null=True, help_text="Each endpoint of the team; null: unlimited."
+        min_value=0,
+        allow_null=True,
+        required=False,
+        default=None,
+        help_text="Each endpoint of the team; null: unlimited.",
     )
     key_requests_per_minute = serializers.IntegerField(
-        min_value=0, allow_null=True, help_text="Each key without its own limit, and the most a key may set."
+        min_value=0,
+        allow_null=True,
+        required=False,
+        default=None,
+        help_text="Each key without its own limit, and the most a key may set.",
     )
     key_tokens_per_minute = serializers.IntegerField(
-        min_value=0, allow_null=True, help_text="Each key without its own limit, and the most a key may set."
+        min_value=0,
+        allow_null=True,
+        required=False,
+        default=None,
+        help_text="Each key without its own limit, and the most a key may set.",
     )
 
     class Meta:

@@ -184,6 +184,11 @@ def test_staff_set_a_teams_quota_and_its_members_read_it(olga_client, bob_client
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "staff_required"
     assert charlie_client.get(url).status_code == 404
     assert olga_client.get("/api/v1/teams/team-nope/quota").status_code == 404
+    replaced = olga_client.put(
+        url, {"monthly_gpu_hours": 5, "max_concurrent_jobs": 1, "monthly_requests": 9}, format="json"
+    )
+    assert replaced.status_code == 200  # a PUT replaces: what it leaves out is unlimited
+    assert replaced.json()["monthly_requests"] == 9 and replaced.json()["key_requests_per_minute"] is None
     bad = olga_client.patch(url, {"monthly_requests": -1}, format="json")
     assert bad.status_code == 400 and bad.json()["error"]["field"] == "monthly_requests"
 
