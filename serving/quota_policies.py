@@ -62,6 +62,11 @@ def team_quota_get(*, team: Team) -> TeamQuota:
     )
 
 
+# Per-minute request limits are 32-bit columns, the rest 64-bit.
+_MAX = {name: 2**31 - 1 for name in ("requests_per_minute", "key_requests_per_minute", "endpoint_requests_per_minute",
+                                     "max_concurrent_jobs")}  # fmt: skip
+
+
 def _clean_count(name: str, value: Any, *, prefix: str = "") -> int | None:
     if value is None:
         return None
@@ -70,6 +75,9 @@ def _clean_count(name: str, value: Any, *, prefix: str = "") -> int | None:
             f"{prefix}{name} must be a whole number >= 0, or null for no limit; got {value!r}.",
             field=f"{prefix}{name}",
         )
+    ceiling = _MAX.get(name, 2**63 - 1)
+    if value > ceiling:
+        raise InvalidInput(f"{prefix}{name} is at most {ceiling}; got {value}.", field=f"{prefix}{name}")
     return value
 
 

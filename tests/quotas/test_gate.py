@@ -189,6 +189,8 @@ def test_staff_set_a_teams_quota_and_its_members_read_it(olga_client, bob_client
     )
     assert replaced.status_code == 200  # a PUT replaces: what it leaves out is unlimited
     assert replaced.json()["monthly_requests"] == 9 and replaced.json()["key_requests_per_minute"] is None
+    huge = olga_client.patch(url, {"endpoint_requests_per_minute": 2**40}, format="json")
+    assert huge.status_code == 400 and huge.json()["error"]["field"] == "endpoint_requests_per_minute"
     bad = olga_client.patch(url, {"monthly_requests": -1}, format="json")
     assert bad.status_code == 400 and bad.json()["error"]["field"] == "monthly_requests"
 
