@@ -28,6 +28,11 @@ class FinetuneConfig(AppConfig):
 
         register_tokenizer_provider(_base_model_tokenizers)
 
+        from common.metrics import register_gauge_source
+        from finetune.selectors import job_status_samples
+
+        register_gauge_source("tuneforge_jobs", job_status_samples)
+
     def dashboard_section(self, *, team) -> dict:
         from finetune.selectors import team_job_counts
 

@@ -274,6 +274,15 @@ def team_job_counts(*, team) -> dict[str, int]:
     return counts
 
 
+def job_status_samples() -> list[tuple[dict[str, str], float]]:
+    """The `tuneforge_jobs` gauge at scrape time: jobs of every team by status (every status listed,
+    zeros included, so a series does not vanish when its last job moves on)."""
+    rows = FineTuneJob.objects.values("status").annotate(n=Count("pk"))
+    counts = dict.fromkeys(JobStatus.values, 0)
+    counts.update({row["status"]: row["n"] for row in rows})
+    return [({"status": status}, float(n)) for status, n in sorted(counts.items())]
+
+
 def team_quota_usage(*, team, exclude_job_id: str | None = None) -> dict:
     active = FineTuneJob.objects.filter(team=team, status__in=ACTIVE_STATUSES)
     if exclude_job_id:

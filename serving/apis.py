@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import uuid
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from accounts.access import TeamApiView
-from accounts.models import Role
-from common.api import ErrorSerializer, list_schema
-from common.errors import InvalidInput
+from accounts.access import TeamApiView, team_context_for
+from accounts.models import Role, Team
+from common.api import ErrorSerializer, list_schema, refuse_empty_patch
+from common.errors import Forbidden, InvalidInput, NotFound
 from common.pagination import list_response_body, paginate_after, parse_limit
-from serving import inference, selectors, services
+from serving import inference, quota_policies, selectors, services, usage
+from serving.usage_gate import reserve_for_generation, reserve_for_input, usage_gate
 
-ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 409, 422, 429)}
+ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 409, 422, 429, 503)}
 
 
 def _v(version):
@@ -286,12 +289,20 @@ class EndpointPredictApi(TeamApiView):
                 raise inference.WrongTaskError(
                     f"'{slug}' is a {target.task} model: send input, not messages.", field="messages"
                 )
-            result = inference.classify(target=target, inputs=body.get("input"), request_id=request_id)
+            inputs = body.get("input")
+            with usage_gate(
+                team=self.ctx.team, api_key=self.ctx.api_key, endpoint=target.endpoint,
+                reserve_tokens=reserve_for_input(inputs),
+            ) as call:  # fmt: skip
+                result = inference.classify(target=target, inputs=inputs, request_id=request_id)
+                call.used(input_tokens=result.usage["input_tokens"], version=result.model_version)
             data = result.data
             top_k = body.get("top_k")
             if top_k is not None:
                 if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
-                    raise InvalidInput("top_k must be a positive integer.", field="top_k")
+                    raise InvalidInput(
+                        "top_k must be a positive integer.", field="top_k", headers=call.headers
+                    )
                 for row in data:
                     row["scores"] = dict(sorted(row["scores"].items(), key=lambda kv: -kv[1])[:top_k])
             for row, cut in zip(data, result.truncated, strict=True):
@@ -303,22 +314,28 @@ class EndpointPredictApi(TeamApiView):
                     "model_version": result.model_version,
                     "usage": result.usage,
                 },
-                headers={"X-Request-Id": request_id},
+                headers={"X-Request-Id": request_id, **call.headers},
             )
         messages = body.get("messages")
         if messages is None and isinstance(body.get("input"), str):
             messages = [{"role": "user", "content": body["input"]}]
-        gen, version = inference.generate(
-            target=target,
-            messages=messages,
-            max_tokens=body.get("max_tokens", 64),
-            temperature=body.get("temperature", 1.0),
-            top_p=body.get("top_p", 1.0),
-            stop=body.get("stop"),
-            n=body.get("n", 1),
-            seed=body.get("seed"),
-            request_id=request_id,
-        )
+        max_tokens, n = body.get("max_tokens", 64), body.get("n", 1)
+        with usage_gate(
+            team=self.ctx.team, api_key=self.ctx.api_key, endpoint=target.endpoint,
+            reserve_tokens=reserve_for_generation(max_tokens=max_tokens, n=n),
+        ) as call:  # fmt: skip
+            gen, version = inference.generate(
+                target=target,
+                messages=messages,
+                max_tokens=max_tokens,
+                temperature=body.get("temperature", 1.0),
+                top_p=body.get("top_p", 1.0),
+                stop=body.get("stop"),
+                n=n,
+                seed=body.get("seed"),
+                request_id=request_id,
+            )
+            call.used(input_tokens=gen.prompt_tokens, output_tokens=gen.completion_tokens, version=version)
         return Response(
             {
                 "object": "list",
@@ -328,5 +345,195 @@ class EndpointPredictApi(TeamApiView):
                 "model_version": version.id,
                 "usage": {"prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens},
             },
-            headers={"X-Request-Id": request_id},
+            headers={"X-Request-Id": request_id, **call.headers},
         )
+
+
+# --- quotas and usage ----------------------------------------------------------------------------
+
+
+class TeamQuotaSerializer(serializers.Serializer):
+    monthly_requests = serializers.IntegerField(
+        min_value=0, allow_null=True, required=False, default=None, help_text="null: unlimited."
+    )
+    monthly_tokens = serializers.IntegerField(
+        min_value=0, allow_null=True, required=False, default=None, help_text="null: unlimited."
+    )
+    monthly_gpu_hours = serializers.FloatField(min_value=0, help_text="Training, checked at job submission.")
+    max_concurrent_jobs = serializers.IntegerField(min_value=0)
+    endpoint_requests_per_minute = serializers.IntegerField(
+        min_value=0,
+        allow_null=True,
+        required=False,
+        default=None,
+        help_text="Each endpoint of the team; null: unlimited.",
+    )
+    key_requests_per_minute = serializers.IntegerField(
+        min_value=0,
+        allow_null=True,
+        required=False,
+        default=None,
+        help_text="Each key without its own limit, and the most a key may set.",
+    )
+    key_tokens_per_minute = serializers.IntegerField(
+        min_value=0,
+        allow_null=True,
+        required=False,
+        default=None,
+        help_text="Each key without its own limit, and the most a key may set.",
+    )
+
+    class Meta:
+        ref_name = "TeamQuota"
+
+
+def staff_person(request) -> bool:
+    """A signed-in platform admin (an API key never is one, whoever created it)."""
+    return request.auth is None and getattr(request.user, "is_staff", False)
+
+
+def _quota_team(request, team_id: str):
+    """Staff reach every team; a member reads their own; anyone else gets a 404."""
+    if staff_person(request):
+        team = Team.objects.filter(pk=team_id).first()
+        if team is None:
+            raise NotFound(f"No team {team_id!r}.", code="team_not_found")
+        return team
+    ctx = team_context_for(request, team_id=team_id)
+    ctx.require(role=Role.VIEWER, scope="read")
+    return ctx.team
+
+
+class TeamQuotaApi(APIView):
+    """A team's quota policy: platform admins (staff) write it, the team's members read it."""
+
+    def _write(self, request, team_id, *, partial: bool):
+        team = _quota_team(request, team_id)
+        if not staff_person(request):
+            raise Forbidden("Only platform admins change a team's quotas.", code="staff_required")
+        s = TeamQuotaSerializer(data=request.data, partial=partial)
+        s.is_valid(raise_exception=True)
+        if partial:
+            refuse_empty_patch(s.validated_data, fields=list(TeamQuotaSerializer().fields))
+        quota = quota_policies.team_quota_set(team=team, actor=request.user, values=dict(s.validated_data))
+        return Response(quota.as_dict())
+
+    @extend_schema(operation_id="teams_quota_retrieve", responses={200: TeamQuotaSerializer, **ERRORS})
+    def get(self, request, team_id):
+        return Response(quota_policies.team_quota_get(team=_quota_team(request, team_id)).as_dict())
+
+    @extend_schema(
+        operation_id="teams_quota_update",
+        summary="Replace a team's quotas (platform admins)",
+        request=TeamQuotaSerializer,
+        responses={200: TeamQuotaSerializer, **ERRORS},
+    )
+    def put(self, request, team_id):
+        return self._write(request, team_id, partial=False)
+
+    @extend_schema(
+        operation_id="teams_quota_partial_update",
+        summary="Change some of a team's quotas (platform admins)",
+        request=TeamQuotaSerializer,
+        responses={200: TeamQuotaSerializer, **ERRORS},
+    )
+    def patch(self, request, team_id):
+        return self._write(request, team_id, partial=True)
+
+
+class UsageRowSerializer(serializers.Serializer):
+    start = serializers.DateTimeField()
+    team = serializers.CharField()
+    endpoint = serializers.CharField(help_text="The endpoint's slug (or the model called directly).")
+    key = serializers.CharField(allow_null=True, help_text="`key-<prefix>`; null for signed-in calls.")
+    requests = serializers.IntegerField()
+    errors = serializers.IntegerField(help_text="Answers with status >= 400 (refusals included).")
+    input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    latency_p50_ms = serializers.FloatField(allow_null=True)
+    latency_p95_ms = serializers.FloatField(allow_null=True)
+    latency_mean_ms = serializers.FloatField(allow_null=True)
+
+    class Meta:
+        ref_name = "UsageRow"
+
+
+class UsageOutputSerializer(serializers.Serializer):
+    object = serializers.CharField(help_text="Always `list`.")
+    granularity = serializers.CharField()
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    data = UsageRowSerializer(many=True)
+
+    class Meta:
+        ref_name = "UsageList"
+
+
+class UsageCsvRenderer(BaseRenderer):
+    """`Accept: text/csv` or `?format=csv`: the usage rows as a CSV file (the view renders them)."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        if isinstance(data, str):
+            return data.encode(self.charset)
+        # An error body (e.g. a 400 for a bad filter) keeps its JSON shape.
+        return JSONRenderer().render(data)
+
+
+class UsageApi(APIView):
+    """Metered inference calls of the team (staff: of any team with `team`, or all), aggregated."""
+
+    renderer_classes = [JSONRenderer, UsageCsvRenderer]
+
+    @extend_schema(
+        operation_id="usage_list",
+        summary="Inference usage per bucket, endpoint and key; Accept: text/csv (or format=csv) for CSV",
+        parameters=[
+            OpenApiParameter("range", str, enum=list(usage.RANGES), description="Up to now (default 24h)."),
+            OpenApiParameter("start", str, description="ISO 8601 start (instead of range)."),
+            OpenApiParameter("end", str, description="ISO 8601 end (default now)."),
+            OpenApiParameter("granularity", str, enum=list(usage.GRANULARITIES)),
+            OpenApiParameter("endpoint", str, description="An endpoint slug."),
+            OpenApiParameter("key", str, description="An API key id, `key-<prefix>`."),
+            OpenApiParameter("team", str, description="Staff only: another team's id, or `all`."),
+            OpenApiParameter("format", str, enum=["json", "csv"]),
+        ],
+        responses={200: UsageOutputSerializer, **ERRORS},
+    )
+    def get(self, request):
+        filters = usage.usage_filters_from(request.query_params)
+        team_ids = usage_team_ids(request, wanted=request.query_params.get("team"))
+        rows = usage.usage_rows(team_ids=team_ids, filters=filters)
+        if request.accepted_renderer.format == "csv":
+            return Response(
+                usage.usage_csv(rows), headers={"Content-Disposition": 'attachment; filename="usage.csv"'}
+            )
+        return Response(
+            {
+                "object": "list",
+                "granularity": filters.granularity,
+                "start": filters.start,
+                "end": filters.end,
+                "data": UsageRowSerializer(rows, many=True).data,
+            }
+        )
+
+
+def usage_team_ids(request, *, wanted: str | None) -> list[str]:
+    """The teams a usage read covers: the caller's own team; a signed-in platform admin may name any
+    team or `all` (and sees all by default when in no team)."""
+    if staff_person(request):
+        if wanted == "all" or (not wanted and not request.membership):
+            return list(Team.objects.values_list("pk", flat=True))
+        if wanted:
+            if not Team.objects.filter(pk=wanted).exists():
+                raise NotFound(f"No team {wanted!r}.", code="team_not_found", field="team")
+            return [wanted]
+    ctx = team_context_for(request)
+    ctx.require(role=Role.VIEWER, scope="read")
+    if wanted and wanted != ctx.team.pk:
+        raise NotFound(f"No team {wanted!r}.", code="team_not_found", field="team")
+    return [ctx.team.pk]

@@ -3,7 +3,7 @@ closed minutes moved to a durable sink (the database) with no count lost or coun
 
 Layout (all under `{prefix}:meter:`):
 - `m:{minute}`: a hash per minute (epoch seconds of its start); fields
-  `{endpoint}|{key}|{version}|{counter}` with counter in requests, errors, input_tokens,
+  `{team}|{endpoint}|{key}|{version}|{counter}` with counter in requests, errors, input_tokens,
   output_tokens, latency_ms_sum, and `b{i}` for latency histogram bucket i (LATENCY_BUCKETS_MS).
 - `minutes`: a sorted set of the minutes that have a hash (score = minute).
 - `flushing`: the set of hashes renamed for a flush and not yet confirmed by the sink.
@@ -50,8 +50,9 @@ return 1
 
 @dataclass
 class UsageRow:
-    """One minute's totals of one (endpoint, key, version)."""
+    """One minute's totals of one (team, endpoint, key, version)."""
 
+    team_id: str
     endpoint_id: str
     key_id: str
     version_id: str
@@ -94,8 +95,41 @@ def record_call(
     output_tokens: int,
     now: float | None = None,
     prefix: str = "tf",
+    team_id: str = "",
 ) -> None:
     """Count one answered call in its minute (one round trip, MULTI/EXEC: all counters or none)."""
+    pipe = client.pipeline(transaction=True)
+    queue_call(
+        pipe,
+        endpoint_id=endpoint_id,
+        key_id=key_id,
+        version_id=version_id,
+        status=status,
+        latency_ms=latency_ms,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        now=now,
+        prefix=prefix,
+        team_id=team_id,
+    )
+    pipe.execute()
+
+
+def queue_call(
+    pipe: redis.client.Pipeline,
+    *,
+    endpoint_id: int | str,
+    key_id: int | str | None,
+    version_id: int | str | None,
+    status: int,
+    latency_ms: float,
+    input_tokens: int,
+    output_tokens: int,
+    now: float | None = None,
+    prefix: str = "tf",
+    team_id: str = "",
+) -> None:
+    """Queue `record_call`'s commands on a caller's MULTI pipeline (to share its round trip)."""
     if input_tokens < 0 or output_tokens < 0 or latency_ms < 0:
         raise ValueError(
             f"record_call: tokens and latency must be >= 0, got input_tokens={input_tokens}, "
@@ -104,8 +138,7 @@ def record_call(
     minute = _minute_of(time.time() if now is None else now)
     minutes_key, _ = _keys(prefix)
     hash_key = f"{prefix}:meter:m:{minute}"
-    group = f"{endpoint_id}|{'' if key_id is None else key_id}|{'' if version_id is None else version_id}"
-    pipe = client.pipeline(transaction=True)
+    group = f"{team_id}|{endpoint_id}|{'' if key_id is None else key_id}|{'' if version_id is None else version_id}"
     pipe.hincrby(hash_key, f"{group}|requests", 1)
     if status >= 400:
         pipe.hincrby(hash_key, f"{group}|errors", 1)
@@ -116,24 +149,23 @@ def record_call(
     pipe.hincrby(hash_key, f"{group}|latency_ms_sum", round(latency_ms))
     pipe.hincrby(hash_key, f"{group}|b{bucket_index(latency_ms)}", 1)
     pipe.zadd(minutes_key, {str(minute): minute})
-    pipe.execute()
 
 
 def _rows(raw: Mapping[bytes, bytes]) -> list[UsageRow]:
     rows: dict[str, UsageRow] = {}
     for field_name, value in raw.items():
-        endpoint_id, key_id, version_id, counter = field_name.decode().split("|")
-        group = f"{endpoint_id}|{key_id}|{version_id}"
+        team_id, endpoint_id, key_id, version_id, counter = field_name.decode().split("|")
+        group = f"{team_id}|{endpoint_id}|{key_id}|{version_id}"
         row = rows.get(group)
         if row is None:
-            row = rows[group] = UsageRow(endpoint_id, key_id, version_id)
+            row = rows[group] = UsageRow(team_id, endpoint_id, key_id, version_id)
         if counter.startswith("b"):
             row.latency_buckets[int(counter[1:])] += int(value)
         elif counter in _COUNTERS:
             setattr(row, counter, int(value))
         else:
             raise ValueError(f"Unknown metering counter {counter!r} in field {field_name!r}")
-    return sorted(rows.values(), key=lambda r: (r.endpoint_id, r.key_id, r.version_id))
+    return sorted(rows.values(), key=lambda r: (r.team_id, r.endpoint_id, r.key_id, r.version_id))
 
 
 def flush(*, client: redis.Redis, sink: Sink, now: float | None = None, prefix: str = "tf") -> int:

@@ -1,6 +1,7 @@
 """Serving: endpoints that put a team's model versions live (its API keys live in accounts)."""
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -111,3 +112,99 @@ class Int8Check(TeamOwnedModel):
 
     def __str__(self) -> str:
         return f"int8 {self.model_version_id}: {self.status}"
+
+
+class QuotaPolicy(models.Model):
+    """Inference quotas as data, read on every request (nothing cached, so a change applies to the
+    next request in every process).
+
+    The row with `api_key` null is the team's policy: its `requests_per_minute` /
+    `tokens_per_minute` are the per-key limits of every key without its own, and also the ceiling a
+    key's own limits may not exceed; `monthly_*` bound the whole team per calendar month (UTC);
+    `endpoint_requests_per_minute` bounds each endpoint of the team. A row with `api_key` set holds
+    that key's own per-minute limits (null: the team's). Null everywhere means unlimited.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="+")
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_minute = models.PositiveBigIntegerField(null=True, blank=True)
+    monthly_requests = models.PositiveBigIntegerField(null=True, blank=True)
+    monthly_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    endpoint_requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=("team",), condition=models.Q(api_key__isnull=True), name="serving_quota_one_per_team"
+            ),
+            models.UniqueConstraint(
+                fields=("api_key",),
+                condition=models.Q(api_key__isnull=False),
+                name="serving_quota_one_per_key",
+            ),
+        ]
+        indexes = [models.Index(fields=("team", "api_key"), name="serving_quota_lookup")]
+
+    def __str__(self) -> str:
+        return f"quota of {self.api_key_id or self.team_id}"
+
+
+class UsageAggregate(models.Model):
+    """Inference calls summed per (minute | hour | day) bucket, team, endpoint, key and version,
+    written by the metering flush. Plain ids, not foreign keys: usage outlives a deleted endpoint
+    or a revoked key (the invoice still counts those calls)."""
+
+    class Granularity(models.TextChoices):
+        MINUTE = "minute"
+        HOUR = "hour"
+        DAY = "day"
+
+    id = models.BigAutoField(primary_key=True)
+    granularity = models.CharField(max_length=6, choices=Granularity.choices)
+    bucket_start = models.DateTimeField()
+    team_id = models.CharField(max_length=40)
+    endpoint_id = models.CharField(max_length=200)
+    key_id = models.CharField(max_length=40, blank=True)
+    version_id = models.CharField(max_length=40, blank=True)
+    requests = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    latency_ms_sum = models.BigIntegerField(default=0)
+    # Counts per serving.metering.LATENCY_BUCKETS_MS bucket (p50/p95 are estimated from them).
+    latency_buckets = ArrayField(models.BigIntegerField(), default=list)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=("granularity", "bucket_start", "team_id", "endpoint_id", "key_id", "version_id"),
+                name="serving_usage_one_row_per_group",
+            )
+        ]
+        indexes = [
+            models.Index(fields=("team_id", "granularity", "bucket_start"), name="serving_usage_range")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.granularity} {self.bucket_start:%Y-%m-%d %H:%M} {self.endpoint_id}: {self.requests}"
+
+
+class MeteringFlush(models.Model):
+    """A metering flush id stored in the same transaction as its aggregates: a flush replayed after a
+    crash finds its id here and is ignored (so no call is counted twice)."""
+
+    flush_id = models.CharField(max_length=80, primary_key=True)
+    minute = models.DateTimeField()
+    rows = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.flush_id

@@ -38,6 +38,7 @@ MONTH = "month"
 Kind = Literal["requests", "tokens"]
 
 _LUA_DIR = Path(__file__).resolve().parent / "lua"
+_SETTLE_SOURCE = (_LUA_DIR / "quota_settle.lua").read_text()
 
 
 class QuotaBackendUnavailable(Exception):
@@ -157,7 +158,7 @@ class _Scripts:
 
     def __init__(self, client: redis.Redis) -> None:
         self.check = client.register_script((_LUA_DIR / "quota_check.lua").read_text())
-        self.settle = client.register_script((_LUA_DIR / "quota_settle.lua").read_text())
+        self.settle = client.register_script(_SETTLE_SOURCE)
 
 
 _clients: dict[str, tuple[redis.Redis, _Scripts]] = {}
@@ -269,6 +270,16 @@ def settle(
         logger.warning("Quota settle failed, %s reserved tokens not given back: %s", reservation.tokens, exc)
 
 
+def queue_settle(pipe: redis.client.Pipeline, reservation: Reservation | None, *, used_tokens: int) -> None:
+    """Queue `settle()` on a caller's pipeline, to share its round trip (metering's, after an answer).
+    EVAL, not EVALSHA: a pipeline cannot reload a script Redis forgot without an extra round trip."""
+    if reservation is None or not reservation.keys:
+        return
+    if used_tokens < 0:
+        raise ValueError(f"used_tokens must be >= 0, got {used_tokens}")
+    pipe.eval(_SETTLE_SOURCE, len(reservation.keys), *reservation.keys, reservation.tokens - used_tokens)
+
+
 def format_reset(seconds: float) -> str:
     """A duration as OpenAI writes it in x-ratelimit-reset-*: "17ms", "1s", "6m0s", "1h2m3s"."""
     if seconds < 1:
@@ -300,3 +311,25 @@ def ratelimit_headers(decision: QuotaDecision) -> dict[str, str]:
     if not decision.allowed:
         headers["Retry-After"] = str(decision.retry_after_seconds)
     return headers
+
+
+def current_usage(
+    limit: Limit,
+    *,
+    client: redis.Redis | None = None,
+    url: str | None = None,
+    prefix: str = "tf",
+    now: float | None = None,
+) -> dict[str, int]:
+    """What `limit`'s counters hold now ({"requests": n, "tokens": n}, for the kinds it limits),
+    read without counting anything (one MGET). Raises QuotaBackendUnavailable like check()."""
+    now = time.time() if now is None else now
+    counters = _counters([limit], tokens=0, now=now, prefix=prefix)
+    if not counters:
+        return {}
+    redis_client, _scripts = _client_and_scripts(url, client)
+    try:
+        values = redis_client.mget([c.key for c in counters])
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise QuotaBackendUnavailable(exc) from exc
+    return {c.kind: int(v or 0) for c, v in zip(counters, values, strict=True)}

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST
 from accounts.access import can_write, membership_or_404
 from common.errors import ApplicationError, NotFound
 from serving import inference, selectors, services
+from serving.usage_gate import usage_gate
 
 
 def _endpoint_or_404(membership, slug: str):
@@ -84,19 +85,27 @@ def endpoint_detail(request, slug: str):
         try:
             target = inference.resolve_target(team=membership.team, model=endpoint.slug)
             if target.is_classifier:
-                result = inference.classify(target=target, inputs=[text], request_id=uuid.uuid4().hex).data
+                # The try-it form is an inference call like any other: the team's quotas count it.
+                with usage_gate(team=membership.team, endpoint=target.endpoint, reserve_tokens=1) as call:
+                    classified = inference.classify(target=target, inputs=[text], request_id=uuid.uuid4().hex)
+                    call.used(input_tokens=classified.usage["input_tokens"], version=classified.model_version)
+                result = classified.data
             else:
-                gen, _version = inference.generate(
-                    target=target,
-                    messages=[{"role": "user", "content": text}],
-                    max_tokens=64,
-                    temperature=1.0,
-                    top_p=1.0,
-                    stop=None,
-                    n=1,
-                    seed=None,
-                    request_id=uuid.uuid4().hex,
-                )
+                with usage_gate(team=membership.team, endpoint=target.endpoint, reserve_tokens=64) as call:
+                    gen, version = inference.generate(
+                        target=target,
+                        messages=[{"role": "user", "content": text}],
+                        max_tokens=64,
+                        temperature=1.0,
+                        top_p=1.0,
+                        stop=None,
+                        n=1,
+                        seed=None,
+                        request_id=uuid.uuid4().hex,
+                    )
+                    call.used(
+                        input_tokens=gen.prompt_tokens, output_tokens=gen.completion_tokens, version=version
+                    )
                 result = [{"index": c.index, "label": c.text, "score": None} for c in gen.choices]
         except ApplicationError as exc:
             error = exc.message

@@ -5,7 +5,9 @@ SHA-512 hash. The full key exists only in the return value of `apikey_create`.
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db import transaction
 from django.db.models import QuerySet
@@ -18,6 +20,38 @@ from common.errors import Conflict, Forbidden, InvalidInput, NotFound
 
 NAME_MAX = 50
 PUBLIC_ID_PREFIX = "key-"
+UNCHANGED: Any = object()
+"""`apikey_update(endpoints=UNCHANGED)`: leave that field as it is."""
+
+
+@dataclass(frozen=True)
+class KeyLimitsHooks:
+    """How a key's own rate limits are read and written. Serving owns the quota policies (accounts
+    imports no app above it) and registers these in its AppConfig.ready: `read(api_key)` returns
+    `{requests_per_minute, tokens_per_minute}`; `write(api_key, limits)` validates against the team's
+    limits (raising ApplicationError) and stores them, inside the key's own transaction."""
+
+    read: Callable[[ApiKey], dict]
+    write: Callable[[ApiKey, dict | None], dict]
+
+
+_limits_hooks: KeyLimitsHooks | None = None
+
+
+def register_key_limits(hooks: KeyLimitsHooks) -> None:
+    global _limits_hooks
+    _limits_hooks = hooks
+
+
+def apikey_limits(*, api_key: ApiKey) -> dict | None:
+    """The key's own limits (each null: the team's), or None where no app provides limits."""
+    return _limits_hooks.read(api_key) if _limits_hooks else None
+
+
+def _write_limits(api_key: ApiKey, limits: dict | None) -> None:
+    if _limits_hooks is None:
+        raise InvalidInput("Per-key limits are not available on this platform.", field="limits")
+    _limits_hooks.write(api_key, limits)
 
 # How to list a team's endpoint slugs, registered at startup by the app that owns endpoints
 # (serving, above accounts: accounts never imports it). With none registered, there are none.
@@ -61,6 +95,7 @@ def apikey_create(
     user: User | None = None,
     acting_key: ApiKey | None = None,
     endpoints: list[str] | None = None,
+    limits: dict | None = None,
 ) -> tuple[ApiKey, str]:
     """A new key for `team`; returns it with the full key, which is never stored nor shown again.
 
@@ -101,6 +136,8 @@ def apikey_create(
     api_key, library_key = ApiKey.objects.create_key(
         team=team, name=name, scopes=scopes, expiry_date=expires_at, created_by=user, endpoints=endpoints
     )
+    if limits is not None:
+        _write_limits(api_key, limits)
     return api_key, KEY_PREFIX + library_key
 
 
@@ -114,9 +151,20 @@ def _clean_endpoints(endpoints: list[str] | None) -> list[str] | None:
 
 @transaction.atomic
 def apikey_update(
-    *, team: Team, api_key: ApiKey, endpoints: list[str] | None, acting_key: ApiKey | None = None
+    *,
+    team: Team,
+    api_key: ApiKey,
+    endpoints: list[str] | None = UNCHANGED,
+    limits: dict | None = UNCHANGED,
+    acting_key: ApiKey | None = None,
 ) -> ApiKey:
-    """Restrict a key to some endpoints (or lift the restriction with null)."""
+    """Restrict a key to some endpoints (or lift the restriction with null), and/or set its own rate
+    limits (null: the team's). Either both change or neither."""
+    api_key = ApiKey.objects.select_for_update().get(pk=api_key.pk, team=team)
+    if limits is not UNCHANGED:
+        _write_limits(api_key, limits)
+    if endpoints is UNCHANGED:
+        return api_key
     endpoints = _clean_endpoints(endpoints)
     if acting_key is not None and acting_key.endpoints is not None:
         if endpoints is None or any(e not in acting_key.endpoints for e in endpoints):
@@ -125,7 +173,6 @@ def apikey_update(
                 field="endpoints",
                 code="scope_escalation",
             )
-    api_key = ApiKey.objects.select_for_update().get(pk=api_key.pk, team=team)
     api_key.endpoints = endpoints
     api_key.save(update_fields=["endpoints"])
     return api_key

@@ -5,7 +5,7 @@ to is a 404. Managing the team itself (members, invitations, renaming, switching
 person: an API key acts for its team's automation, so it may read these but not change them.
 """
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -104,6 +104,18 @@ class InvitationOutputSerializer(serializers.Serializer):
         return invitation.invited_by.email if invitation.invited_by else None
 
 
+class KeyLimitsSerializer(serializers.Serializer):
+    requests_per_minute = serializers.IntegerField(
+        min_value=0, allow_null=True, required=False, help_text="null: the team's per-key limit."
+    )
+    tokens_per_minute = serializers.IntegerField(
+        min_value=0, allow_null=True, required=False, help_text="null: the team's per-key limit."
+    )
+
+    class Meta:
+        ref_name = "ApiKeyLimits"
+
+
 class ApiKeyOutputSerializer(serializers.Serializer):
     id = serializers.CharField(source="public_id", help_text="`key-<prefix>`.")
     object = serializers.SerializerMethodField()
@@ -119,9 +131,16 @@ class ApiKeyOutputSerializer(serializers.Serializer):
     revoked = serializers.BooleanField()
     revoked_at = serializers.DateTimeField(allow_null=True)
     created_by = serializers.SerializerMethodField()
+    limits = serializers.SerializerMethodField(
+        help_text="The key's own rate limits, each within the team's (null: the team's)."
+    )
 
     def get_object(self, api_key) -> str:
         return "api_key"
+
+    @extend_schema_field(KeyLimitsSerializer(allow_null=True))
+    def get_limits(self, api_key: ApiKey) -> dict | None:
+        return apikeys.apikey_limits(api_key=api_key)
 
     def get_created_by(self, api_key: ApiKey) -> str | None:
         return api_key.created_by.email if api_key.created_by else None
@@ -490,6 +509,15 @@ class InvitationDeclineApi(APIView):
 # --- API keys (of the active team, or of the calling key's team) --------------------------------
 
 
+def _limits_input(ctx: TeamContext, validated: dict, name: str, missing=None):
+    """The `limits` of a key create/update; setting them is for the team's owners and admins."""
+    if name not in validated:
+        return missing
+    ctx.require(role=Role.ADMIN, scope="write")
+    limits = validated[name]
+    return None if limits is None else dict(limits)
+
+
 class ApiKeyListApi(TeamApiView):
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=50)
@@ -498,6 +526,7 @@ class ApiKeyListApi(TeamApiView):
         )
         expires_at = serializers.DateTimeField(required=False, allow_null=True)
         endpoints = serializers.ListField(child=serializers.CharField(), required=False, allow_null=True)
+        limits = KeyLimitsSerializer(required=False, allow_null=True)
 
         class Meta:
             ref_name = "ApiKeyCreateInput"
@@ -542,31 +571,36 @@ class ApiKeyListApi(TeamApiView):
             user=self.ctx.user,
             acting_key=self.ctx.api_key,
             endpoints=serializer.validated_data.get("endpoints"),
+            limits=_limits_input(self.ctx, serializer.validated_data, "limits"),
         )
         return Response(dict(ApiKeyOutputSerializer(api_key).data, key=raw), status=status.HTTP_201_CREATED)
 
 
 class ApiKeyDetailApi(TeamApiView):
     class UpdateSerializer(serializers.Serializer):
-        endpoints = serializers.ListField(child=serializers.CharField(), allow_null=True)
+        endpoints = serializers.ListField(child=serializers.CharField(), allow_null=True, required=False)
+        limits = KeyLimitsSerializer(required=False, allow_null=True)
 
         class Meta:
             ref_name = "ApiKeyUpdateInput"
 
     @extend_schema(
         operation_id="api_keys_partial_update",
-        summary="Restrict a key to some endpoints (null: every endpoint)",
+        summary="Restrict a key to some endpoints (null: every endpoint) and/or set its own rate limits "
+        "(team admins; within the team's per-key limits, else a 400 naming the field)",
         request=UpdateSerializer,
         responses={200: ApiKeyOutputSerializer, **ERRORS},
     )
     def patch(self, request, key_id):
         serializer = self.UpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        refuse_empty_patch(serializer.validated_data, fields=["endpoints", "limits"])
         api_key = apikeys.apikey_get(team=self.ctx.team, key_id=key_id)
         api_key = apikeys.apikey_update(
             team=self.ctx.team,
             api_key=api_key,
-            endpoints=serializer.validated_data["endpoints"],
+            endpoints=serializer.validated_data.get("endpoints", apikeys.UNCHANGED),
+            limits=_limits_input(self.ctx, serializer.validated_data, "limits", missing=apikeys.UNCHANGED),
             acting_key=self.ctx.api_key,
         )
         return Response(ApiKeyOutputSerializer(api_key).data)

@@ -45,4 +45,5 @@ urlpatterns = [
     path("invitations/<str:token>/decline/", views.invitation_decline, name="invitation_decline"),
     path("api-keys/", views.api_keys, name="api_keys"),
     path("api-keys/<str:key_id>/revoke/", views.api_key_revoke, name="api_key_revoke"),
+    path("api-keys/<str:key_id>/limits/", views.api_key_limits, name="api_key_limits"),
 ]

@@ -432,6 +432,9 @@ def _api_keys_page(request, *, form=None, status=200, new_key=None, new_key_secr
         messages.info(request, _("API keys belong to a team: create one or accept an invitation first."))
         return redirect("accounts:team_new")
     team = membership.team
+    keys = list(apikeys.apikey_list(team=team))
+    for key in keys:
+        key.own_limits = apikeys.apikey_limits(api_key=key)
     return render(
         request,
         "accounts/api_keys.html",
@@ -440,7 +443,7 @@ def _api_keys_page(request, *, form=None, status=200, new_key=None, new_key_secr
             "can_create": role_at_least(membership.role, Role.MEMBER),
             "can_revoke_any": role_at_least(membership.role, Role.ADMIN),
             "form": form or ApiKeyForm(endpoint_slugs=apikeys.team_endpoint_slugs(team=team)),
-            "keys": apikeys.apikey_list(team=team),
+            "keys": keys,
             "new_key": new_key,
             "new_key_secret": new_key_secret,
             "now": timezone.now(),
@@ -498,4 +501,33 @@ def api_key_revoke(request, key_id):
         messages.error(request, exc.message)
         return _api_keys_page(request, status=exc.status_code)
     messages.success(request, _("API key %(id)s revoked: it no longer works.") % {"id": api_key.public_id})
+    return redirect("accounts:api_keys")
+
+
+@login_required
+@require_POST
+def api_key_limits(request, key_id):
+    """Team owners and admins set a key's own rate limits (empty: the team's), within the team's."""
+    membership = request.membership
+    if not membership:
+        raise Http404(_("You belong to no team."))
+    if not role_at_least(membership.role, Role.ADMIN):
+        messages.error(request, _("Only owners and admins set a key's limits."))
+        return _api_keys_page(request, status=403)
+    limits = {}
+    for name in ("requests_per_minute", "tokens_per_minute"):
+        raw = request.POST.get(name, "").strip()
+        if raw and not raw.isdigit():
+            messages.error(request, _("A limit is a whole number, or empty for the team's."))
+            return _api_keys_page(request, status=400)
+        limits[name] = int(raw) if raw else None
+    try:
+        api_key = apikeys.apikey_get(team=membership.team, key_id=key_id)
+        apikeys.apikey_update(team=membership.team, api_key=api_key, limits=limits)
+    except NotFound as exc:
+        raise Http404(exc.message) from None
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return _api_keys_page(request, status=exc.status_code)
+    messages.success(request, _("Limits of %(id)s saved.") % {"id": api_key.public_id})
     return redirect("accounts:api_keys")

@@ -65,5 +65,7 @@ urlpatterns = [
     path("jobs/", include("finetune.urls")),
     path("workers/", include("workers.urls")),
     path("endpoints/", include("serving.urls")),
+    path("usage/", include("serving.usage_urls")),
+    path("quotas/", include("serving.quota_urls")),
     path("", views.home, name="home"),
 ]

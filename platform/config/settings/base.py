@@ -261,6 +261,13 @@ LOGGING = logging_config(
 # Redis down: refuse with 503 (false) or let requests through uncounted, logged (true).
 TUNEFORGE_QUOTA_FAIL_OPEN = env.bool("TUNEFORGE_QUOTA_FAIL_OPEN", default=False)
 TUNEFORGE_QUOTA_REDIS_TIMEOUT = env.float("TUNEFORGE_QUOTA_REDIS_TIMEOUT", default=0.5)
+# Metered calls move from Redis to the usage aggregates every this many seconds (closed minutes only).
+TUNEFORGE_USAGE_FLUSH_SECONDS = env.float("TUNEFORGE_USAGE_FLUSH_SECONDS", default=30.0)
+CELERY_BEAT_SCHEDULE["serving-flush-usage"] = {
+    "task": "serving.flush_usage",
+    "schedule": TUNEFORGE_USAGE_FLUSH_SECONDS,
+    "options": {"expires": TUNEFORGE_USAGE_FLUSH_SECONDS},
+}
 # /metrics: bearer token required when set, else loopback callers only.
 TUNEFORGE_METRICS_TOKEN = env("TUNEFORGE_METRICS_TOKEN", default="")
 
