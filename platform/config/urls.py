@@ -64,6 +64,7 @@ urlpatterns = [
     path("datasets/", include("datasets_app.urls")),
     path("jobs/", include("finetune.urls")),
     path("workers/", include("workers.urls")),
+    path("staff/", include("finetune.staff_urls")),
     path("endpoints/", include("serving.urls")),
     path("", views.home, name="home"),
 ]
