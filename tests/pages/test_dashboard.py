@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from finetune.models import JobAttempt
@@ -70,8 +71,15 @@ def test_queue_positions_workers_per_class_and_gpu_hours(
 
 
 def test_the_dashboard_speaks_chinese(alice, team, dataset_version, base_model):
-    make_job(team, dataset_version, base_model, status="running", latest_metrics={"train_loss": 1.0})
-    client = web(alice)
-    client.cookies["django_language"] = "zh-hans"
-    page = client.get("/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
-    assert "最近的任务" in page and "训练损失" in page and "前" in page  # "… 前" = "… ago"
+    from datetime import timedelta
+
+    from finetune.models import FineTuneJob
+
+    job = make_job(team, dataset_version, base_model, status="running", latest_metrics={"train_loss": 1.0})
+    FineTuneJob.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+    client = Client(HTTP_ACCEPT_LANGUAGE="zh-hans")
+    client.force_login(alice)
+    page = client.get("/").content.decode()
+    assert "最近的任务" in page and "训练损失" in page and "本月 GPU 小时" in page
+    assert "5分钟之前" in page  # Django's own "5 minutes ago", not "5 minutes"
+    assert "Recent jobs" not in page and "training loss" not in page
