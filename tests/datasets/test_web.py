@@ -151,10 +151,12 @@ def test_the_version_page_and_stats_work_while_the_cache_redis_is_down(
     assert "cache unavailable" in caplog.text
 
 
-def test_the_uploaded_files_own_hash_is_kept_beside_the_normalized_datas(alice, version):
+def test_the_uploaded_files_own_hash_is_kept_beside_the_normalized_datas(alice, alice_client, version):
     from pathlib import Path
 
     uploaded = (Path(__file__).resolve().parents[2] / "samples/banking77/train_4intents.csv").read_bytes()
     assert version.source_sha256 == hashlib.sha256(uploaded).hexdigest() != version.sha256
     page = web(alice).get(f"/datasets/versions/{version.id}/").content.decode()
     assert "sha256 of the uploaded file" in page and version.source_sha256 in page
+    api = alice_client.get(f"/api/v1/dataset-versions/{version.id}").json()
+    assert api["source_sha256"] == version.source_sha256 and api["sha256"] == version.sha256
