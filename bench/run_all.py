@@ -1,6 +1,7 @@
 """`make bench`: runs every bench/bench_*.py and prints one table of their ratios.
 
-Each benchmark prints lines `BENCH <name> ratio=<x> target<=<y> [key=value ...]`; this runner
+Every `bench_*.py` here is found and run (bench_pages.py: server time of the list pages with
+1,000 jobs). Each benchmark prints lines `BENCH <name> ratio=<x> target<=<y> [key=value ...]`; this runner
 collects them. Ratios compare against a baseline measured in the same run, never a stored number.
 """
 

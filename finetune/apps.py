@@ -34,9 +34,10 @@ class FinetuneConfig(AppConfig):
         register_gauge_source("tuneforge_jobs", job_status_samples)
 
     def dashboard_section(self, *, team) -> dict:
-        from finetune.selectors import team_job_counts
+        from finetune.selectors import team_dashboard
 
-        counts = team_job_counts(team=team)
+        data = team_dashboard(team=team)
+        counts = data["counts"]
         return {
             "title": _("Fine-tuning jobs"),
             "url": "/jobs/",
@@ -45,4 +46,7 @@ class FinetuneConfig(AppConfig):
                 (_("queued"), counts["queued"]),
                 (_("succeeded"), counts["succeeded"]),
             ],
+            "template": "finetune/_dashboard.html",
+            "data": data,
+            "wide": True,
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from common.templatetags.ui_labels import LABELS, choices, label
 from finetune import selectors
 from finetune.engine.spec import METHODS, TASKS
 from finetune.engine.vocabulary import Method
@@ -21,9 +22,9 @@ class JobForm(forms.Form):
     dataset_version = forms.ChoiceField(label=_("Dataset version"))
     model = forms.ChoiceField(label=_("Base model"))
     task = forms.ChoiceField(
-        label=_("Task"), required=False, choices=[("", _("As the dataset version"))] + [(t, t) for t in TASKS]
+        label=_("Task"), required=False, choices=[("", _("As the dataset version")), *choices("task", TASKS)]
     )
-    method = forms.ChoiceField(label=_("Method"), choices=[(m, m) for m in METHODS], initial=Method.LORA)
+    method = forms.ChoiceField(label=_("Method"), choices=choices("method", METHODS), initial=Method.LORA)
     n_epochs = forms.CharField(label=_("Epochs"), initial=AUTO)
     batch_size = forms.CharField(label=_("Batch size"), initial=AUTO)
     learning_rate = forms.CharField(label=_("Learning rate"), initial=AUTO)
@@ -42,7 +43,7 @@ class JobForm(forms.Form):
     )
     device_class = forms.ChoiceField(label=_("Device class"))
     priority = forms.ChoiceField(
-        label=_("Priority"), choices=[(p, p) for p in Priority.labels], initial="normal"
+        label=_("Priority"), choices=choices("priority", Priority.labels), initial="normal"
     )
     suffix = forms.CharField(label=_("Model name suffix"), required=False, max_length=64)
     seed = forms.IntegerField(label=_("Seed"), initial=42, min_value=0)
@@ -57,7 +58,12 @@ class JobForm(forms.Form):
             (
                 v.id,
                 _("%(name)s v%(number)s · %(task)s · %(rows)s rows")
-                % {"name": v.dataset.name, "number": v.number, "task": v.task, "rows": v.row_count},
+                % {
+                    "name": v.dataset.name,
+                    "number": v.number,
+                    "task": label(v.task, "task"),
+                    "rows": v.row_count,
+                },
             )
             for v in versions
         ]
@@ -66,7 +72,11 @@ class JobForm(forms.Form):
         default = next((m.name for m in base_models if m.is_default), None)
         if default:
             self.fields["model"].initial = default
-        self.fields["device_class"].choices = list(known_device_classes().items())
+        # Built-in classes in the page's language; a deployment's extra classes keep their own names.
+        self.fields["device_class"].choices = [
+            (code, label(code, "device") if code in LABELS["device"] else name)
+            for code, name in known_device_classes().items()
+        ]
         from django.conf import settings
 
         self.fields["device_class"].initial = settings.TUNEFORGE_DEFAULT_DEVICE_CLASS
@@ -100,3 +110,48 @@ class JobForm(forms.Form):
             seed=data["seed"],
             max_steps=data.get("max_steps"),
         )
+
+
+class BaseModelForm(forms.Form):
+    """Platform staff add a base model from a path the workers can read."""
+
+    name = forms.SlugField(
+        label=_("Name"), max_length=200, help_text=_("What users pass as “model”, e.g. bert-base-chinese.")
+    )
+    display_name = forms.CharField(label=_("Display name"), max_length=200, required=False)
+    source = forms.CharField(
+        label=_("Path on the workers"),
+        max_length=500,
+        help_text=_("A folder with config.json, the tokenizer and the weights, readable by every worker."),
+    )
+    kind = forms.ChoiceField(
+        label=_("Kind"),
+        choices=[
+            ("encoder", _("Encoder (classification)")),
+            ("causal_lm", _("Causal LM (chat, generation)")),
+        ],
+    )
+    tasks = forms.MultipleChoiceField(
+        label=_("Tasks"), choices=choices("task", TASKS), widget=forms.CheckboxSelectMultiple
+    )
+    max_length = forms.IntegerField(
+        label=_("Max length (tokens)"), min_value=8, max_value=131072, initial=512
+    )
+    device_class = forms.ChoiceField(
+        label=_("Check on device class"), help_text=_("A worker of this class loads the model to check it.")
+    )
+    description = forms.CharField(
+        label=_("Description"), required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from django.conf import settings
+
+        from workers.routing import known_device_classes
+
+        self.fields["device_class"].choices = [
+            (code, label(code, "device") if code in LABELS["device"] else name)
+            for code, name in known_device_classes().items()
+        ]
+        self.fields["device_class"].initial = settings.TUNEFORGE_DEFAULT_DEVICE_CLASS

@@ -29,6 +29,18 @@ class BaseModel(TimeStampedModel):
     is_default = models.BooleanField(default=False)
     description = models.TextField(blank=True)
 
+    class Check(models.TextChoices):
+        """Whether a worker could load the model's config and tokenizer from `source`."""
+
+        UNCHECKED = "", _("not checked")
+        PENDING = "pending", _("checking")
+        OK = "ok", _("loads")
+        FAILED = "failed", _("does not load")
+
+    check_status = models.CharField(max_length=10, choices=Check.choices, default="", blank=True)
+    check_message = models.TextField(blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+
     class Meta:
         ordering = ["-is_default", "name"]
         constraints = [

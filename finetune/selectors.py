@@ -65,7 +65,9 @@ def base_model_get(*, name: str | None) -> BaseModel:
 
 
 def job_list(*, team, status: str | None = None) -> QuerySet[FineTuneJob]:
-    jobs = FineTuneJob.objects.filter(team=team).select_related("base_model", "model_version")
+    jobs = FineTuneJob.objects.filter(team=team).select_related(
+        "base_model", "model_version", "dataset_version__dataset"
+    )
     if status:
         if status not in JobStatus.values:
             raise InvalidInput(
@@ -322,3 +324,86 @@ def model_version_file(*, version: ModelVersion, path: str) -> dict:
         if entry["path"] == path:
             return entry
     raise NotFound(f"Model {version.id} has no file {path!r}.", code="file_not_found", field="path")
+
+
+# --- dashboard ----------------------------------------------------------------------------------
+
+# The metric a job is summed up by, in order of preference (held-out scores before losses).
+MAIN_METRICS = (
+    "valid_accuracy",
+    "valid_f1_macro",
+    "valid_f1_micro",
+    "valid_exact_match",
+    "valid_perplexity",
+    "valid_loss",
+)
+
+
+def job_main_metric(job: FineTuneJob) -> tuple[str, float] | None:
+    """(name, value) summing a job up: its model's best-known held-out metric once it succeeded,
+    the latest training loss while it trains, None before the first step."""
+    version = getattr(job, "model_version", None) if job.status == JobStatus.SUCCEEDED else None
+    final = ((version.metrics or {}).get("final") or {}) if version is not None else {}
+    for name in MAIN_METRICS:
+        value = final.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return name, value
+    loss = (job.latest_metrics or {}).get("train_loss")
+    if isinstance(loss, (int, float)) and not isinstance(loss, bool):
+        return "train_loss", loss
+    return None
+
+
+def team_dashboard(*, team, recent: int = 8) -> dict:
+    """The fine-tuning part of the dashboard: recent jobs with their main metric, where the team's
+    queued jobs stand in line, and this month's GPU-hours against the quota."""
+    jobs = list(job_list(team=team)[:recent])
+    queued = list(job_list(team=team, status=JobStatus.QUEUED).order_by("created_at")[:20])
+    positions = queue_positions_for(queued)
+    for job in jobs:
+        job.main_metric = job_main_metric(job)
+        job.queue_position = positions.get(job.id)
+    usage = team_quota_usage(team=team)
+    limit = usage["monthly_gpu_hours"]
+    return {
+        "jobs": jobs,
+        "queued": [(job, positions.get(job.id)) for job in queued],
+        "usage": usage,
+        "gpu_percent": min(100.0, 100.0 * usage["gpu_hours_used"] / limit) if limit else None,
+        "counts": team_job_counts(team=team),
+    }
+
+
+# --- platform staff -----------------------------------------------------------------------------
+
+
+def job_list_all(
+    *,
+    team_id: str | None = None,
+    status: str | None = None,
+    device_class: str | None = None,
+    base_model: str | None = None,
+) -> QuerySet[FineTuneJob]:
+    """Every team's jobs, newest first, for platform staff only (the staff pages' gate is the only
+    caller; team members always go through the team-scoped `job_list`)."""
+    jobs = FineTuneJob.objects.select_related(
+        "team", "base_model", "model_version", "dataset_version__dataset"
+    ).order_by("-created_at", "-id")
+    if status:
+        if status not in JobStatus.values:
+            raise InvalidInput(
+                f"Unknown status {status!r}; choose one of {', '.join(JobStatus.values)}.", field="status"
+            )
+        jobs = jobs.filter(status=status)
+    if team_id:
+        jobs = jobs.filter(team_id=team_id)
+    if device_class:
+        jobs = jobs.filter(device_class=device_class)
+    if base_model:
+        jobs = jobs.filter(base_model__name=base_model)
+    return jobs
+
+
+def base_model_list_all() -> QuerySet[BaseModel]:
+    """The whole registry, enabled or not, with how many jobs used each model."""
+    return BaseModel.objects.annotate(job_count=Count("jobs")).order_by("-is_default", "name")

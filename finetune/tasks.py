@@ -4,6 +4,7 @@ from django.conf import settings
 
 from finetune.lifecycle import RUN_JOB_TASK
 from finetune.reconciler import jobs_reconcile
+from finetune.registry import CHECK_TASK, base_model_check
 from finetune.runner import job_execute
 from workers.selectors import worker_accepts_jobs
 from workers.services import hand_back
@@ -31,3 +32,10 @@ def run_job(self, job_id: str) -> None:
 def reconcile_jobs() -> None:
     """Requeue jobs whose worker died; re-send messages the broker lost."""
     jobs_reconcile()
+
+
+@tuneforge_task(CHECK_TASK, queue="cpu", time_limit=300, soft_time_limit=240)
+def check_base_model(name: str) -> None:
+    """Load a newly added base model's config and tokenizer here, on a worker of its device class
+    (the queue is chosen when the check is published)."""
+    base_model_check(name=name)

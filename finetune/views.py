@@ -39,7 +39,6 @@ def job_list(request):
         "finetune/job_list.html",
         {
             "jobs": jobs,
-            "models": selectors.model_version_list(team=membership.team)[:50],
             "can_write": can_write(membership),
             "refresh": any(job.status in ACTIVE_STATUSES for job in jobs),
             "usage": selectors.team_quota_usage(team=membership.team),
@@ -54,7 +53,11 @@ def job_new(request):
     if not can_write(membership):
         messages.error(request, _("Viewers cannot submit jobs; ask an owner for the member role."))
         return redirect("finetune:list")
-    form = JobForm(request.POST or None, team=team)
+    # "Fine-tune this" on a dataset version page links here with the version chosen.
+    initial = (
+        {"dataset_version": request.GET["dataset_version"]} if "dataset_version" in request.GET else None
+    )
+    form = JobForm(request.POST or None, team=team, initial=initial)
     estimate = None
     status = 200
     if request.method == "POST":
@@ -159,15 +162,3 @@ def job_action(request, job_id: str, action: str):
         }
         messages.success(request, done[action])
     return redirect("finetune:detail", job_id=job.id)
-
-
-@login_required
-def model_detail(request, version_id: str):
-    membership = membership_or_404(request)
-    try:
-        version = selectors.model_version_get(team=membership.team, version_id=version_id)
-    except NotFound as exc:
-        raise Http404(exc.message) from None
-    final = (version.metrics or {}).get("final") or {}
-    shown = {k: v for k, v in final.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    return render(request, "finetune/model_detail.html", {"version": version, "final_metrics": shown})

@@ -1,4 +1,6 @@
 from django.apps import AppConfig
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 
 def _team_endpoint_slugs(team) -> list[str]:
@@ -33,3 +35,24 @@ class ServingConfig(AppConfig):
         from accounts.apikeys import KeyLimitsHooks, register_key_limits
 
         register_key_limits(KeyLimitsHooks(read=_read_key_limits, write=_write_key_limits))
+
+    def model_version_uses(self, *, team, version_id: str) -> list[dict]:
+        """The team's endpoints that serve (or canary, or deploy) a model version: the last link of
+        the model page's lineage chain (finetune imports no serving code)."""
+        from serving.models import Endpoint
+
+        endpoints = Endpoint.objects.filter(team=team).filter(
+            Q(model_version_id=version_id)
+            | Q(canary_version_id=version_id)
+            | Q(pending_version_id=version_id)
+        )
+        uses = []
+        for endpoint in endpoints.order_by("slug"):
+            if endpoint.model_version_id == version_id:
+                role = ""
+            elif endpoint.canary_version_id == version_id:
+                role = _("canary")
+            else:
+                role = _("deploying")
+            uses.append({"label": endpoint.slug, "url": f"/endpoints/{endpoint.slug}/", "role": role})
+        return uses

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class WorkersConfig(AppConfig):
@@ -10,3 +11,18 @@ class WorkersConfig(AppConfig):
 
         register_gauge_source("tuneforge_workers_online", workers_online_samples)
         register_gauge_source("tuneforge_queue_depth", queue_depth_samples)
+
+    def dashboard_section(self, *, team) -> dict:
+        from workers.selectors import workers_by_device_class
+
+        classes = workers_by_device_class()
+        return {
+            "title": _("Workers"),
+            "url": "",
+            "stats": [
+                (_("online"), sum(row["online"] for row in classes)),
+                (_("idle"), sum(row["idle"] for row in classes)),
+            ],
+            "template": "workers/_dashboard.html",
+            "data": {"classes": classes},
+        }

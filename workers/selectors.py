@@ -51,3 +51,16 @@ def worker_accepts_jobs(*, name: str | None) -> bool:
 def queues_served_now() -> set[str]:
     """The queues at least one online worker accepting jobs consumes right now."""
     return {queue for worker in worker_list(status="online") for queue in worker.queues or ()}
+
+
+def workers_by_device_class() -> list[dict]:
+    """Online workers accepting jobs, per device class: how many, and how many of them are idle
+    (what a team sees on its dashboard before choosing a device class; no worker names)."""
+    rows: dict[str, dict] = {}
+    for worker in worker_list(status="online"):
+        device_class = worker.device_class or worker.device_kind or "cpu"
+        row = rows.setdefault(device_class, {"device_class": device_class, "online": 0, "idle": 0})
+        row["online"] += 1
+        if not worker.current_job_id:
+            row["idle"] += 1
+    return sorted(rows.values(), key=lambda row: row["device_class"])

@@ -1,15 +1,13 @@
 """The workers admin page: staff only; to everyone else it does not exist (404)."""
 
-from functools import wraps
-
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 
 from common.errors import ApplicationError
+from common.staff import staff_required
 from workers import selectors, services
 
 ACTIONS = {
@@ -23,17 +21,6 @@ ACTIONS = {
     ),
     "resume": (services.worker_resume, _("Worker %(name)s accepts jobs again.")),
 }
-
-
-def staff_required(view):
-    @login_required
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        if not request.user.is_staff:
-            raise Http404("No such page.")
-        return view(request, *args, **kwargs)
-
-    return wrapper
 
 
 @require_GET

@@ -227,29 +227,38 @@ def _card_use_and_limits(plan: Any, hp: dict[str, Any]) -> list[str]:
 
 
 def _load_snippet(plan: Any, manifest: dict[str, Any]) -> list[str]:
+    """Loading code that needs no model hub: the downloaded folder, and for an adapter the base model
+    from a local folder (the path it was trained from)."""
     cls = "AutoModelForCausalLM" if plan.spec.task == Task.CHAT_SFT else "AutoModelForSequenceClassification"
+    offline = [
+        "import os",
+        'os.environ["HF_HUB_OFFLINE"] = "1"  # local folders only, no download from the model hub',
+        "",
+    ]
     if manifest["format"] == "full" or manifest["merged"]:
         return [
+            *offline,
             f"from transformers import AutoTokenizer, {cls}",
-            "model = " + cls + '.from_pretrained("path/to/this/dir")',
-            'tokenizer = AutoTokenizer.from_pretrained("path/to/this/dir")',
+            "model = " + cls + '.from_pretrained("path/to/the/downloaded/folder")',
+            'tokenizer = AutoTokenizer.from_pretrained("path/to/the/downloaded/folder")',
         ]
     lines = [
+        *offline,
         "import json",
         "from peft import PeftModel",
         f"from transformers import AutoTokenizer, {cls}",
-        'lm = json.load(open("path/to/this/dir/label_map.json"))',
+        'lm = json.load(open("path/to/the/downloaded/folder/label_map.json"))',
     ]
     if plan.spec.task == Task.CHAT_SFT:
-        lines.append(f'base = {cls}.from_pretrained("{plan.base_name}")')
+        lines.append(f'base = {cls}.from_pretrained("{plan.base_name}")  # a local copy of the base model')
     else:
         lines.append(
             f'base = {cls}.from_pretrained("{plan.base_name}", num_labels=len(lm["labels"]), '
             'id2label=dict(enumerate(lm["labels"])), label2id=lm["label2id"], problem_type=lm["problem_type"])'
         )
     lines += [
-        'model = PeftModel.from_pretrained(base, "path/to/this/dir")',
-        'tokenizer = AutoTokenizer.from_pretrained("path/to/this/dir")',
+        'model = PeftModel.from_pretrained(base, "path/to/the/downloaded/folder")',
+        'tokenizer = AutoTokenizer.from_pretrained("path/to/the/downloaded/folder")',
     ]
     return lines
 

@@ -3,6 +3,7 @@
 (The acting team and its roles are resolved in `accounts.access`.)
 """
 
+from drf_spectacular.openapi import AutoSchema
 from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 
@@ -89,3 +90,25 @@ class JsonErrorsMixin:
         self.request.accepted_renderer = JSONRenderer()
         self.request.accepted_media_type = JSONRenderer.media_type
         return response
+
+
+# Swagger groups operations by tag; drf-spectacular's default tag is the first path segment after
+# the common prefix, which put every path under one tag. The tag is the app that owns the view
+# instead, and the OpenAI-compatible face is a group of its own.
+APP_TAGS = {
+    "accounts": "accounts",
+    "datasets_app": "datasets",
+    "finetune": "fine-tuning",
+    "serving": "serving",
+    "workers": "workers",
+    "common": "platform",
+}
+OPENAI_TAG = "openai"
+
+
+class AppTaggedAutoSchema(AutoSchema):
+    def get_tags(self) -> list[str]:
+        if self.path.startswith("/v1/"):
+            return [OPENAI_TAG]
+        app = type(self.view).__module__.split(".", 1)[0]
+        return [APP_TAGS.get(app, app)]

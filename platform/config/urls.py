@@ -64,8 +64,9 @@ urlpatterns = [
     path("datasets/", include("datasets_app.urls")),
     path("jobs/", include("finetune.urls")),
     path("workers/", include("workers.urls")),
+    path("staff/", include("finetune.staff_urls")),
     path("endpoints/", include("serving.urls")),
     path("usage/", include("serving.usage_urls")),
-    path("quotas/", include("serving.quota_urls")),
+    path("staff/quotas/", include("serving.quota_urls")),
     path("", views.home, name="home"),
 ]

@@ -64,6 +64,9 @@ class DatasetVersionOutputSerializer(serializers.Serializer):
     )
     column_mapping = serializers.DictField()
     source_filename = serializers.CharField()
+    source_sha256 = serializers.CharField(
+        help_text="sha256 of the uploaded file as it arrived (empty for versions uploaded before it was recorded)."
+    )
     source_format = serializers.CharField()
     warning_count = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()

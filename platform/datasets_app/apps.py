@@ -7,9 +7,10 @@ class DatasetsAppConfig(AppConfig):
     verbose_name = "Datasets"
 
     def dashboard_section(self, *, team) -> dict:
-        from datasets_app.selectors import dataset_totals
+        from datasets_app.selectors import dataset_list, dataset_totals, with_latest_versions
 
         totals = dataset_totals(team=team)
+        recent = with_latest_versions(list(dataset_list(team=team)[:5]))
         return {
             "title": _("Datasets"),
             "url": "/datasets/",
@@ -18,4 +19,6 @@ class DatasetsAppConfig(AppConfig):
                 (_("versions"), totals["versions"]),
                 (_("training rows"), totals["rows"]),
             ],
+            "template": "datasets/_dashboard.html",
+            "data": {"datasets": recent},
         }

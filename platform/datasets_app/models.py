@@ -61,7 +61,10 @@ class DatasetVersion(TeamOwnedModel):
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField()
+    # The identity of the version: the sha256 of its normalized rows (see ingest.output).
     sha256 = models.CharField(max_length=64)
+    # The sha256 of the file as uploaded (empty for versions uploaded before it was recorded).
+    source_sha256 = models.CharField(max_length=64, blank=True, default="")
     task = models.CharField(max_length=40, choices=Task.choices)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PROCESSING)
     normalized_file = models.FileField(max_length=500, upload_to=_version_upload_to)

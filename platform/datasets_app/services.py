@@ -10,6 +10,7 @@ spares storing every upload twice otherwise.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 import shutil
@@ -209,6 +210,7 @@ def _run_upload(
         task, pii = options.task, options.pii_masking
     ingest_options = _ingest_options(options, task=task, pii_masking=pii)
     source_filename = safe_filename(filename)
+    source_sha256 = file_sha256(file)
     with prepared_upload(
         file=file,
         filename=filename,
@@ -249,7 +251,12 @@ def _run_upload(
                         report=existing_version.report,
                     )
                 version = _store_and_insert(
-                    dataset=target, result=result, user=user, source_filename=source_filename, stored=stored
+                    dataset=target,
+                    result=result,
+                    user=user,
+                    source_filename=source_filename,
+                    source_sha256=source_sha256,
+                    stored=stored,
                 )
         except BaseException:
             delete_files(stored)
@@ -258,8 +265,27 @@ def _run_upload(
         return UploadOutcome(dataset=target, version=version, created=True, report=version.report)
 
 
+def file_sha256(fileobj) -> str:
+    """The sha256 of an uploaded file, read in chunks; the file is rewound for the ingest that
+    follows. A stream that cannot be rewound is not hashed (empty)."""
+    if not (hasattr(fileobj, "seek") and getattr(fileobj, "seekable", lambda: True)()):
+        return ""
+    start = fileobj.tell()
+    digest = hashlib.sha256()
+    while chunk := fileobj.read(1 << 20):
+        digest.update(chunk)
+    fileobj.seek(start)
+    return digest.hexdigest()
+
+
 def _store_and_insert(
-    *, dataset: Dataset, result: IngestResult, user, source_filename: str, stored: list[str]
+    *,
+    dataset: Dataset,
+    result: IngestResult,
+    user,
+    source_filename: str,
+    source_sha256: str,
+    stored: list[str],
 ) -> DatasetVersion:
     number = (dataset.versions.aggregate(top=Max("number"))["top"] or 0) + 1
     version = DatasetVersion(
@@ -277,6 +303,7 @@ def _store_and_insert(
         report=result.report,
         column_mapping=result.column_mapping,
         source_filename=source_filename,
+        source_sha256=source_sha256,
         source_format=result.source_format,
         created_by=user,
     )

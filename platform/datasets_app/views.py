@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.access import can_write, membership_or_404
 from common.errors import ApplicationError, NotFound
-from datasets_app import charts, selectors, services
+from datasets_app import selectors, services
 from datasets_app.models import Task
 from datasets_app.token_counts import tokenizer_names
 
@@ -125,6 +125,39 @@ def _int_arg(request, name: str, default: int) -> int:
         return default
 
 
+def _chart_data(label_rows: list[dict], tokens: dict | None) -> dict:
+    """What static/js/dataset_charts.js draws with Chart.js (read from a json_script block), with
+    the legend words already in the page's language."""
+    data: dict = {
+        "words": {
+            "training": _("training"),
+            "validation": _("validation"),
+            "rows": _("rows"),
+            "tokens": _("tokens"),
+            "limit": _("max length"),
+        }
+    }
+    if label_rows:
+        data["labels"] = {
+            "names": [row["label"] for row in label_rows],
+            "train": [row["train"] for row in label_rows],
+            "validation": [row["validation"] for row in label_rows],
+        }
+    if tokens:
+        bins = tokens["bins"]
+        data["tokens"] = {
+            "bins": [f"{b['start']}–{b['end'] - 1}" for b in bins],
+            "counts": [b["count"] for b in bins],
+            # The index of the bin holding the tokenizer's limit, where the chart draws its line.
+            "limit_bin": next(
+                (i for i, b in enumerate(bins) if b["start"] <= (tokens["max_length"] or -1) < b["end"]),
+                None,
+            ),
+            "max_length": tokens["max_length"],
+        }
+    return data
+
+
 @login_required
 def version_detail(request, version_id: str):
     membership = membership_or_404(request)
@@ -135,7 +168,6 @@ def version_detail(request, version_id: str):
     preview = selectors.version_preview(version=version, split=split, offset=offset, limit=PREVIEW_PAGE)
 
     label_rows = selectors.version_label_distribution(version=version)
-    label_chart = charts.label_bars(label_rows) if label_rows else None
 
     model = request.GET.get("model") or None
     token_error = None
@@ -143,7 +175,6 @@ def version_detail(request, version_id: str):
         tokens = selectors.version_token_lengths(version=version, model=model)
     except ApplicationError as exc:
         tokens, token_error = None, exc.message
-    token_chart = charts.histogram_bars(tokens["bins"], max_length=tokens["max_length"]) if tokens else None
 
     chosen_label = request.GET.get("label") or None
     examples = None
@@ -165,9 +196,8 @@ def version_detail(request, version_id: str):
         "split": split,
         "prev_offset": max(0, offset - PREVIEW_PAGE) if offset > 0 else None,
         "label_rows": label_rows,
-        "label_chart": label_chart,
         "tokens": tokens,
-        "token_chart": token_chart,
+        "chart_data": _chart_data(label_rows, tokens),
         "token_error": token_error,
         "models": tokenizer_names(),
         "chosen_model": tokens["model"] if tokens else model,

@@ -1,11 +1,22 @@
 """The datasets pages: what a signed-in person sees, and what they may do."""
 
+import hashlib
+import json
+import re
+
 import pytest
 from django.test import Client
 
 from datasets_app.models import Dataset, DatasetVersion
 from tests.datasets.conftest import OASST, stored_files
 from tests.factories import DatasetVersionFactory
+
+
+def chart_data(page: str) -> dict:
+    """What the page hands Chart.js (its json_script block)."""
+    block = re.search(r'<script id="dataset-chart-data" type="application/json">(.*?)</script>', page, re.S)
+    assert block, "the page has no chart data"
+    return json.loads(block.group(1))
 
 
 @pytest.fixture
@@ -58,8 +69,11 @@ def test_the_dataset_page_lists_versions_and_offers_a_new_upload(alice, version)
 def test_the_version_page_shows_report_charts_preview_examples_and_downloads(alice, version):
     page = web(alice).get(f"/datasets/versions/{version.id}/").content.decode()
     assert "No blocking errors" in page
-    assert 'class="label-chart"' in page and page.count('<g class="bar">') == 4
-    assert 'class="token-chart"' in page
+    charts = chart_data(page)
+    assert 'id="label-chart"' in page and len(charts["labels"]["names"]) == 4
+    assert 'id="token-chart"' in page and sum(charts["tokens"]["counts"]) > 0
+    assert "sha256 of the normalized data" in page and version.source_sha256 in page
+    assert f"/jobs/new/?dataset_version={version.id}" in page  # "Fine-tune this"
     assert "card_arrival" in page and "Examples per label" in page
     assert f"/api/v1/dataset-versions/{version.id}/download?split=train&amp;format=csv" in page
     assert "Rows 1–20 of" in page
@@ -71,7 +85,7 @@ def test_the_version_page_of_a_chat_dataset_shows_conversations(alice, team):
     chat = DatasetVersionFactory(team=team, user=alice, source=OASST, validation_fraction=0)
     page = web(alice).get(f"/datasets/versions/{chat.id}/").content.decode()
     assert 'class="chat"' in page and "assistant" in page
-    assert 'class="label-chart"' not in page and "Examples per label" not in page
+    assert 'id="label-chart"' not in page and "Examples per label" not in page
 
 
 def test_a_viewer_sees_no_upload_or_delete_and_cannot_post(vera, version):
@@ -130,8 +144,19 @@ def test_the_version_page_and_stats_work_while_the_cache_redis_is_down(
         }
     }
     page = web(alice).get(f"/datasets/versions/{version.id}/")
-    assert page.status_code == 200 and 'class="token-chart"' in page.content.decode()
+    assert page.status_code == 200 and 'id="token-chart"' in page.content.decode()
     stats = alice_client.get(f"/api/v1/dataset-versions/{version.id}/stats")
     assert stats.status_code == 200, stats.content[:300]
     assert stats.json()["token_lengths"]["sampled"] > 0
     assert "cache unavailable" in caplog.text
+
+
+def test_the_uploaded_files_own_hash_is_kept_beside_the_normalized_datas(alice, alice_client, version):
+    from pathlib import Path
+
+    uploaded = (Path(__file__).resolve().parents[2] / "samples/banking77/train_4intents.csv").read_bytes()
+    assert version.source_sha256 == hashlib.sha256(uploaded).hexdigest() != version.sha256
+    page = web(alice).get(f"/datasets/versions/{version.id}/").content.decode()
+    assert "sha256 of the uploaded file" in page and version.source_sha256 in page
+    api = alice_client.get(f"/api/v1/dataset-versions/{version.id}").json()
+    assert api["source_sha256"] == version.source_sha256 and api["sha256"] == version.sha256

@@ -137,6 +137,8 @@ def test_the_model_card_names_base_model_data_hyperparameters_metrics_and_limits
     assert "| learning_rate | 0.01 |" in card
     assert "valid_accuracy" in card and "majority class" in card
     assert "## Intended use" in card and "## Limits" in card
+    # "How to load" works without the model hub: local folders only.
+    assert 'os.environ["HF_HUB_OFFLINE"] = "1"' in card and "path/to/the/downloaded/folder" in card
 
 
 def test_metrics_json_has_the_final_baseline_and_history(trained):

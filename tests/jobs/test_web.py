@@ -145,8 +145,10 @@ def test_the_job_page_shows_progress_events_and_controls_for_members(
 def test_the_model_page_shows_metrics_lineage_and_files(alice, team, alice_client, dataset_version):
     job = submit(alice_client, dataset_version)
     version = _model_version(job["id"], team)
-    page = _web(alice).get(f"/jobs/models/{version.id}/").content.decode()
-    assert version.name in page and "valid_accuracy" in page and "0.75" in page
+    response = _web(alice).get(f"/jobs/models/{version.id}/")
+    page = response.content.decode()
+    assert response.status_code == 200, page[-3000:]
+    assert version.name in page and "validation accuracy" in page and "0.75" in page
     assert "git:123" in page and f"/api/v1/models/{version.id}/files/label_map.json" in page
     assert version.id in _web(alice).get(f"/jobs/{job['id']}/").content.decode()
 

@@ -237,11 +237,11 @@ def test_a_key_limit_above_the_teams_is_a_400_naming_the_field(alice_client, bob
 
 
 def test_the_staff_quota_page_sets_a_teams_quota_and_is_a_404_to_others(olga_client, alice_client, team):
-    assert alice_client.get("/quotas/").status_code == 404
-    page = olga_client.get("/quotas/")
+    assert alice_client.get("/staff/quotas/").status_code == 404
+    page = olga_client.get("/staff/quotas/")
     assert page.status_code == 200 and f'data-team="{team.pk}"' in page.content.decode()
     r = olga_client.post(
-        f"/quotas/{team.id}/",
+        f"/staff/quotas/{team.id}/",
         {
             "monthly_gpu_hours": "8",
             "max_concurrent_jobs": "2",
@@ -255,7 +255,7 @@ def test_the_staff_quota_page_sets_a_teams_quota_and_is_a_404_to_others(olga_cli
     assert r.status_code == 302
     row = QuotaPolicy.objects.get(team=team, api_key=None)
     assert row.monthly_requests == 500 and row.requests_per_minute == 20 and row.monthly_tokens is None
-    bad = olga_client.post(f"/quotas/{team.id}/", {"monthly_gpu_hours": "8", "max_concurrent_jobs": "x"})
+    bad = olga_client.post(f"/staff/quotas/{team.id}/", {"monthly_gpu_hours": "8", "max_concurrent_jobs": "x"})
     assert bad.status_code == 400
 
 

@@ -106,7 +106,8 @@ def test_the_table_alone_is_served_for_the_auto_refresh(olga_browser):
     fragment = olga_browser.get("/workers/table/").content.decode()
     assert NAME in fragment and "<table" in fragment and "<html" not in fragment
     page = olga_browser.get("/workers/").content.decode()
-    assert 'data-refresh-url="/workers/table/"' in page and "/static/js/workers_table.js" in page
+    assert 'hx-get="/workers/table/"' in page and 'hx-trigger="every 5s"' in page
+    assert "/static/vendor/htmx-2.0.11/htmx.min.js" in page
 
 
 @pytest.mark.parametrize("persona", ["alice", "bob", "vera", "charlie"])
