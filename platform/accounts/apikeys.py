@@ -53,6 +53,7 @@ def _write_limits(api_key: ApiKey, limits: dict | None) -> None:
         raise InvalidInput("Per-key limits are not available on this platform.", field="limits")
     _limits_hooks.write(api_key, limits)
 
+
 # How to list a team's endpoint slugs, registered at startup by the app that owns endpoints
 # (serving, above accounts: accounts never imports it). With none registered, there are none.
 _endpoint_providers: list[Callable[[Team], list[str]]] = []

@@ -255,7 +255,9 @@ def test_the_staff_quota_page_sets_a_teams_quota_and_is_a_404_to_others(olga_cli
     assert r.status_code == 302
     row = QuotaPolicy.objects.get(team=team, api_key=None)
     assert row.monthly_requests == 500 and row.requests_per_minute == 20 and row.monthly_tokens is None
-    bad = olga_client.post(f"/staff/quotas/{team.id}/", {"monthly_gpu_hours": "8", "max_concurrent_jobs": "x"})
+    bad = olga_client.post(
+        f"/staff/quotas/{team.id}/", {"monthly_gpu_hours": "8", "max_concurrent_jobs": "x"}
+    )
     assert bad.status_code == 400
 
 
