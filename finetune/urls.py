@@ -6,6 +6,7 @@ app_name = "finetune"
 urlpatterns = [
     path("", views.job_list, name="list"),
     path("new/", views.job_new, name="new"),
+    path("compare/", views.job_compare, name="compare"),
     path("models/<str:version_id>/", views.model_detail, name="model"),
     path("<str:job_id>/", views.job_detail, name="detail"),
     path("<str:job_id>/live/", views.job_live, name="live"),
