@@ -31,7 +31,10 @@
         elements: {point: {radius: 0, hitRadius: 6}, line: {borderWidth: 2}},
         scales: {
           x: {type: "linear", title: {display: true, text: xLabel}},
-          y: {type: "linear", ticks: {callback: function (v) { return Math.abs(v) < 0.01 && v !== 0 ? v.toExponential(1) : Number(v.toPrecision(3)); }}}
+          y: {type: "linear", ticks: {callback: function (v, i, ticks) {
+            // Learning rates read better as 5.0e-5 than as 0.00005.
+            return Math.abs(v) < 0.01 && v !== 0 ? v.toExponential(1) : Chart.Ticks.formatters.numeric.call(this, v, i, ticks);
+          }}}
         },
         plugins: {legend: {display: datasets.length > 1}}
       }

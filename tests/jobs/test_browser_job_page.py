@@ -27,8 +27,16 @@ pytestmark = [
 POINTS = "([id, n]) => { const c = Chart.getChart(document.getElementById(id)); return c ? c.data.datasets[n].data.length : -1; }"
 
 
+# What the pages' scripts (htmx, Chart.js, ours) tried that the strict CSP refused, on every page.
+REFUSED: list[str] = []
+
+
 def _sign_in(browser, live_server, email: str, *, locale: str = "en-US"):
     page = browser.new_context(base_url=live_server.url, locale=locale).new_page()
+    page.on(
+        "console",
+        lambda message: REFUSED.append(message.text) if "Content Security Policy" in message.text else None,
+    )
     page.goto("/accounts/login/")
     page.fill("input[name=username]", email)
     page.fill("input[name=password]", PASSWORD)
@@ -174,3 +182,4 @@ def test_alice_watches_a_job_reads_its_mistakes_compares_runs_and_copies_a_spec(
     chinese.goto(compare_url)
     expect(chinese.locator("h1")).to_have_text("比较运行")
     shot(chinese, "compare-zh")
+    assert REFUSED == []
