@@ -125,16 +125,37 @@ def _final_metrics(job: FineTuneJob) -> dict:
     return ((version.metrics or {}).get("final") or {}) if version is not None else {}
 
 
+def _per_class_rows(final: dict, labels: list[str]) -> list[dict]:
+    per_class = final.get("valid_per_class") or {}
+    return [
+        {
+            "label": label,
+            "precision": per_class[label].get("precision"),
+            "recall": per_class[label].get("recall"),
+            "f1": per_class[label].get("f1"),
+            "support": per_class[label].get("support"),
+        }
+        for label in labels
+        if isinstance(per_class.get(label), dict)
+    ]
+
+
 def job_results(*, job: FineTuneJob) -> dict | None:
     """Confusion matrix (labels ordered by how often they are confused, most first), the most
     confused (true, predicted) pairs and the per-class precision/recall/F1 of a succeeded
-    single-label classification job; None for any other job."""
+    classification job (multi-label: the per-class scores only, its matrices are per label);
+    None for any other job."""
     version = getattr(job, "model_version", None)
     final = _final_metrics(job)
-    matrix = final.get("valid_confusion_matrix")
-    if version is None or job.task != Task.CLASSIFICATION or not isinstance(matrix, list):
+    if version is None:
         return None
     labels = list(version.labels)
+    if job.task == Task.MULTILABEL_CLASSIFICATION:
+        classes = _per_class_rows(final, labels)
+        return {"rows": None, "per_class": classes} if classes else None
+    matrix = final.get("valid_confusion_matrix")
+    if job.task != Task.CLASSIFICATION or not isinstance(matrix, list):
+        return None
     n = len(labels)
     if len(matrix) != n or any(len(row) != n for row in matrix):
         return None
@@ -162,23 +183,11 @@ def job_results(*, job: FineTuneJob) -> dict | None:
         ),
         key=lambda p: (-p["count"], p["label"], p["predicted"]),
     )[:TOP_PAIRS]
-    per_class = final.get("valid_per_class") or {}
-    classes = [
-        {
-            "label": label,
-            "precision": per_class[label].get("precision"),
-            "recall": per_class[label].get("recall"),
-            "f1": per_class[label].get("f1"),
-            "support": per_class[label].get("support"),
-        }
-        for label in labels
-        if isinstance(per_class.get(label), dict)
-    ]
     return {
         "labels": [labels[i] for i in order],
         "rows": rows,
         "pairs": pairs,
-        "per_class": classes,
+        "per_class": _per_class_rows(final, labels),
         "n_validation": sum(row_totals),
         "n_wrong": sum(row_totals) - sum(matrix[i][i] for i in range(n)),
     }

@@ -185,6 +185,7 @@ def test_new_job_from_this_one_prefills_the_form_and_keeps_the_hidden_hyperparam
     assert re.search(r'name="batch_size" value="4"', form) and re.search(r'name="seed" value="7"', form)
     assert re.search(r'name="suffix" value="orig"', form) and f'value="{source["id"]}"' in form
     assert re.search(rf'<option value="{dataset_version.id}" selected', form)
+    assert "copied: change what you want to try" in form
     assert _web(charlie).get(f"/jobs/new/?from={source['id']}").status_code == 404
 
     fields = {
@@ -212,3 +213,93 @@ def test_new_job_from_this_one_prefills_the_form_and_keeps_the_hidden_hyperparam
         and copy.hyperparameters["batch_size"] == 4
         and copy.seed == 7
     )
+
+
+def test_the_job_page_and_its_polls_issue_as_many_queries_with_1000_points_as_with_10(
+    alice, alice_client, dataset_version
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    small, large = (submit(alice_client, dataset_version)["id"] for _ in range(2))
+    for job_id, n in ((small, 10), (large, 1000)):
+        FineTuneJob.objects.filter(pk=job_id).update(status="running", started_at=timezone.now())
+        MetricPoint.objects.bulk_create(
+            MetricPoint(
+                job_id=job_id, step=s, kind="train", values={"train_loss": 1.0, "learning_rate": 1e-4}
+            )
+            for s in range(1, n + 1)
+        )
+        MetricPoint.objects.bulk_create(
+            MetricPoint(job_id=job_id, step=s, kind="eval", values={"valid_loss": 1.0, "valid_accuracy": 0.5})
+            for s in range(0, n + 1, 10)
+        )
+    web = _web(alice)
+
+    def queries(url: str) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert web.get(url, HTTP_HX_REQUEST="true").status_code == 200
+        return len(captured)
+
+    for suffix in ("", "live/?after_event=0&after_train=5&after_eval=0"):
+        assert queries(f"/jobs/{small}/{suffix}") == queries(f"/jobs/{large}/{suffix}"), suffix
+    page = web.get(f"/jobs/{large}/").content.decode()
+    assert len(_json_script(page, "chart-data")["train"]) == 1000
+
+
+def _finished_with(job_id: str, team, *, task: str, labels: list[str], final: dict) -> FineTuneJob:
+    FineTuneJob.objects.filter(pk=job_id).update(status="succeeded", task=task)
+    job = FineTuneJob.objects.get(pk=job_id)
+    ModelVersion.objects.create(
+        team=team,
+        name=f"ft:tiny-bert:{team.slug}::{job_id}",
+        job=job,
+        base_model=job.base_model,
+        task=task,
+        method="full",
+        labels=labels,
+        metrics={"final": final},
+        storage_prefix=f"teams/{team.id}/models/x",
+        files=[],
+    )
+    return FineTuneJob.objects.select_related("model_version").get(pk=job_id)
+
+
+def test_the_confusion_matrix_puts_the_most_confused_classes_first_and_lists_the_worst_pairs(
+    alice, alice_client, dataset_version, team
+):
+    from finetune.job_insights import job_results
+
+    per_class = {x: {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 10} for x in "abc"}
+    job = _finished_with(
+        submit(alice_client, dataset_version)["id"],
+        team,
+        task="classification",
+        labels=["a", "b", "c"],
+        # a is always right; c is taken for b 6 times of 10, b for c twice.
+        final={"valid_confusion_matrix": [[10, 0, 0], [0, 8, 2], [0, 6, 4]], "valid_per_class": per_class},
+    )
+    results = job_results(job=job)
+    assert results["labels"] == ["b", "c", "a"] and (results["n_validation"], results["n_wrong"]) == (30, 8)
+    assert results["pairs"] == [
+        {"label": "c", "predicted": "b", "count": 6},
+        {"label": "b", "predicted": "c", "count": 2},
+    ]
+    c_row = results["rows"][1]
+    assert [cell.count for cell in c_row.cells] == [6, 4, 0]
+    assert (
+        c_row.cells[0].bucket > c_row.cells[1].bucket > c_row.cells[2].bucket == 0 and c_row.cells[1].diagonal
+    )
+    page = _web(alice).get(f"/jobs/{job.id}/").content.decode()
+    assert 'id="heatmap"' in page and "<strong>c</strong> taken for <strong>b</strong>: 6×" in page
+    assert 'id="misclassified"' not in page  # no predictions file on this version
+
+    multilabel = _finished_with(
+        submit(alice_client, dataset_version)["id"],
+        team,
+        task="multilabel_classification",
+        labels=["a", "b", "c"],
+        final={"valid_confusion_matrix": {"a": [[1, 0], [0, 1]]}, "valid_per_class": per_class},
+    )
+    page = _web(alice).get(f"/jobs/{multilabel.id}/").content.decode()
+    assert 'id="heatmap"' not in page and 'id="per-class"' in page
