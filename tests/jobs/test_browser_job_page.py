@@ -27,6 +27,11 @@ pytestmark = [
 POINTS = "([id, n]) => { const c = Chart.getChart(document.getElementById(id)); return c ? c.data.datasets[n].data.length : -1; }"
 
 
+# Elements of the page content that reach past its right edge (tag.class and their right edge).
+OVERFLOWING = """() => { const main = document.querySelector('main'); const edge = main.getBoundingClientRect().right + 1;
+  return Array.from(main.querySelectorAll('*')).filter(e => e.getBoundingClientRect().right > edge && !e.closest('.heatmap-scroll, .table-scroll, .chart-box'))
+    .slice(0, 10).map(e => `${e.tagName}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`); }"""
+
 # What the pages' scripts (htmx, Chart.js, ours) tried that the strict CSP refused, on every page.
 REFUSED: list[str] = []
 
@@ -182,4 +187,11 @@ def test_alice_watches_a_job_reads_its_mistakes_compares_runs_and_copies_a_spec(
     chinese.goto(compare_url)
     expect(chinese.locator("h1")).to_have_text("比较运行")
     shot(chinese, "compare-zh")
+    # At a phone's width the wide parts (heat map, tables) scroll inside their boxes; the page
+    # content itself does not overflow (the top bar is the navigation's business).
+    page.set_viewport_size({"width": 390, "height": 844})
+    for url in (f"/jobs/{first}/", compare_url):
+        page.goto(url)
+        assert page.evaluate(OVERFLOWING) == [], url
+    shot(page, "compare-phone")
     assert REFUSED == []
