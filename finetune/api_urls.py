@@ -5,6 +5,7 @@ from finetune import apis
 urlpatterns = [
     path("jobs", apis.JobListApi.as_view(), name="api-jobs"),
     path("jobs/estimate", apis.JobEstimateApi.as_view(), name="api-job-estimate"),
+    path("jobs/compare", apis.JobCompareApi.as_view(), name="api-job-compare"),
     path("jobs/<str:job_id>", apis.JobDetailApi.as_view(), name="api-job"),
     path("jobs/<str:job_id>/cancel", apis.JobCancelApi.as_view(), name="api-job-cancel"),
     path("jobs/<str:job_id>/pause", apis.JobPauseApi.as_view(), name="api-job-pause"),

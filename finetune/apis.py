@@ -21,7 +21,7 @@ from accounts.access import TeamApiView
 from common.api import ErrorSerializer, list_schema
 from common.errors import InvalidInput
 from common.pagination import list_response_body, paginate_after, parse_int, parse_limit
-from finetune import selectors, services
+from finetune import job_insights, selectors, services
 from finetune.engine.spec import METHODS, TASKS
 from finetune.engine.vocabulary import Method
 from finetune.models import FineTuneJob, JobStatus, ModelVersion, Priority
@@ -344,6 +344,66 @@ class JobDetailApi(TeamApiView):
     def get(self, request, job_id):
         job = selectors.job_get_for_reader(team=self.ctx.team, user=self.ctx.user, job_id=job_id)
         return Response(job_body(job))
+
+
+class CompareSeriesSerializer(serializers.Serializer):
+    job = serializers.CharField()
+    main_metric = serializers.CharField(help_text="The metric in the third column of `eval`.")
+    train = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField(allow_null=True)),
+        help_text="[step, train_loss, learning_rate] per training step (long runs thinned evenly).",
+    )
+    eval = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField(allow_null=True)),
+        help_text="[step, valid_loss, main metric] per evaluation; step 0 is the untuned base model.",
+    )
+
+
+class JobComparisonSerializer(serializers.Serializer):
+    object = serializers.CharField(help_text="Always `job_comparison`.")
+    jobs = JobOutputSerializer(many=True)
+    series = CompareSeriesSerializer(many=True)
+    metrics = serializers.DictField(
+        child=serializers.ListField(child=serializers.FloatField(allow_null=True)),
+        help_text="Final validation metric name → one value per job, in the order of `jobs` (null: none).",
+    )
+    differing_hyperparameters = serializers.DictField(
+        child=serializers.ListField(child=serializers.JSONField(allow_null=True)),
+        help_text="Only the spec values and hyperparameters that differ: name → one value per job.",
+    )
+
+
+class JobCompareApi(TeamApiView):
+    @extend_schema(
+        operation_id="jobs_compare",
+        summary="Compare 2–5 of the team's jobs: curves, final metrics, the settings that differ",
+        parameters=[
+            OpenApiParameter(
+                "ids",
+                str,
+                required=True,
+                description="2 to 5 job ids, comma-separated (or the parameter repeated).",
+            )
+        ],
+        responses={200: JobComparisonSerializer, **ERRORS},
+    )
+    def get(self, request):
+        comparison = job_insights.job_compare(
+            team=self.ctx.team, job_ids=job_insights.parse_job_ids(request.query_params.getlist("ids"))
+        )
+        series = [
+            {key: item[key] for key in ("job", "main_metric", "train", "eval")}
+            for item in comparison["series"]
+        ]
+        return Response(
+            {
+                "object": "job_comparison",
+                "jobs": job_list_body(comparison["jobs"]),
+                "series": series,
+                "metrics": comparison["metrics"],
+                "differing_hyperparameters": comparison["differing"],
+            }
+        )
 
 
 def _job_action_api(action: str, service, summary: str) -> type[TeamApiView]:

@@ -47,6 +47,29 @@ class JobForm(forms.Form):
     )
     suffix = forms.CharField(label=_("Model name suffix"), required=False, max_length=64)
     seed = forms.IntegerField(label=_("Seed"), initial=42, min_value=0)
+    # "New job from this one": the job whose other hyperparameters (those the form does not show)
+    # the new one keeps.
+    from_job = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    @staticmethod
+    def initial_from_job(job) -> dict:
+        """The form's values for a copy of `job`'s spec (as submitted: "auto" stays "auto")."""
+        hyperparameters = job.hyperparameters or {}
+        initial = {
+            "dataset_version": job.dataset_version_id,
+            "model": job.base_model.name,
+            "task": job.task,
+            "method": job.method,
+            "max_steps": job.max_steps,
+            "device_class": job.device_class,
+            "priority": job.priority_name,
+            "suffix": job.suffix,
+            "seed": job.seed,
+            "from_job": job.id,
+        }
+        initial.update({name: str(hyperparameters.get(name, AUTO)) for name in AUTO_FIELDS})
+        initial.update({name: hyperparameters.get(name) for name in OPTIONAL_INT_FIELDS})
+        return initial
 
     def __init__(self, *args, team, **kwargs):
         super().__init__(*args, **kwargs)
@@ -94,9 +117,17 @@ class JobForm(forms.Form):
                 self.add_error(name, _('Enter "auto" or a number.'))
         return data
 
-    def job_request(self) -> JobRequest:
+    def job_request(self, *, source=None) -> JobRequest:
+        """The request the form describes; with `source` (the job it was copied from), that job's
+        hyperparameters the form does not show are kept too."""
         data = self.cleaned_data
-        hyperparameters = {name: data[name] for name in AUTO_FIELDS}
+        shown = {*AUTO_FIELDS, *OPTIONAL_INT_FIELDS}
+        hyperparameters = {
+            name: value
+            for name, value in ((source.hyperparameters or {}) if source else {}).items()
+            if name not in shown
+        }
+        hyperparameters.update({name: data[name] for name in AUTO_FIELDS})
         hyperparameters.update({name: data[name] for name in OPTIONAL_INT_FIELDS if data.get(name)})
         return JobRequest(
             dataset_version=data["dataset_version"],

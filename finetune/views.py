@@ -1,21 +1,23 @@
 """Web pages for fine-tuning: job list, new-job form with its estimate, job page with live
-progress and controls, model version page. Same services and selectors as the API."""
+progress, charts, controls and (once finished) the confusion matrix and misclassified examples,
+the comparison of runs, model version page. Same services and selectors as the API."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts.access import can_write, membership_or_404
-from common.errors import ApplicationError, NotFound
-from finetune import selectors, services
+from common.errors import ApplicationError, InvalidInput, NotFound
+from finetune import job_insights, selectors, services
 from finetune.forms import JobForm
-from finetune.models import ACTIVE_STATUSES, JobStatus
+from finetune.models import ACTIVE_STATUSES, JobStatus, MetricPoint
 
 TAIL = 60  # events shown on the job page (the full log is a download)
 
@@ -53,16 +55,20 @@ def job_new(request):
     if not can_write(membership):
         messages.error(request, _("Viewers cannot submit jobs; ask an owner for the member role."))
         return redirect("finetune:list")
-    # "Fine-tune this" on a dataset version page links here with the version chosen.
-    initial = (
-        {"dataset_version": request.GET["dataset_version"]} if "dataset_version" in request.GET else None
-    )
+    source = _source_job(membership, request.POST.get("from_job") or request.GET.get("from"))
+    if source:
+        initial = JobForm.initial_from_job(source)
+    elif "dataset_version" in request.GET:
+        # "Fine-tune this" on a dataset version page links here with the version chosen.
+        initial = {"dataset_version": request.GET["dataset_version"]}
+    else:
+        initial = None
     form = JobForm(request.POST or None, team=team, initial=initial)
     estimate = None
     status = 200
     if request.method == "POST":
         if form.is_valid():
-            job_request = form.job_request()
+            job_request = form.job_request(source=source)
             try:
                 if request.POST.get("action") == "launch":
                     job = services.job_create(team=team, user=request.user, request=job_request)
@@ -78,9 +84,19 @@ def job_new(request):
     return render(
         request,
         "finetune/job_new.html",
-        {"form": form, "estimate": estimate, "has_versions": bool(form.fields["dataset_version"].choices)},
+        {
+            "form": form,
+            "estimate": estimate,
+            "has_versions": bool(form.fields["dataset_version"].choices),
+            "source": source,
+        },
         status=status,
     )
+
+
+def _source_job(membership, job_id: str | None):
+    """The job a new one copies its spec from ("New job from this one"): the team's own only."""
+    return _job_or_404(membership, job_id) if job_id else None
 
 
 def _readable_job(request, job_id: str):
@@ -98,22 +114,66 @@ def _readable_job(request, job_id: str):
     return (membership if membership and membership.team_id == job.team_id else None), job
 
 
-def _live_context(membership, job) -> dict:
-    positions = selectors.queue_positions_for([job])
-    waiting = job.status in (JobStatus.VALIDATING_FILES, JobStatus.QUEUED)
-    events = list(selectors.job_event_list(job=job).order_by("-id")[:TAIL])[::-1]
-    return {
-        "job": job,
-        "queue_position": positions.get(job.id),
-        "metrics": [
-            (kind, name, value)
-            for kind, values in selectors.job_latest_metrics(job=job).items()
+def _cursor(request, name: str) -> int | None:
+    raw = request.GET.get(name, "")
+    if raw == "":
+        return None
+    if not raw.isdigit():
+        raise InvalidInput(f"{name} must be a whole number, got {raw!r}.", field=name)
+    return int(raw)
+
+
+def _metric_rows(job) -> list[tuple[str, str, float]]:
+    """(series, metric, value) of the latest train and eval points; the step-0 evaluation is the
+    untuned base model's score and says so."""
+    rows = []
+    for kind, values in selectors.job_latest_metrics(job=job).items():
+        step = values.get("step")
+        if kind == MetricPoint.Kind.TRAIN:
+            series = _("Training (step %(n)s)") % {"n": step}
+        elif step == 0:
+            series = _("Untuned baseline (step 0)")
+        else:
+            series = _("Validation (step %(n)s)") % {"n": step}
+        rows += [
+            (series, name, value)
             for name, value in values.items()
             if name not in ("step", "epoch")
             and isinstance(value, (int, float))
             and not isinstance(value, bool)
-        ],
+        ]
+    return rows
+
+
+def _elapsed_seconds(job) -> float | None:
+    if job.started_at is None:
+        return None
+    return ((job.finished_at or timezone.now()) - job.started_at).total_seconds()
+
+
+def _chart_labels(job) -> dict:
+    return {
+        "step": _("Step"),
+        "train_loss": _("Training loss"),
+        "valid_loss": _("Validation loss"),
+        "metric": job_insights.main_metric(job),
+        "learning_rate": _("Learning rate"),
+    }
+
+
+def _live_context(membership, job, *, after_event=None, after_train=None, after_eval=None) -> dict:
+    positions = selectors.queue_positions_for([job])
+    waiting = job.status in (JobStatus.VALIDATING_FILES, JobStatus.QUEUED)
+    events = job_insights.job_page_events(job=job, after_id=after_event, limit=TAIL)
+    chart = job_insights.job_chart_points(job=job, after_train_step=after_train, after_eval_step=after_eval)
+    return {
+        "job": job,
+        "queue_position": positions.get(job.id),
+        "metrics": _metric_rows(job),
         "events": events,
+        "last_event_id": events[-1].id if events else (after_event or 0),
+        "chart": chart,
+        "elapsed_seconds": _elapsed_seconds(job),
         "can_write": membership is not None and can_write(membership),
         "staff_view": membership is None,
         "unserved": waiting
@@ -124,17 +184,59 @@ def _live_context(membership, job) -> dict:
     }
 
 
+def _results_context(request, job) -> dict:
+    if not job.is_terminal:
+        return {"results": None, "misclassified": None}
+    return {
+        "results": job_insights.job_results(job=job),
+        "misclassified": job_insights.job_misclassified(job=job, page=request.GET.get("errors_page") or 1),
+    }
+
+
 @login_required
 def job_detail(request, job_id: str):
     membership, job = _readable_job(request, job_id)
-    return render(request, "finetune/job_detail.html", _live_context(membership, job))
+    context = _live_context(membership, job)
+    context.update(_results_context(request, job))
+    context["chart_data"] = {**context["chart"], "labels": _chart_labels(job)}
+    return render(request, "finetune/job_detail.html", context)
 
 
 @login_required
 def job_live(request, job_id: str):
-    """The live part of the job page, re-fetched every few seconds while the job is active."""
+    """The live part of the job page, polled by htmx while the job is active: the status card in
+    full (it is small) and, out of band, only the events and metric points after the cursors the
+    previous answer carried. The answer for a finished job carries no poll trigger (polling stops)
+    and brings the results section along."""
     membership, job = _readable_job(request, job_id)
-    return render(request, "finetune/_job_live.html", _live_context(membership, job))
+    try:
+        cursors = {name: _cursor(request, name) for name in ("after_event", "after_train", "after_eval")}
+    except InvalidInput as exc:
+        return HttpResponseBadRequest(exc.message)
+    context = _live_context(membership, job, **cursors)
+    context["update"] = request.htmx or any(v is not None for v in cursors.values())
+    context.update(_results_context(request, job))
+    return render(request, "finetune/_job_live.html", context)
+
+
+@login_required
+def job_compare(request):
+    """2–5 of the team's jobs side by side (`?ids=a,b` or repeated `ids` from the list's checkboxes)."""
+    membership = membership_or_404(request)
+    ids = job_insights.parse_job_ids(request.GET.getlist("ids"))
+    try:
+        comparison = job_insights.job_compare(team=membership.team, job_ids=ids)
+    except NotFound as exc:
+        raise Http404(exc.message) from None
+    except InvalidInput as exc:
+        return render(request, "finetune/job_compare.html", {"error": exc.message, "ids": ids}, status=400)
+    chart_data = {
+        "labels": {"step": _("Step"), "train_loss": _("Training loss"), "valid_loss": _("Validation loss")},
+        "series": comparison["series"],
+    }
+    return render(
+        request, "finetune/job_compare.html", {"comparison": comparison, "chart_data": chart_data, "ids": ids}
+    )
 
 
 ACTIONS = {"cancel": services.job_cancel, "pause": services.job_pause, "resume": services.job_resume}

@@ -25,6 +25,7 @@ from .metrics import (
     sft_metrics,
 )
 from .planning import Plan, prepare
+from .predictions import write_validation_predictions
 from .reporting import CANCEL, PAUSE, NullReporter, Progress, Reporter
 from .spec import JobSpec
 from .vocabulary import ADAPTER_METHODS, Method, Task
@@ -609,6 +610,9 @@ def train(spec: JobSpec, reporter: Reporter | None = None, *, resume_from: str |
         )
     metrics = run.metrics()
     if status == "succeeded":
+        write_validation_predictions(
+            plan=plan, model=run.model, logits=run.objective.logits, autocast=run.autocast
+        )
         artifacts.export(plan, run.model, metrics, resolved, reporter)
     return TrainResult(
         status=status,

@@ -181,3 +181,20 @@ def test_a_platform_given_base_model_name_replaces_the_local_path_in_every_artif
         assert tiny_bert not in (out / name).read_text(), name
     # spec.json records the run as it was (it reproduces it on this machine), with the portable name.
     assert json.loads((out / "spec.json").read_text())["base_model_name"] == "acme/tiny-bert"
+
+
+def test_the_validation_predictions_agree_with_the_confusion_matrix_and_keep_the_texts(trained, data_dir):
+    res = trained["full"]
+    lines = (Path(res.output_dir) / "validation_predictions.jsonl").read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line) for line in lines]
+    texts = [json.loads(line)["text"] for line in (data_dir / "valid.jsonl").read_text().splitlines() if line]
+    assert [row["text"] for row in rows] == texts and [row["index"] for row in rows] == list(range(len(rows)))
+    labels = json.loads((Path(res.output_dir) / "label_map.json").read_text())["labels"]
+    final = res.metrics["final"]
+    matrix = [[0] * len(labels) for _ in labels]
+    for row in rows:
+        assert 0 < row["score"] <= 1 and 0 <= row["label_score"] <= row["score"] + 1e-6
+        matrix[labels.index(row["label"])][labels.index(row["predicted"])] += 1
+    assert matrix == final["valid_confusion_matrix"]  # the same model as the final evaluation
+    # Chat runs have no single predicted label: no file.
+    assert not (Path(trained["chat"].output_dir) / "validation_predictions.jsonl").exists()
