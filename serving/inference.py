@@ -308,7 +308,12 @@ def generate_stream(
         raise _map_runtime_error(e, "messages") from None
 
     def chain() -> Iterator[StreamChunk]:
-        yield first
-        yield from it
+        # Closed before its first chunk was taken, `yield from` would never close `it`: do it here,
+        # so the runtime's stream releases its model and stops generating.
+        try:
+            yield first
+            yield from it
+        finally:
+            it.close()
 
     return chain(), version
