@@ -5,10 +5,18 @@ error shape naming the parameter; other teams and keys without the `inference` s
 
 from __future__ import annotations
 
+import html
 import json
+import os
+import re
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import urllib.request
+from pathlib import Path
 
 import openai
 import pytest
@@ -16,6 +24,7 @@ import pytest
 from finetune.models import ModelVersion
 from tests.celery_harness import wait_until
 from tests.jobs.conftest import submit
+from tests.jobs.tiny import banking_rows
 from tests.openai.conftest import client_for
 from tests.serving.conftest import deploy, make_version
 
@@ -289,3 +298,105 @@ def test_a_key_restricted_to_other_endpoints_gets_403(live_server, team, alice, 
     _, raw = apikey_create(team=team, name="k", scopes=["inference"], user=alice, endpoints=["other"])
     e = refusal(lambda: classify(client_for(live_server, raw), model="support", input="hi"))
     assert e.status_code == 403 and e.code == "endpoint_not_allowed" and e.param == "model"
+
+
+# --- the native predict of a generation endpoint, and the endpoint page's snippets ----------------
+
+
+def test_native_predict_of_a_generation_endpoint_gives_text_and_token_counts(alice_client, chat_live):
+    r = alice_client.post(
+        "/api/v1/endpoints/chat/predict",
+        {"input": "What do bees make?", "max_tokens": 6, "seed": 1},
+        format="json",
+    )
+    assert r.status_code == 200, r.content
+    body = r.json()
+    (row,) = body["data"]
+    assert isinstance(row["text"], str) and row["finish_reason"] in ("stop", "length")
+    assert body["model_version"] == chat_live.id
+    assert body["usage"]["prompt_tokens"] > 0 and 0 < body["usage"]["completion_tokens"] <= 6
+
+
+def _snippets(page: str) -> list[str]:
+    return [html.unescape(block) for block in re.findall(r"<pre><code>(.*?)</code></pre>", page, re.S)]
+
+
+@pytest.mark.slow
+def test_the_endpoint_pages_snippets_run_as_copied(live_server, alice_client, team, alice, live, chat_live):
+    host = live_server.url.removeprefix("http://")
+    env = {**os.environ, "TUNEFORGE_API_KEY": raw_key(team, alice, ["inference"])}
+    labels = {row["label"] for row in banking_rows()}
+    for slug in ("support", "chat"):
+        page = alice_client.get(f"/endpoints/{slug}/", HTTP_HOST=host).content.decode()
+        curl, program = _snippets(page)
+        assert f"{live_server.url}/api/v1/endpoints/{slug}/predict" in curl
+        assert f'base_url="{live_server.url}/v1"' in program and f'"{slug}"' in program
+        shell = subprocess.run(["bash", "-c", curl], env=env, capture_output=True, text=True, timeout=120)
+        assert shell.returncode == 0 and json.loads(shell.stdout)["data"], shell.stdout + shell.stderr
+        python = subprocess.run(
+            [sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert python.returncode == 0, python.stderr
+        if slug == "support":  # the program prints the label the trained classifier gives "Hello"
+            assert python.stdout.strip() in labels
+
+
+@pytest.fixture
+def gunicorn_server(transactional_db):
+    """The production web server (gunicorn with deploy/gunicorn.conf.py) on the test database."""
+    from tests.celery_harness import ROOT, worker_env
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    proc = subprocess.Popen(
+        [
+            str(gunicorn),
+            "config.wsgi:application",
+            "--config",
+            "deploy/gunicorn.conf.py",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--timeout",
+            "120",
+        ],  # fmt: skip
+        cwd=ROOT,
+        env=worker_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            urllib.request.urlopen(f"{url}/healthz", timeout=2)
+            return True
+        except OSError:
+            return False
+
+    try:
+        wait_until(answers, timeout=90, interval=0.3, message="gunicorn answering /healthz")
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+
+
+@pytest.mark.slow
+def test_streaming_works_under_gunicorn(gunicorn_server, team, alice, chat_live):
+    client = openai.OpenAI(
+        api_key=raw_key(team, alice, ["inference"]),
+        base_url=f"{gunicorn_server}/v1",
+        max_retries=0,
+        timeout=120,
+    )
+    ask = dict(model="chat", messages=MSG, max_tokens=12, temperature=1.0, seed=2)
+    whole = client.chat.completions.create(**ask).choices[0].message.content
+    chunks = list(client.chat.completions.create(**ask, stream=True))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks) == whole
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
