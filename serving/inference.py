@@ -69,6 +69,7 @@ def get_runtime() -> ServingRuntime:
                     cache_mb=getattr(settings, "TUNEFORGE_SERVING_CACHE_MB", 2048),
                     max_batch_size=getattr(settings, "TUNEFORGE_SERVING_MAX_BATCH_SIZE", 32),
                     max_wait_ms=getattr(settings, "TUNEFORGE_SERVING_MAX_WAIT_MS", 5.0),
+                    micro_batching=getattr(settings, "TUNEFORGE_SERVING_MICRO_BATCHING", True),
                 )
     return _runtime
 
@@ -308,7 +309,12 @@ def generate_stream(
         raise _map_runtime_error(e, "messages") from None
 
     def chain() -> Iterator[StreamChunk]:
-        yield first
-        yield from it
+        # Closed before its first chunk was taken, `yield from` would never close `it`: do it here,
+        # so the runtime's stream releases its model and stops generating.
+        try:
+            yield first
+            yield from it
+        finally:
+            it.close()
 
     return chain(), version

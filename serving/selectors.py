@@ -18,19 +18,25 @@ class ModelEntry:
 
 
 def model_list_for_team(*, team: Team) -> list[ModelEntry]:
-    """The enabled base models, then the team's fine-tuned model versions (newest first, named
-    `ft:{base}:{team}:{suffix}:{job id}`); another team's versions are never listed."""
+    """The enabled base models, the team's endpoints (by slug, what `/v1/chat/completions` and
+    `/v1/classifications` take as `model`), then its fine-tuned model versions (newest first, named
+    `ft:{base}:{team}:{suffix}:{job id}`); another team's are never listed."""
     from finetune.selectors import model_version_list
+    from serving.models import Endpoint
 
     base = [
         ModelEntry(id=model.name, created=model.created_at, owned_by="tuneforge")
         for model in BaseModel.objects.filter(enabled=True)  # the default model first
     ]
+    endpoints = [
+        ModelEntry(id=endpoint.slug, created=endpoint.created_at, owned_by=team.id)
+        for endpoint in Endpoint.objects.filter(team=team).order_by("slug")
+    ]
     tuned = [
         ModelEntry(id=version.name, created=version.created_at, owned_by=team.id)
         for version in model_version_list(team=team)
     ]
-    return base + tuned
+    return base + endpoints + tuned
 
 
 def model_get_for_team(*, team: Team, model_id: str) -> ModelEntry:

@@ -74,6 +74,38 @@ def endpoint_new(request):
     )
 
 
+def call_snippets(*, base_url: str, slug: str, is_classifier: bool) -> tuple[str, str]:
+    """A curl command (the native predict) and a Python program (the official `openai` client on
+    the `/v1/` face), each runnable as copied once `TUNEFORGE_API_KEY` holds a key with the
+    `inference` scope: the shell expands the variable inside double quotes, Python reads it from
+    the environment."""
+    if is_classifier:
+        payload = {"input": ["Hello"]}
+        call = (
+            'result = client.post("/classifications", cast_to=object,\n'
+            f'                     body={{"model": "{slug}", "input": ["Hello"]}})\n'
+            'print(result["data"][0]["label"])'
+        )
+    else:
+        payload = {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 64}
+        call = (
+            f'completion = client.chat.completions.create(model="{slug}",\n'
+            '    messages=[{"role": "user", "content": "Hello"}], max_tokens=64)\n'
+            "print(completion.choices[0].message.content)"
+        )
+    curl = (
+        f"curl {base_url}/api/v1/endpoints/{slug}/predict \\\n"
+        '  -H "Authorization: Bearer $TUNEFORGE_API_KEY" \\\n'
+        "  -H 'Content-Type: application/json' \\\n"
+        f"  -d '{json.dumps(payload)}'"
+    )
+    program = (
+        "import os\n\nfrom openai import OpenAI\n\n"
+        f'client = OpenAI(base_url="{base_url}/v1", api_key=os.environ["TUNEFORGE_API_KEY"])\n' + call
+    )
+    return curl, program
+
+
 @login_required
 def endpoint_detail(request, slug: str):
     membership = membership_or_404(request)
@@ -113,17 +145,11 @@ def endpoint_detail(request, slug: str):
         int8 = selectors.int8_check_get(endpoint=endpoint)
     except NotFound:
         int8 = None
-    base = request.build_absolute_uri("/")
-    predict_url = request.build_absolute_uri(f"/api/v1/endpoints/{endpoint.slug}/predict")
-    curl = (
-        f"curl {predict_url} \\\n  -H 'Authorization: Bearer $TUNEFORGE_API_KEY' \\\n"
-        f"  -H 'Content-Type: application/json' \\\n  -d '{json.dumps({'input': ['Hello']})}'"
-    )
-    openai_snippet = (
-        "from openai import OpenAI\n\n"
-        f'client = OpenAI(base_url="{base}v1", api_key="$TUNEFORGE_API_KEY")\n'
-        f'print(client.chat.completions.create(model="{endpoint.slug}", '
-        'messages=[{"role": "user", "content": "Hello"}]))'
+    serving_version = endpoint.model_version or endpoint.pending_version
+    curl, openai_snippet = call_snippets(
+        base_url=request.build_absolute_uri("/").rstrip("/"),
+        slug=endpoint.slug,
+        is_classifier=serving_version is None or serving_version.task in inference.CLASSIFIER_TASKS,
     )
     return render(
         request,

@@ -40,6 +40,7 @@ class SchemaDocsView(JsonErrorsMixin, _DocsAccess, SpectacularSwaggerSplitView):
 # The OpenAI-compatible face: each app mounts its own routes, as under /api/v1/.
 openai_v1 = [
     path("", include("serving.openai_models")),
+    path("", include("serving.openai_inference")),
     path("", include("datasets_app.openai_files")),
     path("", include("finetune.openai_jobs")),
 ]

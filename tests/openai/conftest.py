@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from tests.jobs.conftest import base_model, tiny_bert_dir  # noqa: F401 - fixtures reused here
+from tests.jobs.conftest import base_model, dataset_version, tiny_bert_dir  # noqa: F401 - fixtures reused here
 from tests.jobs.tiny import banking_rows
+from tests.serving.conftest import live, trained, versions  # noqa: F401 - alice's endpoint `support`
 
 
 def classification_jsonl(n: int = 40) -> bytes:

@@ -249,6 +249,8 @@ TUNEFORGE_CACHE_DIR = Path(env("TUNEFORGE_CACHE_DIR", default=str(VAR_DIR / "cac
 TUNEFORGE_SERVING_CACHE_MB = env.float("TUNEFORGE_SERVING_CACHE_MB", default=2048)
 TUNEFORGE_SERVING_MAX_BATCH_SIZE = env.int("TUNEFORGE_SERVING_MAX_BATCH_SIZE", default=32)
 TUNEFORGE_SERVING_MAX_WAIT_MS = env.float("TUNEFORGE_SERVING_MAX_WAIT_MS", default=5.0)
+# Off: each request runs its own forward in its own thread (the benchmark's baseline; a debugging aid).
+TUNEFORGE_SERVING_MICRO_BATCHING = env.bool("TUNEFORGE_SERVING_MICRO_BATCHING", default=True)
 TUNEFORGE_INFERENCE_MAX_ITEMS = env.int("TUNEFORGE_INFERENCE_MAX_ITEMS", default=64)
 # Worker registry: heartbeat period, silence after which a worker counts as offline, and GPU models
 # beyond the built-in device classes ("rtx4090=NVIDIA RTX 4090,l40s=NVIDIA L40S").
