@@ -26,6 +26,7 @@ from accounts.access import OpenAIApiView
 from common.errors import Forbidden, InvalidInput
 from common.openai_compat import WRITE_ERRORS, openai_error_body, openai_error_type
 from serving import inference
+from serving.usage_gate import reserve_for_generation, reserve_for_input, usage_gate
 
 CHAT_ROLES = ("system", "developer", "user", "assistant")
 DEFAULT_MAX_TOKENS = 256
@@ -152,16 +153,35 @@ def chat_params(body: dict) -> dict[str, Any]:
 # --- the one place per face where the call is authorised and run --------------------------------
 
 
-def _run_classification(*, ctx, body: dict, request_id: str) -> inference.ClassificationResult:
+def _gate(*, ctx, target, body: dict, reserve_tokens: int):
+    """The quota gate for a /v1/ call (serving/usage_gate.py): 429/503 before any work is done."""
+    return usage_gate(
+        team=ctx.team,
+        api_key=ctx.api_key,
+        endpoint=target.endpoint,
+        model=None if target.endpoint is not None else body.get("model"),
+        reserve_tokens=reserve_tokens,
+    )
+
+
+def _run_classification(*, ctx, body: dict, request_id: str) -> tuple[inference.ClassificationResult, dict]:
+    """(the result, the x-ratelimit-* headers of the answer)."""
     target = inference.resolve_target(team=ctx.team, model=body.get("model"), api_key=ctx.api_key)
-    return inference.classify(target=target, inputs=body.get("input"), request_id=request_id)
+    with _gate(
+        ctx=ctx, target=target, body=body, reserve_tokens=reserve_for_input(body.get("input"))
+    ) as call:
+        result = inference.classify(target=target, inputs=body.get("input"), request_id=request_id)
+        call.used(input_tokens=result.usage["input_tokens"], version=result.model_version)
+    return result, call.headers
 
 
 def _run_chat(*, ctx, body: dict, messages: list, params: dict, request_id: str):
-    """(a Generation, or an iterator of StreamChunks when streaming; the ModelVersion serving)."""
+    """(a Generation, or an iterator of StreamChunks when streaming; the ModelVersion serving; the
+    x-ratelimit-* headers). A stream holds its gate open until the stream ends, so the tokens it
+    really produced are settled and metered then (or at the point where the client went away)."""
     target = inference.resolve_target(team=ctx.team, model=body.get("model"), api_key=ctx.api_key)
-    call = inference.generate_stream if params["stream"] else inference.generate
-    return call(
+    reserve = reserve_for_generation(max_tokens=params["max_tokens"], n=params["n"])
+    kwargs = dict(
         target=target,
         messages=messages,
         max_tokens=params["max_tokens"],
@@ -172,6 +192,38 @@ def _run_chat(*, ctx, body: dict, messages: list, params: dict, request_id: str)
         seed=params["seed"],
         request_id=request_id,
     )
+    if not params["stream"]:
+        with _gate(ctx=ctx, target=target, body=body, reserve_tokens=reserve) as call:
+            out, version = inference.generate(**kwargs)
+            call.used(input_tokens=out.prompt_tokens, output_tokens=out.completion_tokens, version=version)
+        return out, version, call.headers
+    gate = _gate(ctx=ctx, target=target, body=body, reserve_tokens=reserve)
+    call = gate.__enter__()
+    try:
+        chunks, version = inference.generate_stream(**kwargs)
+    except BaseException as exc:
+        gate.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    call.used(version=version)
+    return _metered_stream(chunks, gate=gate, call=call), version, call.headers
+
+
+def _metered_stream(chunks: Iterator, *, gate, call) -> Iterator:
+    """Pass the runtime's chunks on, counting the tokens; close the gate when the stream ends."""
+    try:
+        for chunk in chunks:
+            if chunk.prompt_tokens is not None or chunk.completion_tokens is not None:
+                call.used(
+                    input_tokens=chunk.prompt_tokens or call.input_tokens,
+                    output_tokens=chunk.completion_tokens or call.output_tokens,
+                    version=call.version_id,
+                )
+            yield chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+        gate.__exit__(None, None, None)
 
 
 # --- response shapes ------------------------------------------------------------------------------
@@ -270,7 +322,7 @@ class ClassificationsApi(InferenceApiView):
     def post(self, request):
         body = self.body(request)
         request_id = _request_id(request)
-        result = _run_classification(ctx=self.ctx, body=body, request_id=request_id)
+        result, quota_headers = _run_classification(ctx=self.ctx, body=body, request_id=request_id)
         for row, cut in zip(result.data, result.truncated, strict=True):
             row["truncated"] = cut
         tokens = result.usage["input_tokens"]
@@ -281,7 +333,7 @@ class ClassificationsApi(InferenceApiView):
                 "model": body["model"],
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             },
-            headers={"X-Model-Version": result.model_version},
+            headers={"X-Model-Version": result.model_version, **quota_headers},
         )
 
 
@@ -319,7 +371,7 @@ class ChatCompletionsApi(InferenceApiView):
         request_id = _request_id(request)
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
-        out, version = _run_chat(
+        out, version, quota_headers = _run_chat(
             ctx=self.ctx, body=body, messages=messages, params=params, request_id=request_id
         )
         if params["stream"]:
@@ -337,6 +389,8 @@ class ChatCompletionsApi(InferenceApiView):
             response["Cache-Control"] = "no-cache"
             response["X-Accel-Buffering"] = "no"  # a proxy (nginx) must pass each event on at once
             response["X-Model-Version"] = version.id
+            for name, value in quota_headers.items():
+                response[name] = value
             return response
         return Response(
             {
@@ -356,7 +410,7 @@ class ChatCompletionsApi(InferenceApiView):
                 ],
                 "usage": _usage(out.prompt_tokens, out.completion_tokens),
             },
-            headers={"X-Model-Version": version.id},
+            headers={"X-Model-Version": version.id, **quota_headers},
         )
 
 

@@ -400,3 +400,53 @@ def test_streaming_works_under_gunicorn(gunicorn_server, team, alice, chat_live)
     assert chunks[0].choices[0].delta.role == "assistant"
     assert "".join(ch.choices[0].delta.content or "" for ch in chunks) == whole
     assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+
+
+# --- quotas on the /v1/ face (serving/usage_gate.py) ------------------------------------------------
+
+
+def _limited_key(team, alice, **limits):
+    from accounts.apikeys import apikey_create
+    from serving.models import QuotaPolicy
+
+    api_key, raw = apikey_create(team=team, name="limited", scopes=["inference"], user=alice)
+    QuotaPolicy.objects.create(team=team, api_key=api_key, **limits)
+    return raw
+
+
+def test_the_official_client_raises_rate_limit_error_with_retry_after(live_server, team, alice, live):
+    from tests.quotas.conftest import wait_for_a_fresh_minute
+
+    wait_for_a_fresh_minute(needed=20)
+    from tests.quotas.conftest import http_post
+
+    raw = _limited_key(team, alice, requests_per_minute=1)
+    status, headers, _body = http_post(
+        f"{live_server.url}/v1/classifications", {"model": "support", "input": CARD_TEXT}, key=raw
+    )
+    assert status == 200
+    assert headers["x-ratelimit-limit-requests"] == "1"
+    assert headers["x-ratelimit-remaining-requests"] == "0"
+    client = client_for(live_server, raw)
+    with pytest.raises(openai.RateLimitError) as info:
+        classify(client, model="support", input=CARD_TEXT)
+    assert int(info.value.response.headers["retry-after"]) >= 1
+    assert info.value.response.headers["x-ratelimit-remaining-requests"] == "0"
+    assert info.value.code == "rate_limit_exceeded"
+
+
+def test_a_streamed_chat_settles_the_tokens_it_really_used(live_server, team, alice, chat_live):
+    from tests.quotas.conftest import wait_for_a_fresh_minute
+
+    wait_for_a_fresh_minute(needed=30)
+    client = client_for(live_server, _limited_key(team, alice, tokens_per_minute=10_000))
+    chunks = list(
+        client.chat.completions.create(
+            model="chat", messages=MSG, max_tokens=40, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    used = chunks[-1].usage.total_tokens
+    # The stream reserved 40 tokens up front; once it ended only what it used stays counted, so the
+    # next call (reserving its own max_tokens of 1) sees 10,000 - used - 1 left.
+    nxt = client.chat.completions.with_raw_response.create(model="chat", messages=MSG, max_tokens=1)
+    assert int(nxt.headers["x-ratelimit-remaining-tokens"]) == 10_000 - used - 1

@@ -18,9 +18,13 @@ def native_predict(base_url: str, key: str, slug: str, text: str):
     return http_post(f"{base_url}/api/v1/endpoints/{slug}/predict", {"input": text}, key=key)
 
 
+def openai_classifications(base_url: str, key: str, slug: str, text: str):
+    return http_post(f"{base_url}/v1/classifications", {"model": slug, "input": text}, key=key)
+
+
 # Each face is a way to ask the same endpoint for one classification: (base_url, key, slug, text) ->
-# (status, headers, body). The /v1/classifications face joins here as one more entry.
-FACES = [pytest.param(native_predict, id="native")]
+# (status, headers, body).
+FACES = [pytest.param(native_predict, id="native"), pytest.param(openai_classifications, id="v1")]
 
 
 @pytest.mark.parametrize("call", FACES)
