@@ -4,6 +4,8 @@ from django import template
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from common.templatetags.ui_labels import label
+
 register = template.Library()
 
 
@@ -27,3 +29,45 @@ LEVEL_LABELS = {"info": gettext_lazy("info"), "warn": gettext_lazy("warning"), "
 @register.filter
 def level_label(level: str) -> str:
     return LEVEL_LABELS.get(level, level)
+
+
+# The job page's text of an event the platform wrote, by the `code` its `data` carries; the stored
+# English `message` stays what the API and the log download show, and is the fallback (log lines
+# of the training libraries and older events carry no code).
+EVENT_TEXTS = {
+    "created": gettext_lazy("Created fine-tuning job %(job)s (%(who)s)."),
+    "created_by_key": gettext_lazy("Created fine-tuning job %(job)s (an API key)."),
+    "files_validated": gettext_lazy(
+        "Files validated: %(train)s training rows, %(valid)s validation rows; about %(tokens)s tokens to "
+        "train over %(epochs)s epochs (%(steps)s steps)."
+    ),
+    "queued": gettext_lazy("Queued on %(queue)s (%(device)s)."),
+    "running": gettext_lazy("Running on worker %(worker)s (attempt %(attempt)s)."),
+    "running_resumed": gettext_lazy(
+        "Running on worker %(worker)s (attempt %(attempt)s), resuming from the checkpoint at step %(step)s."
+    ),
+    "checkpoint_saved": gettext_lazy("Checkpoint saved at step %(step)s."),
+    "paused": gettext_lazy("Paused at step %(step)s; the checkpoint is stored and the worker is free."),
+    "requeued_worker_paused": gettext_lazy(
+        "Worker %(worker)s was paused by an admin: checkpointed at step %(step)s and requeued for another worker."
+    ),
+    "cancelled": gettext_lazy("Cancelled at step %(step)s."),
+    "succeeded": gettext_lazy("Succeeded after %(step)s steps: model %(model)s."),
+    "model_stored": gettext_lazy("Model version %(version)s stored (%(files)s files)."),
+    "failed": gettext_lazy("Job failed (%(reason)s): %(message)s"),
+}
+
+
+@register.filter
+def event_text(event) -> str:
+    data = event.data if isinstance(event.data, dict) else {}
+    text = EVENT_TEXTS.get(data.get("code") or "")
+    params = data.get("params")
+    if text is None or not isinstance(params, dict):
+        return event.message
+    if data["code"] == "failed":
+        params = {**params, "reason": label(params.get("error_code"), "error")}
+    try:
+        return str(text) % params
+    except (KeyError, TypeError, ValueError):
+        return event.message
