@@ -372,8 +372,8 @@ def job_create(*, team: Team, user, request: JobRequest) -> FineTuneJob:
             job_id=job.id,
             message=f"Created fine-tuning job {job.id} ({who}).",
             data={"status": JobStatus.VALIDATING_FILES},
-            code="created" if getattr(user, "email", None) else "created_by_key",
-            params={"job": job.id, "who": who},
+            code="created",
+            params={"job": job.id, "who": getattr(user, "email", None) or ""},
         )
         v = prepared.validation
         job_event_record(
@@ -424,12 +424,17 @@ def _locked(job: FineTuneJob) -> FineTuneJob:
     return FineTuneJob.objects.select_for_update().get(pk=job.pk)
 
 
-def _request_action(job: FineTuneJob, action: str, *, message: str) -> None:
+def _actor_email(actor) -> str:
+    """The actor as an event parameter: "" for an API key (the page says so in its language)."""
+    return getattr(actor, "email", None) or ""
+
+
+def _request_action(job: FineTuneJob, action: str, *, message: str, code: str, params: dict) -> None:
     """Flag a running job for its worker's reporter (read within TUNEFORGE_JOB_CONTROL_POLL_SECONDS);
     asking twice records nothing new."""
     if job.requested_action != action:
         FineTuneJob.objects.filter(pk=job.pk).update(requested_action=action)
-        job_event_record(job_id=job.id, message=message)
+        job_event_record(job_id=job.id, message=message, code=code, params=params)
 
 
 @transaction.atomic
@@ -445,6 +450,8 @@ def job_cancel(*, job: FineTuneJob, actor) -> FineTuneJob:
             to=JobStatus.CANCELLED,
             from_=(job.status,),
             message=f"Cancelled by {who}.",
+            code="cancelled_by",
+            params={"who": _actor_email(actor)},
             requested_action="",
         )
     elif job.status == JobStatus.RUNNING:
@@ -452,6 +459,8 @@ def job_cancel(*, job: FineTuneJob, actor) -> FineTuneJob:
             job,
             FineTuneJob.RequestedAction.CANCEL,
             message=f"Cancellation requested by {who}; stopping at the next step.",
+            code="cancel_requested",
+            params={"who": _actor_email(actor)},
         )
     else:
         raise Conflict(
@@ -476,6 +485,8 @@ def job_pause(*, job: FineTuneJob, actor) -> FineTuneJob:
             to=JobStatus.PAUSED,
             from_=(JobStatus.QUEUED,),
             message=f"Paused by {who} while queued.",
+            code="paused_by",
+            params={"who": _actor_email(actor)},
         )
     elif job.status == JobStatus.RUNNING:
         if job.requested_action == FineTuneJob.RequestedAction.CANCEL:
@@ -488,6 +499,8 @@ def job_pause(*, job: FineTuneJob, actor) -> FineTuneJob:
             job,
             FineTuneJob.RequestedAction.PAUSE,
             message=f"Pause requested by {who}; checkpointing at the next step.",
+            code="pause_requested",
+            params={"who": _actor_email(actor)},
         )
     else:
         raise Conflict(
@@ -525,6 +538,8 @@ def job_resume(*, job: FineTuneJob, actor) -> FineTuneJob:
         from_=(JobStatus.PAUSED,),
         queued_at=timezone.now(),
         message=f"Resumed by {_actor_name(actor)}; it will continue {where}.",
+        code="resumed" if checkpoint else "resumed_from_start",
+        params={"who": _actor_email(actor), "step": checkpoint.step if checkpoint else None},
         requested_action="",
     )
     job_dispatch(job_id=job.id, queue=job.queue)

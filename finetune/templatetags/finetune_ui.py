@@ -36,7 +36,6 @@ def level_label(level: str) -> str:
 # of the training libraries and older events carry no code).
 EVENT_TEXTS = {
     "created": gettext_lazy("Created fine-tuning job %(job)s (%(who)s)."),
-    "created_by_key": gettext_lazy("Created fine-tuning job %(job)s (an API key)."),
     "files_validated": gettext_lazy(
         "Files validated: %(train)s training rows, %(valid)s validation rows; about %(tokens)s tokens to "
         "train over %(epochs)s epochs (%(steps)s steps)."
@@ -55,6 +54,31 @@ EVENT_TEXTS = {
     "succeeded": gettext_lazy("Succeeded after %(step)s steps: model %(model)s."),
     "model_stored": gettext_lazy("Model version %(version)s stored (%(files)s files)."),
     "failed": gettext_lazy("Job failed (%(reason)s): %(message)s"),
+    "cancelled_by": gettext_lazy("Cancelled by %(who)s."),
+    "cancel_requested": gettext_lazy("Cancellation requested by %(who)s; stopping at the next step."),
+    "paused_by": gettext_lazy("Paused by %(who)s while queued."),
+    "pause_requested": gettext_lazy("Pause requested by %(who)s; checkpointing at the next step."),
+    "resumed": gettext_lazy("Resumed by %(who)s; it will continue from its checkpoint at step %(step)s."),
+    "resumed_from_start": gettext_lazy(
+        "Resumed by %(who)s; it will continue from the start (no checkpoint yet)."
+    ),
+    "worker_lost_cancelled": gettext_lazy(
+        "Worker %(worker)s stopped responding (no heartbeat for %(seconds)s s); the job was being cancelled, "
+        "so it is cancelled."
+    ),
+    "worker_lost_paused": gettext_lazy(
+        "Worker %(worker)s stopped responding (no heartbeat for %(seconds)s s); the job was being paused, "
+        "so it is paused."
+    ),
+    "worker_lost_requeued": gettext_lazy(
+        "Worker %(worker)s stopped responding (no heartbeat for %(seconds)s s); requeued (%(crashes)s of "
+        "%(limit)s losses allowed), it will resume from its checkpoint at step %(step)s."
+    ),
+    "worker_lost_requeued_from_start": gettext_lazy(
+        "Worker %(worker)s stopped responding (no heartbeat for %(seconds)s s); requeued (%(crashes)s of "
+        "%(limit)s losses allowed), it will resume from the start (no checkpoint yet)."
+    ),
+    "resent": gettext_lazy("Re-sent to queue %(queue)s: its message was lost by the broker."),
 }
 
 
@@ -67,6 +91,8 @@ def event_text(event) -> str:
         return event.message
     if data["code"] == "failed":
         params = {**params, "reason": label(params.get("error_code"), "error")}
+    if params.get("who") == "":
+        params = {**params, "who": _("an API key")}
     try:
         return str(text) % params
     except (KeyError, TypeError, ValueError):
