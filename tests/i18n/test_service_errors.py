@@ -5,7 +5,6 @@ other API call keeps its documented English."""
 from __future__ import annotations
 
 import pytest
-from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
