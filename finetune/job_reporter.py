@@ -210,6 +210,8 @@ class JobReporter:
                     job_id=self.job_id,
                     message=f"Checkpoint saved at step {step}.",
                     data={"checkpoint": checkpoint.id, "step": step},
+                    code="checkpoint_saved",
+                    params={"step": step},
                 )
         for old in Checkpoint.objects.filter(job_id=self.job_id).order_by("-step")[self.keep_checkpoints :]:
             delete_files(old.storage_prefix, old.files)

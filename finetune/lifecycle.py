@@ -31,8 +31,24 @@ def job_event_record(
     level: str = JobEvent.Level.INFO,
     type: str = JobEvent.Type.MESSAGE,
     data: dict | None = None,
+    code: str = "",
+    params: dict | None = None,
 ) -> JobEvent:
-    return JobEvent.objects.create(job_id=job_id, message=message, level=level, type=type, data=data)
+    """`message` is the stored English text (the API and the log download show it); `code` and
+    `params`, kept in `data`, let the job page show the event in the reader's language."""
+    return JobEvent.objects.create(
+        job_id=job_id,
+        message=message,
+        level=level,
+        type=type,
+        data=event_data(data, code=code, params=params),
+    )
+
+
+def event_data(data: dict | None, *, code: str = "", params: dict | None = None) -> dict | None:
+    if not code:
+        return data
+    return {**(data or {}), "code": code, "params": params or {}}
 
 
 def ownership_guard(job: FineTuneJob) -> dict:
@@ -49,6 +65,8 @@ def job_transition(
     level: str = JobEvent.Level.INFO,
     data: dict | None = None,
     guard: dict | None = None,
+    code: str = "",
+    params: dict | None = None,
     **fields: Any,
 ) -> bool:
     """Move the job to `to` if it is in one of `from_` (and matches `guard`), recording an event.
@@ -61,7 +79,14 @@ def job_transition(
             status=to, updated_at=now, **fields
         )
         if updated:
-            job_event_record(job_id=job_id, message=message, level=level, data={"status": to, **(data or {})})
+            job_event_record(
+                job_id=job_id,
+                message=message,
+                level=level,
+                data={"status": to, **(data or {})},
+                code=code,
+                params=params,
+            )
     return bool(updated)
 
 
@@ -83,6 +108,8 @@ def job_fail(
         level=JobEvent.Level.ERROR,
         message=f"Job failed: {message}",
         data={"error": {"code": code, "message": message, "param": param or None}},
+        code="failed",
+        params={"error_code": code, "message": message},
         error_code=code,
         error_message=message,
         error_param=param,

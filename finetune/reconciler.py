@@ -98,6 +98,8 @@ def _recover_stale_job(*, job_id: str, stale_before) -> str | None:
                 from_=(JobStatus.RUNNING,),
                 guard=guard,
                 message=f"{lost}; the job was being cancelled, so it is cancelled.",
+                code="worker_lost_cancelled",
+                params={"worker": job.worker, "seconds": silent},
                 requested_action="",
             )
             return "cancelled"
@@ -110,6 +112,8 @@ def _recover_stale_job(*, job_id: str, stale_before) -> str | None:
                 requested_action="",
                 message=f"{lost}; the job was being paused, so it is paused"
                 + (f" at its checkpoint from step {checkpoint.step}." if checkpoint else "."),
+                code="worker_lost_paused",
+                params={"worker": job.worker, "seconds": silent},
             )
             return "paused"
         limit = settings.TUNEFORGE_JOB_MAX_CRASHES
@@ -138,6 +142,14 @@ def _recover_stale_job(*, job_id: str, stale_before) -> str | None:
             guard=guard,
             level=JobEvent.Level.WARN,
             message=f"{lost}; requeued ({crashes} of {limit} losses allowed), it will resume {where}.",
+            code="worker_lost_requeued" if checkpoint else "worker_lost_requeued_from_start",
+            params={
+                "worker": job.worker,
+                "seconds": silent,
+                "crashes": crashes,
+                "limit": limit,
+                "step": checkpoint.step if checkpoint else None,
+            },
             queued_at=timezone.now(),
             worker="",
         )
@@ -176,6 +188,8 @@ def _redispatch_orphans(*, now) -> list[str]:
                 job_event_record(
                     job_id=job_id,
                     message=f"Re-sent to queue {queue}: its message was lost by the broker.",
+                    code="resent",
+                    params={"queue": queue},
                     level=JobEvent.Level.WARN,
                 )
                 job_dispatch(job_id=job_id, queue=queue)

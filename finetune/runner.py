@@ -105,6 +105,8 @@ def _record_attempt_start(job: FineTuneJob, *, worker: str, now) -> None:
         job_id=job.id,
         message=f"Running on worker {worker} (attempt {job.attempts}){where}.",
         data={"status": JobStatus.RUNNING, "worker": worker, "attempt": job.attempts},
+        code="running_resumed" if checkpoint else "running",
+        params={"worker": worker, "attempt": job.attempts, "step": checkpoint.step if checkpoint else None},
     )
 
 
@@ -227,6 +229,8 @@ def _finish(job: FineTuneJob, result, reporter: JobReporter, guard: dict) -> Non
                     worker="",
                     message=f"Worker {job.worker} was paused by an admin: checkpointed at step {result.steps} and "
                     f"requeued for another worker.",
+                    code="requeued_worker_paused",
+                    params={"worker": job.worker, "step": result.steps},
                     requested_action="",
                     **common,
                 ):
@@ -239,6 +243,8 @@ def _finish(job: FineTuneJob, result, reporter: JobReporter, guard: dict) -> Non
                 from_=(JobStatus.RUNNING,),
                 guard=guard,
                 message=f"Paused at step {result.steps}; the checkpoint is stored and the worker is free.",
+                code="paused",
+                params={"step": result.steps},
                 requested_action="",
                 **common,
             )
@@ -253,6 +259,8 @@ def _finish(job: FineTuneJob, result, reporter: JobReporter, guard: dict) -> Non
             from_=(JobStatus.RUNNING,),
             guard=guard,
             message=f"Cancelled at step {result.steps}.",
+            code="cancelled",
+            params={"step": result.steps},
             requested_action="",
             **common,
         )
@@ -307,6 +315,8 @@ def _succeed(job: FineTuneJob, result, guard: dict) -> None:
             from_=(JobStatus.RUNNING,),
             guard=guard,
             message=f"Succeeded after {result.steps} steps: model {model_name_for(job)}.",
+            code="succeeded",
+            params={"step": result.steps, "model": model_name_for(job)},
             data={"model_version": version_id},
             trained_tokens=result.trained_tokens,
             resolved_hyperparameters=resolved.get("hyperparameters", {}),
@@ -334,6 +344,8 @@ def _succeed(job: FineTuneJob, result, guard: dict) -> None:
             job_event_record(
                 job_id=job.id,
                 message=f"Model version {version_id} stored ({len(files)} files).",
+                code="model_stored",
+                params={"version": version_id, "files": len(files)},
                 type=JobEvent.Type.METRICS,
                 # `step` at the top, as on every other metrics event; the nested copy stays for old readers.
                 data={

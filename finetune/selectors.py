@@ -94,7 +94,11 @@ def job_get_for_reader(*, team, user, job_id: str) -> FineTuneJob:
             if not getattr(user, "is_staff", False):
                 raise
     if getattr(user, "is_staff", False) and getattr(user, "is_active", False):
-        job = FineTuneJob.objects.select_related("base_model", "model_version").filter(pk=job_id).first()
+        job = (
+            FineTuneJob.objects.select_related("base_model", "model_version", "dataset_version__dataset")
+            .filter(pk=job_id)
+            .first()
+        )
         if job is not None:
             return job
     raise NotFound(f"No fine-tuning job {job_id!r} in this team.", code="job_not_found", field="id")

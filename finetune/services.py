@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from accounts.models import Team
 from common.errors import Conflict, InvalidInput, NotFound, QuotaExceeded, Unprocessable
@@ -142,20 +143,23 @@ def _validation_version(*, team: Team, request: JobRequest, training, task: str)
         raise NotFound(exc.message, code="validation_dataset_version_not_found", field=field_name) from None
     if version.status != "ready":
         raise Unprocessable(
-            f"Validation dataset version {version.id} is {version.status}, not ready.",
+            gettext("Validation dataset version %(id)s is %(status)s, not ready.")
+            % {"id": version.id, "status": version.status},
             code="dataset_version_not_ready",
             field=field_name,
         )
     if version.task != task:
         raise InvalidInput(
-            f"Validation dataset version {version.id} holds {version.task} data; the job trains {task}.",
+            gettext("Validation dataset version %(id)s holds %(data)s data; the job trains %(task)s.")
+            % {"id": version.id, "data": version.task, "task": task},
             code="task_mismatch",
             field=field_name,
         )
     unknown = sorted(set(version.labels or []) - set(training.labels or []))
     if unknown:
         raise InvalidInput(
-            f"Validation dataset version {version.id} has labels the training data lacks: {', '.join(unknown[:10])}.",
+            gettext("Validation dataset version %(id)s has labels the training data lacks: %(labels)s.")
+            % {"id": version.id, "labels": ", ".join(unknown[:10])},
             code="label_mismatch",
             field=field_name,
         )
@@ -175,20 +179,23 @@ def job_prepare(*, team: Team, request: JobRequest) -> PreparedJob:
         raise NotFound(exc.message, code="dataset_version_not_found", field="dataset_version") from None
     if version.status != "ready":
         raise Unprocessable(
-            f"Dataset version {version.id} is {version.status}, not ready: only ready versions can be trained on.",
+            gettext("Dataset version %(id)s is %(status)s, not ready: only ready versions can be trained on.")
+            % {"id": version.id, "status": version.status},
             code="dataset_version_not_ready",
             field="dataset_version",
         )
     task = request.task or version.task
     if task != version.task:
         raise InvalidInput(
-            f"Dataset version {version.id} holds {version.task} data; it cannot train a {task} job.",
+            gettext("Dataset version %(id)s holds %(data)s data; it cannot train a %(task)s job.")
+            % {"id": version.id, "data": version.task, "task": task},
             code="task_mismatch",
             field="task",
         )
     if base_model.tasks and task not in base_model.tasks:
         raise InvalidInput(
-            f"Base model {base_model.name} supports {', '.join(base_model.tasks)}, not {task}.",
+            gettext("Base model %(model)s supports %(tasks)s, not %(task)s.")
+            % {"model": base_model.name, "tasks": ", ".join(base_model.tasks), "task": task},
             code="unsupported_task",
             field="model",
         )
@@ -273,9 +280,17 @@ def _resolved_hyperparameters(validation: dict, submitted: dict) -> dict:
 def _quota_refusal(*, team: Team, usage: dict, device_class: str) -> QuotaExceeded | None:
     if usage["concurrent_jobs"] >= usage["max_concurrent_jobs"]:
         return QuotaExceeded(
-            f"Concurrency limit reached: {usage['concurrent_jobs']} of {usage['max_concurrent_jobs']} concurrent "
-            f"jobs running or queued ({usage['running_jobs']} running, {usage['queued_jobs']} queued) for team "
-            f"{team.name}. Wait for one to finish or cancel one.",
+            gettext(
+                "Concurrency limit reached: %(used)s of %(max)s concurrent jobs running or queued "
+                "(%(running)s running, %(queued)s queued) for team %(team)s. Wait for one to finish or cancel one."
+            )
+            % {
+                "used": usage["concurrent_jobs"],
+                "max": usage["max_concurrent_jobs"],
+                "running": usage["running_jobs"],
+                "queued": usage["queued_jobs"],
+                "team": team.name,
+            },
             code="concurrent_jobs_limit",
             details={
                 "limit": "max_concurrent_jobs",
@@ -287,9 +302,16 @@ def _quota_refusal(*, team: Team, usage: dict, device_class: str) -> QuotaExceed
     if device_class != selectors.CPU_DEVICE_CLASS and usage["gpu_hours_used"] >= usage["monthly_gpu_hours"]:
         resets = selectors.next_month_start()
         return QuotaExceeded(
-            f"Monthly GPU-hours quota used up: {usage['gpu_hours_used']:.2f} of {usage['monthly_gpu_hours']:.2f} "
-            f"GPU-hours consumed this month by team {team.name}. It resets on {resets:%Y-%m-%d}; "
-            f"CPU jobs are not counted.",
+            gettext(
+                "Monthly GPU-hours quota used up: %(used).2f of %(max).2f GPU-hours consumed this month by team "
+                "%(team)s. It resets on %(resets)s; CPU jobs are not counted."
+            )
+            % {
+                "used": usage["gpu_hours_used"],
+                "max": usage["monthly_gpu_hours"],
+                "team": team.name,
+                "resets": f"{resets:%Y-%m-%d}",
+            },
             code="gpu_hours_quota",
             details={
                 "limit": "monthly_gpu_hours",
@@ -350,6 +372,8 @@ def job_create(*, team: Team, user, request: JobRequest) -> FineTuneJob:
             job_id=job.id,
             message=f"Created fine-tuning job {job.id} ({who}).",
             data={"status": JobStatus.VALIDATING_FILES},
+            code="created",
+            params={"job": job.id, "who": getattr(user, "email", None) or ""},
         )
         v = prepared.validation
         job_event_record(
@@ -366,12 +390,22 @@ def job_create(*, team: Team, user, request: JobRequest) -> FineTuneJob:
                     for k in ("n_train", "n_valid", "total_steps", "n_epochs", "batch_size", "max_length")
                 }
             },
+            code="files_validated",
+            params={
+                "train": v.get("n_train"),
+                "valid": v.get("n_valid"),
+                "tokens": prepared.estimate["trained_tokens"],
+                "epochs": v.get("n_epochs"),
+                "steps": v.get("total_steps"),
+            },
         )
         job_transition(
             job_id=job.id,
             to=JobStatus.QUEUED,
             from_=(JobStatus.VALIDATING_FILES,),
             message=f"Queued on {job.queue} ({job.device_class}).",
+            code="queued",
+            params={"queue": job.queue, "device": job.device_class},
             queued_at=timezone.now(),
         )
         job_dispatch(job_id=job.id, queue=job.queue)
@@ -390,12 +424,17 @@ def _locked(job: FineTuneJob) -> FineTuneJob:
     return FineTuneJob.objects.select_for_update().get(pk=job.pk)
 
 
-def _request_action(job: FineTuneJob, action: str, *, message: str) -> None:
+def _actor_email(actor) -> str:
+    """The actor as an event parameter: "" for an API key (the page says so in its language)."""
+    return getattr(actor, "email", None) or ""
+
+
+def _request_action(job: FineTuneJob, action: str, *, message: str, code: str, params: dict) -> None:
     """Flag a running job for its worker's reporter (read within TUNEFORGE_JOB_CONTROL_POLL_SECONDS);
     asking twice records nothing new."""
     if job.requested_action != action:
         FineTuneJob.objects.filter(pk=job.pk).update(requested_action=action)
-        job_event_record(job_id=job.id, message=message)
+        job_event_record(job_id=job.id, message=message, code=code, params=params)
 
 
 @transaction.atomic
@@ -411,6 +450,8 @@ def job_cancel(*, job: FineTuneJob, actor) -> FineTuneJob:
             to=JobStatus.CANCELLED,
             from_=(job.status,),
             message=f"Cancelled by {who}.",
+            code="cancelled_by",
+            params={"who": _actor_email(actor)},
             requested_action="",
         )
     elif job.status == JobStatus.RUNNING:
@@ -418,10 +459,13 @@ def job_cancel(*, job: FineTuneJob, actor) -> FineTuneJob:
             job,
             FineTuneJob.RequestedAction.CANCEL,
             message=f"Cancellation requested by {who}; stopping at the next step.",
+            code="cancel_requested",
+            params={"who": _actor_email(actor)},
         )
     else:
         raise Conflict(
-            f"Job {job.id} has already {job.status}; there is nothing to cancel.",
+            gettext("Job %(id)s has already %(status)s; there is nothing to cancel.")
+            % {"id": job.id, "status": job.status},
             code="job_not_cancellable",
             field="status",
         )
@@ -441,11 +485,13 @@ def job_pause(*, job: FineTuneJob, actor) -> FineTuneJob:
             to=JobStatus.PAUSED,
             from_=(JobStatus.QUEUED,),
             message=f"Paused by {who} while queued.",
+            code="paused_by",
+            params={"who": _actor_email(actor)},
         )
     elif job.status == JobStatus.RUNNING:
         if job.requested_action == FineTuneJob.RequestedAction.CANCEL:
             raise Conflict(
-                f"Job {job.id} is being cancelled; it cannot be paused.",
+                gettext("Job %(id)s is being cancelled; it cannot be paused.") % {"id": job.id},
                 code="job_not_pausable",
                 field="status",
             )
@@ -453,10 +499,13 @@ def job_pause(*, job: FineTuneJob, actor) -> FineTuneJob:
             job,
             FineTuneJob.RequestedAction.PAUSE,
             message=f"Pause requested by {who}; checkpointing at the next step.",
+            code="pause_requested",
+            params={"who": _actor_email(actor)},
         )
     else:
         raise Conflict(
-            f"Job {job.id} is {job.status}; only queued or running jobs can be paused.",
+            gettext("Job %(id)s is %(status)s; only queued or running jobs can be paused.")
+            % {"id": job.id, "status": job.status},
             code="job_not_pausable",
             field="status",
         )
@@ -470,7 +519,8 @@ def job_resume(*, job: FineTuneJob, actor) -> FineTuneJob:
     job = _locked(job)
     if job.status != JobStatus.PAUSED:
         raise Conflict(
-            f"Job {job.id} is {job.status}; only paused jobs can be resumed.",
+            gettext("Job %(id)s is %(status)s; only paused jobs can be resumed.")
+            % {"id": job.id, "status": job.status},
             code="job_not_resumable",
             field="status",
         )
@@ -488,6 +538,8 @@ def job_resume(*, job: FineTuneJob, actor) -> FineTuneJob:
         from_=(JobStatus.PAUSED,),
         queued_at=timezone.now(),
         message=f"Resumed by {_actor_name(actor)}; it will continue {where}.",
+        code="resumed" if checkpoint else "resumed_from_start",
+        params={"who": _actor_email(actor), "step": checkpoint.step if checkpoint else None},
         requested_action="",
     )
     job_dispatch(job_id=job.id, queue=job.queue)

@@ -6,6 +6,7 @@ app_name = "finetune"
 urlpatterns = [
     path("", views.job_list, name="list"),
     path("new/", views.job_new, name="new"),
+    path("rows/", views.job_list_rows, name="list_rows"),
     path("compare/", views.job_compare, name="compare"),
     path("models/", model_views.model_list, name="models"),
     path("models/<str:version_id>/", model_views.model_detail, name="model"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -29,22 +30,50 @@ def _job_or_404(membership, job_id: str):
         raise Http404(exc.message) from None
 
 
+JOBS_PAGE_SIZE = 50
+
+
+def _job_page(request, membership):
+    """One page of the team's jobs (newest first) with their queue positions: a fixed number of
+    queries whatever the team's history."""
+    jobs = selectors.job_list(team=membership.team).order_by("-created_at", "-id")
+    page = Paginator(jobs, JOBS_PAGE_SIZE).get_page(request.GET.get("page"))
+    page.object_list = list(page.object_list)
+    positions = selectors.queue_positions_for(page.object_list)
+    for job in page.object_list:
+        job.queue_position = positions.get(job.id)
+    return page, any(job.status in ACTIVE_STATUSES for job in page.object_list)
+
+
 @login_required
 def job_list(request):
     membership = membership_or_404(request)
-    jobs = list(selectors.job_list(team=membership.team)[:100])
-    positions = selectors.queue_positions_for(jobs)
-    for job in jobs:
-        job.queue_position = positions.get(job.id)
+    page, active = _job_page(request, membership)
     return render(
         request,
         "finetune/job_list.html",
         {
-            "jobs": jobs,
+            "page": page,
+            "jobs": page.object_list,
             "can_write": can_write(membership),
-            "refresh": any(job.status in ACTIVE_STATUSES for job in jobs),
+            "active": active,
             "usage": selectors.team_quota_usage(team=membership.team),
         },
+    )
+
+
+@login_required
+def job_list_rows(request):
+    """What the jobs list polls while a job on it is active: only the status, progress and result
+    cells of that page's rows (swapped in out of band), so the rest of the page, the ticked Compare
+    boxes included, stays as the user left it. The answer for a page with no active job carries no
+    poll trigger: polling stops."""
+    membership = membership_or_404(request)
+    page, active = _job_page(request, membership)
+    return render(
+        request,
+        "finetune/_job_list_poll.html",
+        {"page": page, "jobs": page.object_list, "active": active, "oob": True},
     )
 
 

@@ -8,6 +8,7 @@ import logging
 import re
 
 from django.db import transaction
+from django.utils.translation import gettext
 
 from common.errors import Conflict, InvalidInput, NotFound
 from serving.models import Endpoint, EndpointEvent, Int8Check
@@ -81,7 +82,7 @@ def _version_of_team(*, team, model_version_id: str):
         version = ModelVersion.objects.filter(team=team, name=model_version_id).first()
     if version is None:
         raise NotFound(
-            f"No model version {model_version_id!r} in this team.",
+            gettext("No model version %(id)s in this team.") % {"id": repr(model_version_id)},
             code="model_version_not_found",
             field="model_version",
         )
@@ -102,11 +103,17 @@ def endpoint_create(*, team, user, slug: str, model_version_id: str, options: di
     slug = (slug or "").strip().lower()
     if not SLUG_RE.match(slug):
         raise InvalidInput(
-            "slug: 1 to 64 lowercase letters, digits or hyphens, not starting or ending with a hyphen.",
+            gettext(
+                "slug: 1 to 64 lowercase letters, digits or hyphens, not starting or ending with a hyphen."
+            ),
             field="slug",
         )
     if Endpoint.objects.filter(team=team, slug=slug).exists():
-        raise Conflict(f"The team already has an endpoint named {slug!r}.", code="slug_taken", field="slug")
+        raise Conflict(
+            gettext("The team already has an endpoint named %(slug)s.") % {"slug": repr(slug)},
+            code="slug_taken",
+            field="slug",
+        )
     version = _version_of_team(team=team, model_version_id=model_version_id)
     endpoint = Endpoint.objects.create(
         team=team,
@@ -131,8 +138,17 @@ def endpoint_publish(*, endpoint: Endpoint, user, model_version_id: str, force: 
         new_m, live_m = gate_metric(version), gate_metric(live)
         if new_m and live_m and new_m[0] == live_m[0] and new_m[1] < live_m[1]:
             raise Conflict(
-                f"{version.name} has validation {new_m[0]} {new_m[1]:.4f}, below the live {live.name}'s "
-                f"{live_m[1]:.4f}; publish with force to replace it anyway.",
+                gettext(
+                    "%(model)s has validation %(metric)s %(value).4f, below the live %(live)s's %(live_value).4f; "
+                    "publish with force to replace it anyway."
+                )
+                % {
+                    "model": version.name,
+                    "metric": new_m[0],
+                    "value": new_m[1],
+                    "live": live.name,
+                    "live_value": live_m[1],
+                },
                 code="worse_than_live",
                 field="model_version",
                 details={"metric": new_m[0], "candidate": new_m[1], "live": live_m[1]},
@@ -220,7 +236,8 @@ def endpoint_rollback(*, endpoint: Endpoint, user) -> Endpoint:
     endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
     if endpoint.previous_version is None:
         raise Conflict(
-            f"The endpoint {endpoint.slug} has no previous version to roll back to.",
+            gettext("The endpoint %(slug)s has no previous version to roll back to.")
+            % {"slug": endpoint.slug},
             code="no_previous_version",
         )
     live, back = endpoint.model_version, endpoint.previous_version
@@ -240,10 +257,13 @@ def endpoint_set_canary(*, endpoint: Endpoint, user, model_version_id: str, perc
     endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
     version = _version_of_team(team=endpoint.team, model_version_id=model_version_id)
     if endpoint.model_version is None:
-        raise Conflict("The endpoint has no live version to split traffic with.", code="model_not_ready")
+        raise Conflict(
+            gettext("The endpoint has no live version to split traffic with."), code="model_not_ready"
+        )
     if version.task != endpoint.model_version.task:
         raise InvalidInput(
-            f"The canary is a {version.task} model; the live one is {endpoint.model_version.task}.",
+            gettext("The canary is a %(task)s model; the live one is %(live)s.")
+            % {"task": version.task, "live": endpoint.model_version.task},
             field="model_version",
         )
     endpoint.canary_version, endpoint.canary_percent = version, percent

@@ -4,6 +4,8 @@ from django import template
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from common.templatetags.ui_labels import label
+
 register = template.Library()
 
 
@@ -27,3 +29,71 @@ LEVEL_LABELS = {"info": gettext_lazy("info"), "warn": gettext_lazy("warning"), "
 @register.filter
 def level_label(level: str) -> str:
     return LEVEL_LABELS.get(level, level)
+
+
+# The job page's text of an event the platform wrote, by the `code` its `data` carries; the stored
+# English `message` stays what the API and the log download show, and is the fallback (log lines
+# of the training libraries and older events carry no code).
+EVENT_TEXTS = {
+    "created": gettext_lazy("Created fine-tuning job %(job)s (%(who)s)."),
+    "files_validated": gettext_lazy(
+        "Files validated: %(train)s training rows, %(valid)s validation rows; about %(tokens)s tokens to "
+        "train over %(epochs)s epochs (%(steps)s steps)."
+    ),
+    "queued": gettext_lazy("Queued on %(queue)s (%(device)s)."),
+    "running": gettext_lazy("Running on worker %(worker)s (attempt %(attempt)s)."),
+    "running_resumed": gettext_lazy(
+        "Running on worker %(worker)s (attempt %(attempt)s), resuming from the checkpoint at step %(step)s."
+    ),
+    "checkpoint_saved": gettext_lazy("Checkpoint saved at step %(step)s."),
+    "paused": gettext_lazy("Paused at step %(step)s; the checkpoint is stored and the worker is free."),
+    "requeued_worker_paused": gettext_lazy(
+        "Worker %(worker)s was paused by an admin: checkpointed at step %(step)s and requeued for another worker."
+    ),
+    "cancelled": gettext_lazy("Cancelled at step %(step)s."),
+    "succeeded": gettext_lazy("Succeeded after %(step)s steps: model %(model)s."),
+    "model_stored": gettext_lazy("Model version %(version)s stored (%(files)s files)."),
+    "failed": gettext_lazy("Job failed (%(reason)s): %(message)s"),
+    "cancelled_by": gettext_lazy("Cancelled by %(who)s."),
+    "cancel_requested": gettext_lazy("Cancellation requested by %(who)s; stopping at the next step."),
+    "paused_by": gettext_lazy("Paused by %(who)s while queued."),
+    "pause_requested": gettext_lazy("Pause requested by %(who)s; checkpointing at the next step."),
+    "resumed": gettext_lazy("Resumed by %(who)s; it will continue from its checkpoint at step %(step)s."),
+    "resumed_from_start": gettext_lazy(
+        "Resumed by %(who)s; it will continue from the start (no checkpoint yet)."
+    ),
+    "worker_lost_cancelled": gettext_lazy(
+        "Worker %(worker)s stopped responding (no heartbeat for %(seconds)s s); the job was being cancelled, "
+        "so it is cancelled."
+    ),
+    "worker_lost_paused": gettext_lazy(
+        "Worker %(worker)s stopped responding (no heartbeat for %(seconds)s s); the job was being paused, "
+        "so it is paused."
+    ),
+    "worker_lost_requeued": gettext_lazy(
+        "Worker %(worker)s stopped responding (no heartbeat for %(seconds)s s); requeued (%(crashes)s of "
+        "%(limit)s losses allowed), it will resume from its checkpoint at step %(step)s."
+    ),
+    "worker_lost_requeued_from_start": gettext_lazy(
+        "Worker %(worker)s stopped responding (no heartbeat for %(seconds)s s); requeued (%(crashes)s of "
+        "%(limit)s losses allowed), it will resume from the start (no checkpoint yet)."
+    ),
+    "resent": gettext_lazy("Re-sent to queue %(queue)s: its message was lost by the broker."),
+}
+
+
+@register.filter
+def event_text(event) -> str:
+    data = event.data if isinstance(event.data, dict) else {}
+    text = EVENT_TEXTS.get(data.get("code") or "")
+    params = data.get("params")
+    if text is None or not isinstance(params, dict):
+        return event.message
+    if data["code"] == "failed":
+        params = {**params, "reason": label(params.get("error_code"), "error")}
+    if params.get("who") == "":
+        params = {**params, "who": _("an API key")}
+    try:
+        return str(text) % params
+    except (KeyError, TypeError, ValueError):
+        return event.message

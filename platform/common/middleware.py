@@ -5,19 +5,23 @@ from django.utils import translation
 
 # The native API, the OpenAI-compatible face and the API schema/docs.
 API_PREFIXES = ("/api/", "/v1/")
+UI_HEADER = "X-Tuneforge-UI"
 
 
 class ApiInEnglishMiddleware:
     """Undoes LocaleMiddleware's choice on API paths: error messages there are for developers and
     documented in English, and a browser's language cookie (the web UI's switcher) or
     Accept-Language header must not turn DRF's own messages Chinese next to our English ones.
-    Goes right after LocaleMiddleware."""
+    Goes right after LocaleMiddleware.
+
+    The web UI's own calls to the API (the dataset upload page) send `X-Tuneforge-UI: 1`: those
+    keep the page's language, so a refusal shown on a Chinese page reads in Chinese."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        if request.path_info.startswith(API_PREFIXES):
+        if request.path_info.startswith(API_PREFIXES) and request.headers.get(UI_HEADER) != "1":
             translation.activate("en")
             request.LANGUAGE_CODE = "en"
         return self.get_response(request)

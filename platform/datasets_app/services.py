@@ -28,6 +28,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.db.models.deletion import ProtectedError
 from django.utils.text import get_valid_filename
+from django.utils.translation import gettext
 
 from accounts.models import Team
 from common.errors import Conflict, InvalidInput, Unprocessable
@@ -202,7 +203,8 @@ def _run_upload(
         task = options.task or dataset.task
         if task != dataset.task:
             raise Conflict(
-                f"Dataset {dataset.name!r} is a {dataset.task} dataset; this upload asked for {task}.",
+                gettext("Dataset %(name)s is a %(task)s dataset; this upload asked for %(asked)s.")
+                % {"name": repr(dataset.name), "task": dataset.task, "asked": task},
                 field="task",
             )
         pii = dataset.pii_masking or options.pii_masking
@@ -236,8 +238,11 @@ def _run_upload(
                         )
                     elif target.task != result.task:
                         raise Conflict(
-                            f"Dataset {name!r} already exists as a {target.task} dataset; this file "
-                            f"holds {result.task} data. Choose another name.",
+                            gettext(
+                                "Dataset %(name)s already exists as a %(task)s dataset; this file holds "
+                                "%(data)s data. Choose another name."
+                            )
+                            % {"name": repr(name), "task": target.task, "data": result.task},
                             field="name",
                         )
                 else:
@@ -322,7 +327,7 @@ def _store_and_insert(
 def _clean_name(name: str | None, filename: str) -> str:
     name = (name or "").strip() or os.path.splitext(safe_filename(filename))[0]
     if len(name) > 200:
-        raise InvalidInput("name must be at most 200 characters.", field="name")
+        raise InvalidInput(gettext("name must be at most 200 characters."), field="name")
     return name
 
 

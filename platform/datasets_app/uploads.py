@@ -12,6 +12,7 @@ from django.core.files.uploadhandler import (
     MemoryFileUploadHandler,
     TemporaryFileUploadHandler,
 )
+from django.utils.translation import gettext
 
 from common.errors import PayloadTooLarge
 
@@ -35,7 +36,8 @@ def too_large(what: str, size: int | None = None) -> PayloadTooLarge:
     limit = max_upload_bytes()
     got = f" ({human_size(size)})" if size is not None else ""
     return PayloadTooLarge(
-        f"{what}{got} is larger than the upload limit of {human_size(limit)}.",
+        gettext("%(what)s%(size)s is larger than the upload limit of %(limit)s.")
+        % {"what": what, "size": got, "limit": human_size(limit)},
         field="file",
         details={"limit_bytes": limit},
     )
@@ -48,7 +50,7 @@ def check_content_length(request) -> None:
     except ValueError:
         declared = 0
     if declared > max_upload_bytes() + FORM_OVERHEAD_BYTES:
-        raise too_large("The upload", declared)
+        raise too_large(gettext("The upload"), declared)
 
 
 class CleanTemporaryFileUploadHandler(TemporaryFileUploadHandler):
@@ -88,7 +90,9 @@ class SizeLimitUploadHandler(FileUploadHandler):
             if self.spill is not None:
                 self.spill.discard()
             raise too_large(
-                f"The file {self.file_name!r}" if not self.finished_bytes else "The uploaded files"
+                gettext("The file %(name)s") % {"name": repr(self.file_name)}
+                if not self.finished_bytes
+                else gettext("The uploaded files")
             )
         return raw_data
 

@@ -115,6 +115,8 @@
     xhr.open("POST", msg.uploadUrl);
     xhr.setRequestHeader("X-CSRFToken", form.querySelector("[name=csrfmiddlewaretoken]").value);
     xhr.setRequestHeader("Accept", "application/json");
+    // Our own page calling the API: answer in the page's language (the API otherwise speaks English).
+    xhr.setRequestHeader("X-Tuneforge-UI", "1");
     xhr.upload.addEventListener("progress", function (e) {
       if (e.lengthComputable) setProgress(e.loaded / e.total, msg.msgUploading + " " + Math.round(100 * e.loaded / e.total) + "%");
     });

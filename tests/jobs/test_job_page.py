@@ -303,3 +303,42 @@ def test_the_confusion_matrix_puts_the_most_confused_classes_first_and_lists_the
     )
     page = _web(alice).get(f"/jobs/{multilabel.id}/").content.decode()
     assert 'id="heatmap"' not in page and 'id="per-class"' in page
+
+
+def test_the_job_page_names_the_dataset_and_speaks_chinese_in_its_events_and_refusals(
+    alice, alice_client, dataset_version
+):
+    from django.conf import settings
+
+    from finetune.lifecycle import job_fail
+
+    job = submit(alice_client, dataset_version)
+    web = _web(alice)
+    page = web.get(f"/jobs/{job['id']}/").content.decode()
+    # The dataset's own name, linked to its version page, with the `dsv-` id beside it.
+    name = dataset_version.dataset.name
+    assert re.search(rf'class="dataset-link" href="[^"]*{dataset_version.id}[^"]*">{re.escape(name)} v', page)
+    assert f"<code>{dataset_version.id}</code>" in page
+    assert "Files validated:" in page and "Queued on cpu" in page
+
+    web.cookies[settings.LANGUAGE_COOKIE_NAME] = "zh-hans"
+    chinese = web.get(f"/jobs/{job['id']}/").content.decode()
+    # Events the platform wrote carry a code and params: the page shows them in Chinese.
+    assert "文件已校验" in chinese and "已进入队列 cpu" in chinese and "已创建微调任务" in chinese
+    assert "Files validated:" not in chinese and "Queued on cpu" not in chinese
+    # A refusal of our services, shown through the messages framework, is Chinese too.
+    refused = web.post(f"/jobs/{job['id']}/resume/", follow=True).content.decode()
+    assert "只有已暂停的任务可以恢复" in refused and "only paused jobs can be resumed" not in refused
+    # The API keeps speaking English to the same Chinese browser.
+    api = alice_client.post(f"/api/v1/jobs/{job['id']}/resume", HTTP_ACCEPT_LANGUAGE="zh-hans")
+    assert api.status_code == 409 and "only paused jobs can be resumed" in api.json()["error"]["message"]
+
+    # A failure: a human, translated reason; the stored English detail beside it.
+    FineTuneJob.objects.filter(pk=job["id"]).update(status="running")
+    job_fail(job_id=job["id"], code="out_of_memory", message="The run ran out of host memory.")
+    failed = web.get(f"/jobs/{job['id']}/").content.decode()
+    assert "<strong>内存不足</strong> <code>out_of_memory</code>" in failed
+    assert "任务失败（内存不足）：The run ran out of host memory." in failed
+    # An event without a code (a training library's log line) stays as it was written.
+    JobEvent.objects.create(job_id=job["id"], source="log", message="transformers: a library line")
+    assert "transformers: a library line" in web.get(f"/jobs/{job['id']}/").content.decode()

@@ -130,3 +130,25 @@ def test_staff_pages_fit_a_phone_and_do_not_exist_for_others(
     outsider = _page(browser, live_server, charlie.email)
     for url in ("/staff/jobs/", "/staff/base-models/", f"/jobs/models/{version.id}/"):
         assert outsider.goto(url).status == 404, url
+
+
+def test_ticked_compare_boxes_survive_the_jobs_lists_live_updates(
+    live_server, browser, alice, team, dataset_version, base_model, shots
+):
+    from playwright.sync_api import expect
+
+    from finetune.models import FineTuneJob
+
+    running = make_job(team, dataset_version, base_model, status="running", total_steps=10, percent=10.0)
+    done = make_job(team, dataset_version, base_model, status="succeeded")
+    page = _page(browser, live_server, alice.email)
+    page.goto("/jobs/")
+    page.check(f"#compare-{done.id}")
+    page.check(f"#compare-{running.id}")
+
+    FineTuneJob.objects.filter(pk=running.pk).update(percent=70.0, step=7)
+    # The poll (every 5 s) swaps in the row's progress cell; the page is not reloaded.
+    expect(page.locator(f"#job-progress-{running.id}")).to_contain_text("70%", timeout=15_000)
+    assert page.is_checked(f"#compare-{done.id}") and page.is_checked(f"#compare-{running.id}")
+    page.screenshot(path=str(shots / "jobs-list-live.png"), full_page=True)
+    _fits_the_phone(page, "/jobs/", shots, "phone-jobs-list")

@@ -12,7 +12,7 @@ from tests.pages.conftest import many_jobs, web
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
-TEAM_PAGES = ("/", "/jobs/", "/jobs/models/", "/datasets/", "/endpoints/")
+TEAM_PAGES = ("/", "/jobs/", "/jobs/?page=3", "/jobs/rows/", "/jobs/models/", "/datasets/", "/endpoints/")
 STAFF_PAGES = ("/staff/jobs/", "/staff/base-models/")
 
 

@@ -59,6 +59,41 @@ LABELS: dict[str, dict[str, str]] = {
         "epoch": _("epoch"),
         "step": _("step"),
     },
+    # Why a job failed or stopped (`FineTuneJob.error_code`); the detailed English message is on
+    # the job page beside it.
+    "error": {
+        "out_of_memory": _("Out of memory"),
+        "time_limit_exceeded": _("Time limit exceeded"),
+        "training_error": _("Training error"),
+        "worker_lost": _("Worker lost"),
+        "device_unavailable": _("Device unavailable"),
+        "invalid_value": _("Invalid setting"),
+        "invalid_type": _("Invalid setting"),
+        "invalid_batch_size": _("Invalid batch size"),
+        "invalid_learning_rate": _("Invalid learning rate"),
+        "invalid_max_length": _("Invalid maximum length"),
+        "invalid_target_module": _("Invalid target modules"),
+        "invalid_checkpoint": _("Invalid checkpoint"),
+        "incompatible_checkpoint": _("Incompatible checkpoint"),
+        "invalid_init": _("Invalid starting model"),
+        "incompatible_init": _("Incompatible starting model"),
+        "invalid_file": _("Invalid data file"),
+        "file_not_found": _("File not found"),
+        "no_rows": _("No usable rows"),
+        "too_few_labels": _("Too few labels"),
+        "unseen_labels": _("Labels missing from training"),
+        "needs_validation": _("Validation data required"),
+        "unknown_base_model": _("Unknown base model"),
+        "unsupported_tokenizer": _("Unsupported tokenizer"),
+        "unsupported_task": _("Unsupported task"),
+        "unknown_task": _("Unknown task"),
+        "unknown_method": _("Unknown method"),
+        "unknown_field": _("Unknown setting"),
+        "required": _("Missing setting"),
+        "qlora_requires_cuda": _("QLoRA needs a CUDA GPU"),
+        "missing_dependency": _("Missing library"),
+        "precision_unavailable": _("Precision unavailable"),
+    },
     # A dataset warning's headline by its code; the detailed English message stays beside it.
     "warning": {
         "class_imbalance": _("Classes are imbalanced"),
@@ -88,7 +123,7 @@ def label(code, kind: str) -> str:
     known = LABELS.get(kind, {}).get(str(code))
     if known is not None:
         return known
-    return str(code).replace("_", " ") if kind == "metric" else str(code)
+    return str(code).replace("_", " ") if kind in ("metric", "error") else str(code)
 
 
 def choices(kind: str, codes) -> list[tuple[str, str]]:
