@@ -27,6 +27,7 @@ from serving.runtime import (
     ServingRuntime,
     StreamChunk,
 )
+from serving.runtime_metrics import PrometheusObserver
 
 CLASSIFIER_TASKS = ("classification", "multilabel_classification")
 
@@ -70,6 +71,7 @@ def get_runtime() -> ServingRuntime:
                     max_batch_size=getattr(settings, "TUNEFORGE_SERVING_MAX_BATCH_SIZE", 32),
                     max_wait_ms=getattr(settings, "TUNEFORGE_SERVING_MAX_WAIT_MS", 5.0),
                     micro_batching=getattr(settings, "TUNEFORGE_SERVING_MICRO_BATCHING", True),
+                    observer=PrometheusObserver(),
                 )
     return _runtime
 

@@ -7,10 +7,11 @@ class WorkersConfig(AppConfig):
 
     def ready(self) -> None:
         from common.metrics import register_gauge_source
-        from workers.gauges import queue_depth_samples, workers_online_samples
+        from workers.gauges import queue_depth_samples, worker_gpu_memory_samples, workers_online_samples
 
         register_gauge_source("tuneforge_workers_online", workers_online_samples)
         register_gauge_source("tuneforge_queue_depth", queue_depth_samples)
+        register_gauge_source("tuneforge_worker_gpu_memory_bytes", worker_gpu_memory_samples)
 
     def dashboard_section(self, *, team) -> dict:
         from workers.selectors import workers_by_device_class

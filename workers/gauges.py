@@ -1,10 +1,12 @@
 """Scrape-time gauges of the worker registry and the broker (common.metrics.register_gauge_source):
-workers online per queue and messages waiting per queue, computed when Prometheus scrapes."""
+workers online per queue, messages waiting per queue and each GPU worker's device memory, computed
+when Prometheus scrapes."""
 
 from __future__ import annotations
 
 import logging
 
+from workers.devices import MIB
 from workers.models import WorkerNode
 from workers.routing import CPU_QUEUE, DEFAULT_QUEUE, GPU_QUEUE, known_device_classes, queue_for_device
 
@@ -43,4 +45,19 @@ def queue_depth_samples():
                 count = 0
                 channel = connection.default_channel
             samples.append(({"queue": queue}, count))
+    return samples
+
+
+def worker_gpu_memory_samples():
+    """Each GPU worker's device memory as its last heartbeat read it (NVML, the whole device). An
+    offline worker is left out: its last figure says nothing about the device now."""
+    samples = []
+    for worker in WorkerNode.objects.filter(device_kind=WorkerNode.DeviceKind.CUDA, offline_since=None):
+        figures = worker.utilisation or {}
+        if worker.status == "offline" or "memory_used_mb" not in figures:
+            continue
+        labels = {"worker": worker.name, "device_class": worker.device_class}
+        samples.append(({**labels, "kind": "used"}, figures["memory_used_mb"] * MIB))
+        if "memory_total_mb" in figures:
+            samples.append(({**labels, "kind": "total"}, figures["memory_total_mb"] * MIB))
     return samples

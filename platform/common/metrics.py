@@ -54,8 +54,8 @@ HTTP_RESPONSES = Counter(
 )
 BATCH_SIZE = Histogram(
     "tuneforge_inference_batch_size",
-    "Requests served together in one forward pass, by endpoint.",
-    ["endpoint"],
+    # No endpoint label: one micro-batched forward mixes the requests of several endpoints.
+    "Rows classified together in one forward pass (the micro-batcher's callers together).",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128),
 )
 MODEL_CACHE = Counter(
@@ -70,7 +70,8 @@ QUOTA_REFUSALS = Counter(
 )
 GPU_MEMORY = Gauge(
     "tuneforge_gpu_memory_bytes",
-    "GPU memory per device: kind is used or total.",
+    "GPU memory of each serving process per CUDA device: kind is allocated (live tensors), reserved "
+    "(torch's caching allocator) or total (the device).",
     ["device", "kind"],
     # Each process reports its own device; a dead process's value must not linger.
     multiprocess_mode="liveall",
@@ -85,6 +86,10 @@ SCRAPE_TIME_GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "tuneforge_jobs": ("Fine-tuning jobs by status.", ("status",)),
     "tuneforge_queue_depth": ("Messages waiting in each Celery queue.", ("queue",)),
     "tuneforge_workers_online": ("Workers online per queue they consume.", ("queue",)),
+    "tuneforge_worker_gpu_memory_bytes": (
+        "GPU memory of each online GPU worker's device, from its last heartbeat (NVML): kind is used or total.",
+        ("worker", "device_class", "kind"),
+    ),
 }
 
 _sources: dict[str, Callable[[], GaugeSamples]] = {}

@@ -13,10 +13,12 @@ from .classify import REFUSE, TRUNCATE, Classification, classify_direct
 from .errors import ArtifactError, InputTooLong, InvalidRequest, RuntimeServingError
 from .generate import Choice, Generation, GenerationParams, StreamChunk, generate, stream
 from .loading import LoadedModel, quantize_int8
+from .observer import CACHE_EVENTS, CudaMemory, RuntimeObserver, cuda_memory
 from .quantization import QuantizationReport, measure_int8_change
 from .runtime import ServingRuntime
 
 __all__ = [
+    "CACHE_EVENTS",
     "REFUSE",
     "TRUNCATE",
     "ArtifactError",
@@ -24,6 +26,7 @@ __all__ = [
     "CacheStats",
     "Choice",
     "Classification",
+    "CudaMemory",
     "Generation",
     "GenerationParams",
     "InputTooLong",
@@ -32,10 +35,12 @@ __all__ = [
     "MicroBatcher",
     "ModelCache",
     "QuantizationReport",
+    "RuntimeObserver",
     "RuntimeServingError",
     "ServingRuntime",
     "StreamChunk",
     "classify_direct",
+    "cuda_memory",
     "generate",
     "measure_int8_change",
     "quantize_int8",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from .classify import Encoded, logits_for, to_classification
 from .loading import LoadedModel
+from .observer import RuntimeObserver, notify
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,10 @@ class MicroBatcher:
     A single request larger than max_batch_size runs alone, whole.
     """
 
-    def __init__(self, *, max_batch_size: int = 32, max_wait_ms: float = 5.0) -> None:
+    def __init__(
+        self, *, max_batch_size: int = 32, max_wait_ms: float = 5.0, observer: RuntimeObserver | None = None
+    ) -> None:
+        self.observer = observer or RuntimeObserver()
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000
         self._queue: queue_mod.SimpleQueue[_Request | None] = queue_mod.SimpleQueue()
@@ -108,6 +112,7 @@ class MicroBatcher:
             return
         with self._stats_lock:
             self.batch_sizes[len(flat)] += 1
+        notify(self.observer, "on_batch", size=len(flat))
         i = 0
         for r in live:
             out = [to_classification(r.lm, logits[i + j], e) for j, e in enumerate(r.rows)]

@@ -15,6 +15,7 @@ from . import loading
 from .artifact import read_artifact
 from .errors import InvalidRequest
 from .loading import BaseGroup, BaseResolver, LoadedModel
+from .observer import RuntimeObserver, notify
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,11 @@ class ModelCache:
     the cache can exceed its bound while more pinned models than fit are serving requests.
     """
 
-    def __init__(self, *, resolve_base: BaseResolver, max_mb: float = 4096) -> None:
+    def __init__(
+        self, *, resolve_base: BaseResolver, max_mb: float = 4096, observer: RuntimeObserver | None = None
+    ) -> None:
         self.resolve_base = resolve_base
+        self.observer = observer or RuntimeObserver()
         self.max_bytes = int(max_mb * 1024 * 1024)
         self._lock = threading.RLock()
         self._models: OrderedDict[tuple, LoadedModel] = OrderedDict()
@@ -79,8 +83,10 @@ class ModelCache:
             if lm is not None:
                 self.hits += 1
                 self._models.move_to_end(key)
+                notify(self.observer, "on_cache", event="hit")
             else:
                 self.misses += 1
+                notify(self.observer, "on_cache", event="miss")
                 lm = self._load(key)
                 self._models[key] = lm
             lm.pins += 1
@@ -203,6 +209,7 @@ class ModelCache:
         else:
             self._tokenizers[lm.tokenizer_key] = (tok, tlock, refs - 1)
         self.evictions += 1
+        notify(self.observer, "on_cache", event="eviction")
         group = lm.group
         if group is not None:
             if len(group.adapters) <= 1:

@@ -11,6 +11,7 @@ from .classify import TRUNCATE, Classification, classify_direct, encode
 from .errors import InvalidRequest
 from .generate import Generation, GenerationParams, StreamChunk, generate, stream
 from .loading import BaseResolver
+from .observer import RuntimeObserver, notify
 
 
 class ServingRuntime:
@@ -22,10 +23,14 @@ class ServingRuntime:
         max_batch_size: int = 32,
         max_wait_ms: float = 5.0,
         micro_batching: bool = True,
+        observer: RuntimeObserver | None = None,
     ) -> None:
-        self.cache = ModelCache(resolve_base=resolve_base, max_mb=cache_mb)
+        self.observer = observer or RuntimeObserver()
+        self.cache = ModelCache(resolve_base=resolve_base, max_mb=cache_mb, observer=self.observer)
         self.batcher = (
-            MicroBatcher(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms) if micro_batching else None
+            MicroBatcher(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, observer=self.observer)
+            if micro_batching
+            else None
         )
 
     def classify(
@@ -42,7 +47,10 @@ class ServingRuntime:
             if not lm.info.is_classifier:
                 raise InvalidRequest(f"{lm.info.path} is a {lm.task} model, not a classifier")
             if self.batcher is None:
-                return classify_direct(lm, texts, truncation=truncation)
+                results = classify_direct(lm, texts, truncation=truncation)
+                if results:
+                    notify(self.observer, "on_batch", size=len(results))
+                return results
             rows = encode(lm, texts, truncation=truncation)
             if not rows:
                 return []

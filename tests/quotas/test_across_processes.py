@@ -90,3 +90,32 @@ def test_a_killed_process_loses_no_metered_call(start_server, team, served):
         assert {r.key_id for r in rows} == {key.public_id}
         assert sum(r.input_tokens for r in rows) > 0
         assert sum(sum(r.latency_buckets) for r in rows) == 7
+
+
+def test_runtime_metrics_of_two_processes_add_up_in_one_scrape_in_multiprocess_mode(
+    start_server, team, served, tmp_path
+):
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    key = ApiKeyFactory(team=team)
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "TUNEFORGE_METRICS_TOKEN": ""}
+    servers = [start_server(env), start_server(env)]
+    for server in servers:
+        for text in ("great service", "awful wait"):
+            status, _headers, body = native_predict(server.url, key.raw, "sentiment", text)
+            assert status == 200, body
+    with urllib.request.urlopen(f"{servers[0].url}/metrics", timeout=30) as response:
+        families = {f.name: f for f in text_string_to_metric_families(response.read().decode())}
+    cache = {
+        s.labels["event"]: s.value
+        for s in families["tuneforge_model_cache_events"].samples
+        if s.name.endswith("_total")
+    }
+    # Each process loaded the model once and reused it once; the scrape sees both.
+    assert cache["miss"] == 2 and cache["hit"] == 2
+    (count,) = [
+        s.value for s in families["tuneforge_inference_batch_size"].samples if s.name.endswith("_count")
+    ]
+    assert count == 4

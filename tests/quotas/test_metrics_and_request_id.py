@@ -146,3 +146,107 @@ def test_workers_gauges_report_a_queue_with_jobs_and_no_worker(client, settings,
     finally:
         with app.connection_for_write() as connection:
             connection.default_channel.queue_purge(lonely)
+
+
+@pytest.fixture
+def fresh_runtime(monkeypatch, settings):
+    """This test's own ServingRuntime, built by get_runtime() from the settings the test sets."""
+    from serving import inference
+
+    monkeypatch.setattr(inference, "_runtime", None)
+    yield settings
+    if inference._runtime is not None:
+        inference._runtime.close()
+
+
+def _sample(families, family: str, name: str, **labels) -> float:
+    for sample in families[family].samples if family in families else ():
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+            return sample.value
+    return 0.0
+
+
+def _runtime_figures(client) -> dict[str, float]:
+    families = _families(client.get("/metrics"))
+    return {
+        "batches": _sample(
+            families, "tuneforge_inference_batch_size", "tuneforge_inference_batch_size_count"
+        ),
+        "rows": _sample(families, "tuneforge_inference_batch_size", "tuneforge_inference_batch_size_sum"),
+        **{
+            event: _sample(
+                families, "tuneforge_model_cache_events", "tuneforge_model_cache_events_total", event=event
+            )
+            for event in ("hit", "miss", "eviction")
+        },
+    }
+
+
+def _predict(client, key, **body):
+    response = client.post(
+        "/api/v1/endpoints/sentiment/predict", body, format="json", HTTP_AUTHORIZATION=f"Bearer {key.raw}"
+    )
+    assert response.status_code == 200, response.content
+    return response
+
+
+def test_predictions_show_as_batches_and_a_cache_miss_then_hits(
+    anon_client, client, team, served, fresh_runtime
+):
+    from tests.factories import ApiKeyFactory
+
+    fresh_runtime.TUNEFORGE_METRICS_TOKEN = ""
+    key = ApiKeyFactory(team=team)
+    before = _runtime_figures(client)
+    _predict(anon_client, key, input=["great service", "awful wait"])
+    after_first = _runtime_figures(client)
+    _predict(anon_client, key, input="fine")
+    _predict(anon_client, key, input="ok")
+    after = _runtime_figures(client)
+    assert after_first["miss"] - before["miss"] == 1
+    assert after_first["hit"] == before["hit"]
+    assert after["miss"] - before["miss"] == 1 and after["hit"] - after_first["hit"] == 2
+    assert after["batches"] - before["batches"] == 3
+    assert after["rows"] - before["rows"] == 4
+    assert after["eviction"] == before["eviction"]
+
+
+def test_a_cache_too_small_for_the_model_shows_an_eviction(anon_client, client, team, served, fresh_runtime):
+    from tests.factories import ApiKeyFactory
+
+    fresh_runtime.TUNEFORGE_METRICS_TOKEN = ""
+    fresh_runtime.TUNEFORGE_SERVING_CACHE_MB = 0.001
+    key = ApiKeyFactory(team=team)
+    before = _runtime_figures(client)
+    _predict(anon_client, key, input="great service")
+    _predict(anon_client, key, input="great service")
+    after = _runtime_figures(client)
+    # Evicted as soon as its request is done, so the second call loads it again.
+    assert after["miss"] - before["miss"] == 2
+    assert after["eviction"] - before["eviction"] == 2
+    assert after["hit"] == before["hit"]
+
+
+def test_workers_gpu_memory_from_their_heartbeats(client, settings, db):
+    from django.utils import timezone
+
+    from workers.models import WorkerNode
+
+    settings.TUNEFORGE_METRICS_TOKEN = ""
+    now = timezone.now()
+    WorkerNode.objects.create(
+        name="gpu0@memhost", host="memhost", device_kind="cuda", device_class="h200", queues=["gpu.h200"],
+        last_heartbeat_at=now, utilisation={"gpu_percent": 40, "memory_used_mb": 1200, "memory_total_mb": 143771},
+    )  # fmt: skip
+    WorkerNode.objects.create(
+        name="gpu1@memhost", host="memhost", device_kind="cuda", device_class="h200", queues=["gpu.h200"],
+        last_heartbeat_at=now, offline_since=now, utilisation={"memory_used_mb": 9, "memory_total_mb": 9},
+    )  # fmt: skip
+    families = _families(client.get("/metrics"))
+    memory = {
+        (s.labels["worker"], s.labels["kind"]): s.value
+        for s in families["tuneforge_worker_gpu_memory_bytes"].samples
+    }
+    assert memory[("gpu0@memhost", "used")] == 1200 * 2**20
+    assert memory[("gpu0@memhost", "total")] == 143771 * 2**20
+    assert not any(worker == "gpu1@memhost" for worker, _kind in memory)
