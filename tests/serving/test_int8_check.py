@@ -132,3 +132,15 @@ def test_choosing_int8_on_the_web_shows_the_measured_change_and_confirm_publishe
     assert Endpoint.objects.get(slug="web8").pending_version_id == versions["a"].id
     page = alice_client.get(r["Location"]).content.decode()
     assert versions["b"].name in page
+
+
+def test_switching_a_live_endpoint_to_int8_needs_the_check_too_unless_forced(alice_client, live, versions):
+    r = alice_client.patch("/api/v1/endpoints/support", {"options": {"quantize": "int8"}}, format="json")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "int8_check_required"
+    assert r.json()["error"]["details"]["model_version"] == versions["a"].id
+    assert Endpoint.objects.get(slug="support").options["quantize"] == "none"
+    r = alice_client.patch(
+        "/api/v1/endpoints/support", {"options": {"quantize": "int8"}, "force": True}, format="json"
+    )
+    assert r.status_code == 200 and r.json()["options"]["quantize"] == "int8"
+    assert r.json()["int8_check"] is None
