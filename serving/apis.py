@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
@@ -26,6 +26,17 @@ def _v(version):
     return None if version is None else {"id": version.id, "name": version.name}
 
 
+class Int8OutputSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    model_version = serializers.CharField(source="model_version_id")
+    status = serializers.CharField()
+    fp32_accuracy = serializers.FloatField(allow_null=True)
+    int8_accuracy = serializers.FloatField(allow_null=True)
+    accuracy_change = serializers.FloatField(allow_null=True)
+    n = serializers.IntegerField()
+    message = serializers.CharField()
+
+
 class EndpointOutputSerializer(serializers.Serializer):
     id = serializers.CharField()
     slug = serializers.CharField()
@@ -37,7 +48,19 @@ class EndpointOutputSerializer(serializers.Serializer):
     canary_version = serializers.SerializerMethodField()
     canary_percent = serializers.IntegerField()
     options = serializers.JSONField()
+    int8_check = serializers.SerializerMethodField(
+        help_text="With options.quantize int8: the int8 check of the deploying (else live) version, "
+        "with its fp32 and int8 accuracy."
+    )
     created_at = serializers.DateTimeField()
+
+    @extend_schema_field(Int8OutputSerializer(allow_null=True))
+    def get_int8_check(self, e) -> dict | None:
+        version = e.pending_version or e.model_version
+        if (e.options or {}).get("quantize") != "int8" or version is None:
+            return None
+        check = services.int8_check_of(team=e.team, version=version)
+        return None if check is None else Int8OutputSerializer(check).data
 
     def get_model_version(self, e) -> dict | None:
         return _v(e.model_version)
@@ -65,17 +88,6 @@ class EndpointEventOutputSerializer(serializers.Serializer):
         return ev.actor.email if ev.actor else None
 
 
-class Int8OutputSerializer(serializers.Serializer):
-    id = serializers.CharField()
-    model_version = serializers.CharField(source="model_version_id")
-    status = serializers.CharField()
-    fp32_accuracy = serializers.FloatField(allow_null=True)
-    int8_accuracy = serializers.FloatField(allow_null=True)
-    accuracy_change = serializers.FloatField(allow_null=True)
-    n = serializers.IntegerField()
-    message = serializers.CharField()
-
-
 def _actor(ctx):
     return ctx.user if ctx.user is not None else (ctx.api_key.created_by if ctx.api_key else None)
 
@@ -85,6 +97,9 @@ class EndpointListApi(TeamApiView):
         slug = serializers.CharField(max_length=64)
         model_version = serializers.CharField()
         options = serializers.JSONField(required=False)
+        force = serializers.BooleanField(
+            default=False, help_text="Serve with int8 without a finished int8 check."
+        )
 
         class Meta:
             ref_name = "EndpointCreateInput"
@@ -104,7 +119,8 @@ class EndpointListApi(TeamApiView):
 
     @extend_schema(
         operation_id="endpoints_create",
-        summary="Create an endpoint and deploy a model version to it",
+        summary="Create an endpoint and deploy a model version to it; with options.quantize int8, "
+        "409 int8_check_required unless the version has a finished int8 check (or force)",
         request=InputSerializer,
         responses={201: EndpointOutputSerializer, **ERRORS},
     )
@@ -117,6 +133,7 @@ class EndpointListApi(TeamApiView):
             slug=s.validated_data["slug"],
             model_version_id=s.validated_data["model_version"],
             options=s.validated_data.get("options"),
+            force=s.validated_data["force"],
         )
         return Response(EndpointOutputSerializer(endpoint).data, status=status.HTTP_201_CREATED)
 
@@ -124,6 +141,9 @@ class EndpointListApi(TeamApiView):
 class EndpointDetailApi(TeamApiView):
     class UpdateSerializer(serializers.Serializer):
         options = serializers.JSONField()
+        force = serializers.BooleanField(
+            default=False, help_text="Switch to int8 without a finished int8 check."
+        )
 
         class Meta:
             ref_name = "EndpointUpdateInput"
@@ -142,7 +162,10 @@ class EndpointDetailApi(TeamApiView):
         s = self.UpdateSerializer(data=request.data)
         s.is_valid(raise_exception=True)
         endpoint = services.endpoint_update(
-            endpoint=endpoint, user=_actor(self.ctx), options=s.validated_data["options"]
+            endpoint=endpoint,
+            user=_actor(self.ctx),
+            options=s.validated_data["options"],
+            force=s.validated_data["force"],
         )
         return Response(EndpointOutputSerializer(endpoint).data)
 
@@ -161,13 +184,15 @@ class EndpointPublishApi(TeamApiView):
     class InputSerializer(serializers.Serializer):
         model_version = serializers.CharField()
         force = serializers.BooleanField(default=False)
+        options = serializers.JSONField(required=False, help_text="Options to change with the publish.")
 
         class Meta:
             ref_name = "EndpointPublishInput"
 
     @extend_schema(
         operation_id="endpoints_publish",
-        summary="Deploy another version; 409 worse_than_live unless force",
+        summary="Deploy another version; 409 worse_than_live, or int8_check_required for an int8 "
+        "endpoint whose new version has no finished int8 check, unless force",
         request=InputSerializer,
         responses={202: EndpointOutputSerializer, **ERRORS},
     )
@@ -180,6 +205,7 @@ class EndpointPublishApi(TeamApiView):
             user=_actor(self.ctx),
             model_version_id=s.validated_data["model_version"],
             force=s.validated_data["force"],
+            options=s.validated_data.get("options"),
         )
         return Response(EndpointOutputSerializer(endpoint).data, status=status.HTTP_202_ACCEPTED)
 
@@ -267,9 +293,40 @@ class EndpointInt8Api(TeamApiView):
         s = self.InputSerializer(data=request.data)
         s.is_valid(raise_exception=True)
         check = services.int8_check_request(
-            endpoint=endpoint, model_version_id=s.validated_data.get("model_version")
+            team=self.ctx.team, endpoint=endpoint, model_version_id=s.validated_data.get("model_version")
         )
         return Response(Int8OutputSerializer(check).data, status=status.HTTP_202_ACCEPTED)
+
+
+class Int8CheckListApi(TeamApiView):
+    class InputSerializer(serializers.Serializer):
+        model_version = serializers.CharField()
+
+        class Meta:
+            ref_name = "Int8CheckInput"
+
+    @extend_schema(
+        operation_id="int8_checks_create",
+        summary="Measure a version's int8 accuracy change on its validation set (before publishing "
+        "it with int8)",
+        request=InputSerializer,
+        responses={202: Int8OutputSerializer, **ERRORS},
+    )
+    def post(self, request):
+        s = self.InputSerializer(data=request.data)
+        s.is_valid(raise_exception=True)
+        check = services.int8_check_request(
+            team=self.ctx.team, model_version_id=s.validated_data["model_version"]
+        )
+        return Response(Int8OutputSerializer(check).data, status=status.HTTP_202_ACCEPTED)
+
+
+class Int8CheckDetailApi(TeamApiView):
+    @extend_schema(operation_id="int8_checks_retrieve", responses={200: Int8OutputSerializer, **ERRORS})
+    def get(self, request, check_id):
+        return Response(
+            Int8OutputSerializer(selectors.int8_check_by_id(team=self.ctx.team, check_id=check_id)).data
+        )
 
 
 class EndpointPredictApi(TeamApiView):

@@ -87,7 +87,10 @@ class EndpointEvent(models.Model):
 
 
 class Int8Check(TeamOwnedModel):
-    """How much int8 quantization changes a version's validation accuracy, measured in the background."""
+    """How much int8 quantization changes a version's validation accuracy, measured in the background.
+
+    One per (team, version): the figure belongs to the version, not to an endpoint, so it can be
+    measured before the endpoint that will serve it exists (publishing with int8 requires it)."""
 
     id_prefix = "i8"
 
@@ -96,7 +99,10 @@ class Int8Check(TeamOwnedModel):
         DONE = "done"
         FAILED = "failed"
 
-    endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="int8_checks")
+    # The endpoint it was asked from, if any (kept for the endpoint page; the check outlives it).
+    endpoint = models.ForeignKey(
+        Endpoint, null=True, blank=True, on_delete=models.SET_NULL, related_name="int8_checks"
+    )
     model_version = models.ForeignKey("finetune.ModelVersion", on_delete=models.CASCADE, related_name="+")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     fp32_accuracy = models.FloatField(null=True, blank=True)
@@ -107,7 +113,7 @@ class Int8Check(TeamOwnedModel):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=("endpoint", "model_version"), name="serving_int8_per_version")
+            models.UniqueConstraint(fields=("team", "model_version"), name="serving_int8_per_team_version")
         ]
 
     def __str__(self) -> str:

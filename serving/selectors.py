@@ -71,12 +71,28 @@ def endpoint_event_list(*, endpoint):
 
 
 def int8_check_get(*, endpoint, model_version_id: str | None = None):
+    """The newest int8 check asked from the endpoint or of its live / deploying version."""
+    from django.db.models import Q
+
     from serving.models import Int8Check
 
-    checks = Int8Check.objects.select_related("model_version").filter(endpoint=endpoint, team=endpoint.team)
+    checks = Int8Check.objects.select_related("model_version").filter(team=endpoint.team)
     if model_version_id:
         checks = checks.filter(model_version_id=model_version_id)
+    else:
+        versions = [v for v in (endpoint.pending_version_id, endpoint.model_version_id) if v]
+        checks = checks.filter(Q(endpoint=endpoint) | Q(model_version_id__in=versions))
     check = checks.order_by("-updated_at").first()
     if check is None:
         raise NotFound(f"No int8 check for endpoint {endpoint.slug!r} yet.", code="int8_check_not_found")
+    return check
+
+
+def int8_check_by_id(*, team: Team, check_id: str):
+    """The team's int8 check; another team's (or none) is a 404."""
+    from serving.models import Int8Check
+
+    check = Int8Check.objects.select_related("model_version").filter(team=team, pk=check_id).first()
+    if check is None:
+        raise NotFound(f"No int8 check {check_id!r} in this team.", code="int8_check_not_found")
     return check

@@ -98,8 +98,48 @@ def gate_metric(version) -> tuple[str, float] | None:
     return None
 
 
+INT8_START = "POST /api/v1/int8-checks"
+
+
+def int8_check_of(*, team, version) -> Int8Check | None:
+    return Int8Check.objects.filter(team=team, model_version=version).first()
+
+
+def int8_gate(*, team, version, options: dict, force: bool) -> None:
+    """Serving a version with int8 needs its accuracy change measured first (the user saw it and
+    confirmed): without a finished Int8Check it is a 409 naming the check and how to start it.
+    `force` skips it, as it skips the "not worse than live" gate."""
+    if options.get("quantize") != "int8" or force:
+        return
+    check = int8_check_of(team=team, version=version)
+    if check is not None and check.status == Int8Check.Status.DONE:
+        return
+    details = {
+        "model_version": version.id,
+        "check": None
+        if check is None
+        else {"id": check.id, "status": check.status, "message": check.message},
+        "start": {"method": "POST", "path": "/api/v1/int8-checks", "body": {"model_version": version.id}},
+    }
+    if check is None:
+        why = f'start one with {INT8_START} {{"model_version": "{version.id}"}}'
+    elif check.status == Int8Check.Status.PENDING:
+        why = f"its check {check.id} is still measuring; publish again once it is done"
+    else:
+        why = f"its check {check.id} failed ({check.message}); start it again with {INT8_START}"
+    raise Conflict(
+        f"{version.name} has no finished int8 accuracy check: {why}. "
+        "Publish with force to serve it with int8 without one.",
+        code="int8_check_required",
+        field="options.quantize",
+        details=details,
+    )
+
+
 @transaction.atomic
-def endpoint_create(*, team, user, slug: str, model_version_id: str, options: dict | None = None) -> Endpoint:
+def endpoint_create(
+    *, team, user, slug: str, model_version_id: str, options: dict | None = None, force: bool = False
+) -> Endpoint:
     slug = (slug or "").strip().lower()
     if not SLUG_RE.match(slug):
         raise InvalidInput(
@@ -115,11 +155,13 @@ def endpoint_create(*, team, user, slug: str, model_version_id: str, options: di
             field="slug",
         )
     version = _version_of_team(team=team, model_version_id=model_version_id)
+    options = clean_options(options)
+    int8_gate(team=team, version=version, options=options, force=force)
     endpoint = Endpoint.objects.create(
         team=team,
         slug=slug,
         pending_version=version,
-        options=clean_options(options),
+        options=options,
         status=Endpoint.Status.DEPLOYING,
         status_message=f"Deploying {version.name}.",
         created_by=user,
@@ -130,9 +172,13 @@ def endpoint_create(*, team, user, slug: str, model_version_id: str, options: di
 
 
 @transaction.atomic
-def endpoint_publish(*, endpoint: Endpoint, user, model_version_id: str, force: bool = False) -> Endpoint:
+def endpoint_publish(
+    *, endpoint: Endpoint, user, model_version_id: str, force: bool = False, options: dict | None = None
+) -> Endpoint:
     endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
     version = _version_of_team(team=endpoint.team, model_version_id=model_version_id)
+    new_options = clean_options(options, base=endpoint.options)
+    int8_gate(team=endpoint.team, version=version, options=new_options, force=force)
     live = endpoint.model_version
     if live is not None and not force:
         new_m, live_m = gate_metric(version), gate_metric(live)
@@ -154,9 +200,10 @@ def endpoint_publish(*, endpoint: Endpoint, user, model_version_id: str, force: 
                 details={"metric": new_m[0], "candidate": new_m[1], "live": live_m[1]},
             )
     endpoint.pending_version = version
+    endpoint.options = new_options
     endpoint.status = Endpoint.Status.DEPLOYING
     endpoint.status_message = f"Deploying {version.name}."
-    endpoint.save(update_fields=["pending_version", "status", "status_message", "updated_at"])
+    endpoint.save(update_fields=["pending_version", "options", "status", "status_message", "updated_at"])
     _event(endpoint, kind=EndpointEvent.Kind.PUBLISHED, actor=user, from_version=live, to_version=version)
     _send(DEPLOY_TASK, endpoint.id, version.id)
     return endpoint
@@ -285,9 +332,13 @@ def endpoint_clear_canary(*, endpoint: Endpoint, user) -> Endpoint:
 
 
 @transaction.atomic
-def endpoint_update(*, endpoint: Endpoint, user, options: dict) -> Endpoint:
+def endpoint_update(*, endpoint: Endpoint, user, options: dict, force: bool = False) -> Endpoint:
     endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
-    endpoint.options = clean_options(options, base=endpoint.options)
+    new_options = clean_options(options, base=endpoint.options)
+    version = endpoint.pending_version or endpoint.model_version
+    if version is not None and endpoint.options.get("quantize") != "int8":  # switching to int8
+        int8_gate(team=endpoint.team, version=version, options=new_options, force=force)
+    endpoint.options = new_options
     endpoint.save(update_fields=["options", "updated_at"])
     return endpoint
 
@@ -300,23 +351,31 @@ def endpoint_unpublish(*, endpoint: Endpoint, user) -> None:
 
 
 @transaction.atomic
-def int8_check_request(*, endpoint: Endpoint, model_version_id: str | None = None) -> Int8Check:
-    version = (
-        _version_of_team(team=endpoint.team, model_version_id=model_version_id)
-        if model_version_id
-        else endpoint.pending_version or endpoint.model_version
-    )
+def int8_check_request(
+    *, team, endpoint: Endpoint | None = None, model_version_id: str | None = None, again: bool = True
+) -> Int8Check:
+    """(Re)measure a version's int8 accuracy change in the background. `again=False` keeps a check
+    that is measuring or done (the web publish flow starts one only if there is none)."""
+    if model_version_id:
+        version = _version_of_team(team=team, model_version_id=model_version_id)
+    else:
+        version = endpoint and (endpoint.pending_version or endpoint.model_version)
     if version is None:
         raise InvalidInput("Name the model_version to measure.", field="model_version")
     if version.task not in ("classification", "multilabel_classification"):
         raise InvalidInput(
             f"int8 accuracy is measured for classifiers; this is {version.task}.", field="model_version"
         )
-    check, _ = Int8Check.objects.update_or_create(
-        endpoint=endpoint,
-        model_version=version,
-        defaults={"team": endpoint.team, "status": Int8Check.Status.PENDING, "message": ""},
-    )
+    check = Int8Check.objects.select_for_update().filter(team=team, model_version=version).first()
+    if check is not None and not again and check.status != Int8Check.Status.FAILED:
+        return check
+    if check is None:
+        check = Int8Check(team=team, model_version=version)
+    check.endpoint = endpoint or check.endpoint
+    check.status, check.message = Int8Check.Status.PENDING, ""
+    check.fp32_accuracy = check.int8_accuracy = check.accuracy_change = None
+    check.n = 0
+    check.save()
     _send(INT8_TASK, check.id)
     return check
 

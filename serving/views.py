@@ -10,6 +10,8 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -41,6 +43,18 @@ def endpoint_list(request):
     )
 
 
+# What the int8 confirm page carries back to the form it came from (nothing else is accepted).
+_CONFIRM_FIELDS = ("then", "slug", "model_version", "serve", "quantize", "truncation", "force")
+
+
+def _int8_confirm_first(request, *, team, fields: dict):
+    """Choosing int8 on a publish form first shows the version's int8 accuracy change: it starts the
+    measurement when there is none, and the confirm page's Confirm button posts the form again
+    with `int8_check` (the service still refuses unless that check is done)."""
+    check = services.int8_check_request(team=team, model_version_id=fields["model_version"], again=False)
+    return redirect(reverse("serving:int8-confirm", args=[check.id]) + "?" + urlencode(fields))
+
+
 @login_required
 def endpoint_new(request):
     membership = membership_or_404(request)
@@ -50,17 +64,21 @@ def endpoint_new(request):
     chosen = request.GET.get("model_version", "")
     if request.method == "POST":
         chosen = request.POST.get("model_version", "")
+        options = {
+            "serve": request.POST.get("serve", "adapter"),
+            "quantize": request.POST.get("quantize", "none"),
+            "truncation": request.POST.get("truncation", "truncate"),
+        }
         try:
+            if options["quantize"] == "int8" and not request.POST.get("int8_check"):
+                fields = {"then": "new", "slug": request.POST.get("slug", ""), "model_version": chosen}
+                return _int8_confirm_first(request, team=membership.team, fields={**fields, **options})
             endpoint = services.endpoint_create(
                 team=membership.team,
                 user=request.user,
                 slug=request.POST.get("slug", ""),
                 model_version_id=chosen,
-                options={
-                    "serve": request.POST.get("serve", "adapter"),
-                    "quantize": request.POST.get("quantize", "none"),
-                    "truncation": request.POST.get("truncation", "truncate"),
-                },
+                options=options,
             )
         except ApplicationError as exc:
             error = exc.message
@@ -187,11 +205,22 @@ def endpoint_action(request, slug: str, action: str):
             messages.success(request, _("Endpoint unpublished."))
             return redirect("serving:list")
         elif action == "publish":
+            quantize = request.POST.get("quantize") or endpoint.options.get("quantize", "none")
+            if quantize == "int8" and not request.POST.get("int8_check"):
+                fields = {
+                    "then": "publish",
+                    "slug": endpoint.slug,
+                    "model_version": request.POST.get("model_version", ""),
+                    "quantize": quantize,
+                    "force": request.POST.get("force", ""),
+                }
+                return _int8_confirm_first(request, team=membership.team, fields=fields)
             services.endpoint_publish(
                 endpoint=endpoint,
                 user=request.user,
                 model_version_id=request.POST.get("model_version", ""),
                 force=request.POST.get("force") == "yes",
+                options={"quantize": quantize},
             )
         elif action == "canary":
             percent = request.POST.get("percent", "0")
@@ -206,10 +235,46 @@ def endpoint_action(request, slug: str, action: str):
                 )
         elif action == "int8":
             services.int8_check_request(
-                endpoint=endpoint, model_version_id=request.POST.get("model_version") or None
+                team=membership.team,
+                endpoint=endpoint,
+                model_version_id=request.POST.get("model_version") or None,
             )
         else:
             raise Http404(_("No such action."))
     except ApplicationError as exc:
         messages.error(request, exc.message)
     return redirect("serving:detail", slug=slug)
+
+
+def _int8_context(request, check_id: str) -> dict:
+    membership = membership_or_404(request)
+    try:
+        check = selectors.int8_check_by_id(team=membership.team, check_id=check_id)
+    except NotFound as exc:
+        raise Http404(exc.message) from None
+    fields = {k: request.GET[k] for k in _CONFIRM_FIELDS if request.GET.get(k)}
+    then = fields.pop("then", "")
+    if then == "publish" and fields.get("slug"):
+        target = reverse("serving:action", args=[fields["slug"], "publish"])
+    elif then == "new":
+        target = reverse("serving:new")
+    else:
+        target = None
+    return {
+        "check": check,
+        "fields": fields,
+        "target": target if can_write(membership) else None,
+        "query": urlencode({"then": then, **fields}),
+    }
+
+
+@login_required
+def int8_confirm(request, check_id: str):
+    """The int8 accuracy change of a version, measuring… then fp32 vs int8, and a Confirm button
+    that publishes (the page polls its status partial while the worker measures)."""
+    return render(request, "serving/int8_confirm.html", _int8_context(request, check_id))
+
+
+@login_required
+def int8_confirm_status(request, check_id: str):
+    return render(request, "serving/_int8_check.html", _int8_context(request, check_id))
