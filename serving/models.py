@@ -1,7 +1,6 @@
 """Serving: endpoints that put a team's model versions live (its API keys live in accounts)."""
 
 from django.conf import settings
-from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -186,7 +185,8 @@ class UsageAggregate(models.Model):
     output_tokens = models.BigIntegerField(default=0)
     latency_ms_sum = models.BigIntegerField(default=0)
     # Counts per serving.metering.LATENCY_BUCKETS_MS bucket (p50/p95 are estimated from them).
-    latency_buckets = ArrayField(models.BigIntegerField(), default=list)
+    # Counts per metering.LATENCY_BUCKETS_MS bucket; JSON, so the embedded SQLite stores it too.
+    latency_buckets = models.JSONField(default=list)
 
     class Meta:
         constraints = [

@@ -31,24 +31,48 @@ def _bucket(moment: datetime, granularity: str) -> datetime:
     return moment.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-_UPSERT = f"""
-INSERT INTO {UsageAggregate._meta.db_table}
-  (granularity, bucket_start, team_id, endpoint_id, key_id, version_id,
-   requests, errors, input_tokens, output_tokens, latency_ms_sum, latency_buckets)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (granularity, bucket_start, team_id, endpoint_id, key_id, version_id) DO UPDATE SET
-  requests = t.requests + EXCLUDED.requests,
-  errors = t.errors + EXCLUDED.errors,
-  input_tokens = t.input_tokens + EXCLUDED.input_tokens,
-  output_tokens = t.output_tokens + EXCLUDED.output_tokens,
-  latency_ms_sum = t.latency_ms_sum + EXCLUDED.latency_ms_sum,
-  latency_buckets = ARRAY(
-    SELECT COALESCE(a, 0) + COALESCE(b, 0)
-    FROM unnest(t.latency_buckets, EXCLUDED.latency_buckets) WITH ORDINALITY AS u(a, b, i) ORDER BY i
-  )
-""".replace(
-    f"INSERT INTO {UsageAggregate._meta.db_table}", f"INSERT INTO {UsageAggregate._meta.db_table} AS t"
-)
+def _add_to_aggregate(*, granularity: str, bucket_start: datetime, row: metering.UsageRow) -> None:
+    """Add one flushed row to its aggregate, inside the flush's transaction. Portable (PostgreSQL and
+    the embedded SQLite): the aggregate row is locked (PostgreSQL: FOR UPDATE; SQLite serialises
+    writers), so two flushes of different minutes into one hour or day bucket both count."""
+    aggregate, created = UsageAggregate.objects.select_for_update().get_or_create(
+        granularity=granularity,
+        bucket_start=bucket_start,
+        team_id=row.team_id,
+        endpoint_id=row.endpoint_id,
+        key_id=row.key_id,
+        version_id=row.version_id,
+        defaults={
+            "requests": row.requests,
+            "errors": row.errors,
+            "input_tokens": row.input_tokens,
+            "output_tokens": row.output_tokens,
+            "latency_ms_sum": row.latency_ms_sum,
+            "latency_buckets": list(row.latency_buckets),
+        },
+    )
+    if created:
+        return
+    aggregate.requests += row.requests
+    aggregate.errors += row.errors
+    aggregate.input_tokens += row.input_tokens
+    aggregate.output_tokens += row.output_tokens
+    aggregate.latency_ms_sum += row.latency_ms_sum
+    old, new = list(aggregate.latency_buckets), list(row.latency_buckets)
+    width = max(len(old), len(new))
+    old += [0] * (width - len(old))
+    new += [0] * (width - len(new))
+    aggregate.latency_buckets = [a + b for a, b in zip(old, new, strict=True)]
+    aggregate.save(
+        update_fields=[
+            "requests",
+            "errors",
+            "input_tokens",
+            "output_tokens",
+            "latency_ms_sum",
+            "latency_buckets",
+        ]
+    )
 
 
 def usage_sink(flush_id: str, minute: int, rows: list[metering.UsageRow]) -> bool:
@@ -65,26 +89,9 @@ def usage_sink(flush_id: str, minute: int, rows: list[metering.UsageRow]) -> boo
             )
             if cursor.rowcount == 0:
                 return False
-            params = []
-            for row in rows:
-                for granularity in GRANULARITIES:
-                    params.append(
-                        [
-                            granularity,
-                            _bucket(moment, granularity),
-                            row.team_id,
-                            row.endpoint_id,
-                            row.key_id,
-                            row.version_id,
-                            row.requests,
-                            row.errors,
-                            row.input_tokens,
-                            row.output_tokens,
-                            row.latency_ms_sum,
-                            row.latency_buckets,
-                        ]
-                    )
-            cursor.executemany(_UPSERT, params)
+        for row in rows:
+            for granularity in GRANULARITIES:
+                _add_to_aggregate(granularity=granularity, bucket_start=_bucket(moment, granularity), row=row)
     return True
 
 
