@@ -491,6 +491,16 @@ def job_files_check(*, job_id: str) -> str | None:
                 from_=(JobStatus.VALIDATING_FILES,),
             )
             return JobStatus.FAILED
+        except Exception as exc:  # noqa: BLE001 - e.g. the base model's tokenizer cannot be read here
+            # Failed, not retried: the reconciler would otherwise re-send this check forever.
+            logger.exception("files check of job %s crashed", job.id)
+            job_fail(
+                job_id=job.id,
+                code="files_check_error",
+                message=f"The files of job {job.id} could not be checked: {type(exc).__name__}: {exc}",
+                from_=(JobStatus.VALIDATING_FILES,),
+            )
+            return JobStatus.FAILED
         _files_accepted(job_id=job.id, prepared=prepared)
     return JobStatus.QUEUED
 
