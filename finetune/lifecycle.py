@@ -6,7 +6,8 @@ actor changed the job first: that is how duplicate deliveries, races between can
 and zombie workers are told apart from real transitions. Services, the runner, the reporter and the
 reconciler all change a job through this module and nothing else.
 
-Dispatch publishes the `finetune.run_job` task by name, so this module needs no task code.
+Dispatch publishes the `finetune.run_job` and `finetune.check_job_files` tasks by name, so this
+module needs no task code.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ from finetune.models import TERMINAL_STATUSES, FineTuneJob, JobAttempt, JobEvent
 logger = logging.getLogger(__name__)
 
 RUN_JOB_TASK = "finetune.run_job"
+# Checks a job's training and validation files (a job created through /v1/ is `validating_files`
+# until this ran); served by the short-task worker of the `default` queue.
+CHECK_FILES_TASK = "finetune.check_job_files"
+CHECK_FILES_QUEUE = "default"
 
 
 def job_event_record(
@@ -124,20 +129,23 @@ def job_attempt_end(*, job_id: str, number: int, outcome: str) -> None:
     )
 
 
-def publish_run_job(*, job_id: str, queue: str) -> None:
+def publish_job_task(*, job_id: str, queue: str, task: str = RUN_JOB_TASK) -> None:
     """Send the task message now (by task name). A broker that is down is logged, not raised: the
-    job stays queued in PostgreSQL and the reconciler re-sends it."""
+    job stays queued (or validating_files) in PostgreSQL and the reconciler re-sends it."""
     from workers.celery_app import app
 
     try:
-        app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue)
+        app.send_task(task, args=[job_id], queue=queue)
     except Exception:
-        logger.exception("could not publish job %s to queue %s; the reconciler will retry", job_id, queue)
+        logger.exception(
+            "could not publish %s for job %s to queue %s; the reconciler will retry", task, job_id, queue
+        )
 
 
-def job_dispatch(*, job_id: str, queue: str) -> None:
-    """Send a "one unit of work on `queue`" message naming `job_id`, once the transaction commits.
-    The worker takes the best queued job of that queue in fair-share order (maybe another one);
-    every queued job has at least one message in flight, so none starves."""
+def job_dispatch(*, job_id: str, queue: str, task: str = RUN_JOB_TASK) -> None:
+    """Send a message naming `job_id` once the transaction commits. By default that is "one unit of
+    work on `queue`": the worker takes the best queued job of that queue in fair-share order (maybe
+    another one); every queued job has at least one message in flight, so none starves.
+    With `task=CHECK_FILES_TASK` it asks the default-queue worker to check the job's files."""
     FineTuneJob.objects.filter(pk=job_id).update(last_dispatched_at=timezone.now())
-    transaction.on_commit(lambda: publish_run_job(job_id=job_id, queue=queue))
+    transaction.on_commit(lambda: publish_job_task(job_id=job_id, queue=queue, task=task))

@@ -29,6 +29,8 @@ from finetune.models import Checkpoint, FineTuneJob, JobStatus
 
 # OpenAI has no paused state: a paused job waits to be resumed, which a client reads as queued.
 _JOB_STATUS = {JobStatus.PAUSED: JobStatus.QUEUED}
+# A job's stored error names native fields; the face names the OpenAI parameter.
+_OPENAI_PARAMS = {"dataset_version": "training_file", "validation_dataset_version": "validation_file"}
 
 
 class JobHyperparametersSerializer(serializers.Serializer):
@@ -45,6 +47,9 @@ class JobHyperparametersSerializer(serializers.Serializer):
 
 def learning_rate_multiplier(job: FineTuneJob) -> float | None:
     """The submitted learning rate over the engine's automatic one (None when that is not known)."""
+    pending = (job.hyperparameters or {}).get(job_services.LEARNING_RATE_MULTIPLIER)
+    if pending is not None:  # still validating_files: the check resolves it into a learning rate
+        return float(pending)
     submitted = (job.hyperparameters or {}).get("learning_rate", "auto")
     if submitted in (None, "auto"):
         return 1.0
@@ -103,7 +108,8 @@ class JobSerializer(serializers.Serializer):
     def get_error(self, job) -> dict | None:
         if not job.error_code:
             return None
-        return {"code": job.error_code, "message": job.error_message, "param": job.error_param or None}
+        param = _OPENAI_PARAMS.get(job.error_param, job.error_param) or None
+        return {"code": job.error_code, "message": job.error_message, "param": param}
 
     @extend_schema_field(JobHyperparametersSerializer)
     def get_hyperparameters(self, job) -> dict:
@@ -341,10 +347,11 @@ class JobListApi(OpenAIApiView):
                         f"got {multiplier!r}.",
                         field=f"{where}.learning_rate_multiplier",
                     )
-                # The multiplier scales the engine's automatic rate, which the estimate resolves.
-                estimate = job_services.job_estimate(team=self.ctx.team, request=_job_request(data, native))
-                native["learning_rate"] = estimate["hyperparameters"]["learning_rate"] * multiplier
-            job = job_services.job_create(team=self.ctx.team, user=None, request=_job_request(data, native))
+                # The multiplier scales the engine's automatic rate, which the files check resolves.
+                native[job_services.LEARNING_RATE_MULTIPLIER] = multiplier
+            job = job_services.job_create(
+                team=self.ctx.team, user=None, request=_job_request(data, native), check_files_later=True
+            )
         return Response(JobSerializer(_job(self.ctx.team, job.id)).data)
 
 

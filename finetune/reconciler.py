@@ -3,7 +3,8 @@
 - a running job whose heartbeat is older than TUNEFORGE_JOB_STALE_AFTER_SECONDS lost its worker
   (kill -9, machine lost): it is requeued to resume from its last checkpoint, or failed after
   TUNEFORGE_JOB_MAX_CRASHES losses, or finished as cancelled/paused if that was asked;
-- queued jobs without a message in the broker (Redis flushed or restarted) get a fresh one.
+- queued jobs without a message in the broker (Redis flushed or restarted) get a fresh one;
+- jobs still `validating_files` a while after their check was sent get the check sent again.
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from finetune.lifecycle import job_dispatch, job_event_record, job_fail, job_transition, ownership_guard
+from finetune.lifecycle import (
+    CHECK_FILES_QUEUE,
+    CHECK_FILES_TASK,
+    job_dispatch,
+    job_event_record,
+    job_fail,
+    job_transition,
+    ownership_guard,
+)
 from finetune.models import FineTuneJob, JobAttempt, JobEvent, JobStatus
 
 logger = logging.getLogger(__name__)
@@ -53,11 +62,19 @@ def jobs_reconcile() -> dict:
     - a running job whose heartbeat is older than TUNEFORGE_JOB_STALE_AFTER_SECONDS lost its worker
       (kill -9, machine lost): it is requeued to resume from its last checkpoint, or failed after
       TUNEFORGE_JOB_MAX_CRASHES losses, or finished as cancelled/paused if that was asked;
-    - queued jobs without a message in the broker (Redis flushed or restarted) get a fresh one.
+    - queued jobs without a message in the broker (Redis flushed or restarted) get a fresh one;
+    - jobs still `validating_files` a while after their check was sent get the check sent again.
     """
     now = timezone.now()
     stale_before = now - timedelta(seconds=settings.TUNEFORGE_JOB_STALE_AFTER_SECONDS)
-    report = {"requeued": [], "failed": [], "cancelled": [], "paused": [], "redispatched": []}
+    report = {
+        "requeued": [],
+        "failed": [],
+        "cancelled": [],
+        "paused": [],
+        "redispatched": [],
+        "rechecked": [],
+    }
     stale_ids = list(
         FineTuneJob.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before).values_list(
             "id", flat=True
@@ -68,6 +85,7 @@ def jobs_reconcile() -> dict:
         if outcome:
             report[outcome].append(job_id)
     report["redispatched"] = _redispatch_orphans(now=now)
+    report["rechecked"] = _redispatch_file_checks(now=now)
     return report
 
 
@@ -194,4 +212,24 @@ def _redispatch_orphans(*, now) -> list[str]:
                 )
                 job_dispatch(job_id=job_id, queue=queue)
             sent.append(job_id)
+    return sent
+
+
+def _redispatch_file_checks(*, now) -> list[str]:
+    """Jobs still `validating_files` TUNEFORGE_JOB_REDISPATCH_AFTER_SECONDS after their check was
+    sent lost that message (or it waits behind a stopped default-queue worker): send it again. The
+    check is idempotent, so a duplicate only finds the job already checked."""
+    grace = now - timedelta(seconds=settings.TUNEFORGE_JOB_REDISPATCH_AFTER_SECONDS)
+    waiting = FineTuneJob.objects.filter(status=JobStatus.VALIDATING_FILES)
+    stuck = waiting.filter(last_dispatched_at__lt=grace) | waiting.filter(last_dispatched_at__isnull=True)
+    sent: list[str] = []
+    for job_id in stuck.order_by(F("last_dispatched_at").asc(nulls_first=True)).values_list("id", flat=True):
+        with transaction.atomic():
+            job_event_record(
+                job_id=job_id,
+                message="Files check re-sent: its message was lost by the broker.",
+                level=JobEvent.Level.WARN,
+            )
+            job_dispatch(job_id=job_id, queue=CHECK_FILES_QUEUE, task=CHECK_FILES_TASK)
+        sent.append(job_id)
     return sent

@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from accounts.models import Team
-from common.errors import Conflict, InvalidInput, NotFound, QuotaExceeded, Unprocessable
+from common.errors import ApplicationError, Conflict, InvalidInput, NotFound, QuotaExceeded, Unprocessable
 from common.json import json_safe
 from finetune import selectors
 from finetune.artifact_storage import dataset_all_rows_file, dataset_local_files
@@ -26,7 +26,14 @@ from finetune.engine import SpecError, validate_spec
 from finetune.engine.vocabulary import Method
 from finetune.engine_specs import engine_spec_for_submission
 from finetune.estimates import estimate_for
-from finetune.lifecycle import job_dispatch, job_event_record, job_transition
+from finetune.lifecycle import (
+    CHECK_FILES_QUEUE,
+    CHECK_FILES_TASK,
+    job_dispatch,
+    job_event_record,
+    job_fail,
+    job_transition,
+)
 from finetune.models import (
     BaseModel,
     FineTuneJob,
@@ -132,15 +139,23 @@ def check_metadata(metadata) -> None:
             )
 
 
-def _validation_version(*, team: Team, request: JobRequest, training, task: str):
-    """The separate version a job evaluates on: the team's, ready, same task, labels the training data has."""
+def _validation_version_get(*, team: Team, request: JobRequest):
+    """The separate version a job evaluates on (the team's), or None; NotFound names the field."""
     from datasets_app.selectors import dataset_version_get
 
-    field_name = "validation_dataset_version"
+    if not request.validation_dataset_version:
+        return None
     try:
-        version = dataset_version_get(team=team, version_id=request.validation_dataset_version)
+        return dataset_version_get(team=team, version_id=request.validation_dataset_version)
     except NotFound as exc:
-        raise NotFound(exc.message, code="validation_dataset_version_not_found", field=field_name) from None
+        raise NotFound(
+            exc.message, code="validation_dataset_version_not_found", field="validation_dataset_version"
+        ) from None
+
+
+def _check_validation_version(*, version, training, task: str) -> None:
+    """A separate validation version must be ready, of the job's task, with labels the training data has."""
+    field_name = "validation_dataset_version"
     if version.status != "ready":
         raise Unprocessable(
             gettext("Validation dataset version %(id)s is %(status)s, not ready.")
@@ -163,12 +178,17 @@ def _validation_version(*, team: Team, request: JobRequest, training, task: str)
             code="label_mismatch",
             field=field_name,
         )
-    return version
 
 
-def job_prepare(*, team: Team, request: JobRequest) -> PreparedJob:
+def job_prepare(*, team: Team, request: JobRequest, check_files: bool = True) -> PreparedJob:
     """Check a submission against the dataset version, the base-model registry and the engine
-    (`validate_spec`), and estimate it. Raises InvalidInput/NotFound/Unprocessable naming the field."""
+    (`validate_spec`), and estimate it. Raises InvalidInput/NotFound/Unprocessable naming the field.
+
+    `check_files=False` stops after the request's own fields and the lookups (the model, the files
+    exist in the team): the OpenAI face creates the job `validating_files` then and the
+    `finetune.check_job_files` task runs the whole check (`job_files_check`) later. The files
+    check proper is the readiness of the versions, their task and labels, and `validate_spec`
+    reading their rows (which also checks the hyperparameters against them)."""
     from datasets_app.selectors import dataset_version_get
     from workers.routing import queue_for_device
 
@@ -177,13 +197,7 @@ def job_prepare(*, team: Team, request: JobRequest) -> PreparedJob:
         version = dataset_version_get(team=team, version_id=request.dataset_version)
     except NotFound as exc:
         raise NotFound(exc.message, code="dataset_version_not_found", field="dataset_version") from None
-    if version.status != "ready":
-        raise Unprocessable(
-            gettext("Dataset version %(id)s is %(status)s, not ready: only ready versions can be trained on.")
-            % {"id": version.id, "status": version.status},
-            code="dataset_version_not_ready",
-            field="dataset_version",
-        )
+    validation_version = _validation_version_get(team=team, request=request)
     task = request.task or version.task
     if task != version.task:
         raise InvalidInput(
@@ -202,38 +216,8 @@ def job_prepare(*, team: Team, request: JobRequest) -> PreparedJob:
     device_class = request.device_class or settings.TUNEFORGE_DEFAULT_DEVICE_CLASS
     queue = queue_for_device(device_class)
     priority = _checked_priority(request)
-
     check_metadata(request.metadata)
-    train_path, valid_path = dataset_local_files(version)
-    validation_version = None
-    if request.validation_dataset_version:
-        validation_version = _validation_version(team=team, request=request, training=version, task=task)
-        valid_path = dataset_all_rows_file(validation_version)
-    try:
-        spec = engine_spec_for_submission(
-            base_model=base_model,
-            dataset_sha256=version.sha256,
-            task=task,
-            method=request.method,
-            hyperparameters=request.hyperparameters,
-            seed=request.seed,
-            max_steps=request.max_steps,
-            device_class=device_class,
-            train_file=train_path,
-            validation_file=valid_path,
-            output_dir=Path(settings.TUNEFORGE_WORK_DIR) / "validation",
-        )
-        validation = validate_spec(spec)
-    except SpecError as exc:
-        raise _spec_error_to_api(exc) from None
-    validation = json_safe(validation)
-    estimate = estimate_for(
-        validation=validation,
-        device_class=device_class,
-        method=request.method,
-        parameters_millions=base_model.parameters_millions,
-    )
-    return PreparedJob(
+    prepared = PreparedJob(
         request=request,
         base_model=base_model,
         version=version,
@@ -242,8 +226,54 @@ def job_prepare(*, team: Team, request: JobRequest) -> PreparedJob:
         device_class=device_class,
         queue=queue,
         priority=priority,
-        validation=validation,
-        estimate=estimate,
+        validation={},
+        estimate={},
+    )
+    if check_files:
+        _check_files(prepared)
+    return prepared
+
+
+def _check_files(prepared: PreparedJob) -> None:
+    """The files check: fills `prepared.validation` and `prepared.estimate`, or raises naming the field."""
+    request, version, task = prepared.request, prepared.version, prepared.task
+    if version.status != "ready":
+        raise Unprocessable(
+            gettext("Dataset version %(id)s is %(status)s, not ready: only ready versions can be trained on.")
+            % {"id": version.id, "status": version.status},
+            code="dataset_version_not_ready",
+            field="dataset_version",
+        )
+    train_path, valid_path = dataset_local_files(version)
+    if prepared.validation_version is not None:
+        _check_validation_version(version=prepared.validation_version, training=version, task=task)
+        valid_path = dataset_all_rows_file(prepared.validation_version)
+    try:
+        spec = engine_spec_for_submission(
+            base_model=prepared.base_model,
+            dataset_sha256=version.sha256,
+            task=task,
+            method=request.method,
+            hyperparameters=request.hyperparameters,
+            seed=request.seed,
+            max_steps=request.max_steps,
+            device_class=prepared.device_class,
+            train_file=train_path,
+            validation_file=valid_path,
+            output_dir=Path(settings.TUNEFORGE_WORK_DIR) / "validation",
+        )
+        validation = validate_spec(spec)
+    except SpecError as exc:
+        api_error = _spec_error_to_api(exc)
+        if prepared.validation_version is not None and exc.field.split(".", 1)[0] == "validation_file":
+            api_error.field = "validation_dataset_version"  # the separate file, not the training split
+        raise api_error from None
+    prepared.validation = json_safe(validation)
+    prepared.estimate = estimate_for(
+        validation=prepared.validation,
+        device_class=prepared.device_class,
+        method=request.method,
+        parameters_millions=prepared.base_model.parameters_millions,
     )
 
 
@@ -338,10 +368,14 @@ def _check_quota(*, team: Team, device_class: str, exclude_job_id: str | None = 
         raise refusal
 
 
-def job_create(*, team: Team, user, request: JobRequest) -> FineTuneJob:
+def job_create(*, team: Team, user, request: JobRequest, check_files_later: bool = False) -> FineTuneJob:
     """Submit a job: validate it (nothing is written if that fails), check the team's quotas, create
-    it (`validating_files` → `queued`) and publish its message once the transaction commits."""
-    prepared = job_prepare(team=team, request=request)
+    it (`validating_files` → `queued`) and publish its message once the transaction commits.
+
+    With `check_files_later` (the OpenAI face) only the request's own fields are checked here: the
+    job is stored `validating_files` and the `finetune.check_job_files` task on the default queue
+    checks the files (`job_files_check`), then queues or fails it."""
+    prepared = job_prepare(team=team, request=request, check_files=not check_files_later)
     with transaction.atomic():
         locked_team = Team.objects.select_for_update().get(pk=team.pk)
         _check_quota(team=locked_team, device_class=prepared.device_class)
@@ -355,7 +389,7 @@ def job_create(*, team: Team, user, request: JobRequest) -> FineTuneJob:
             task=prepared.task,
             method=request.method,
             hyperparameters=request.hyperparameters,
-            resolved_hyperparameters=_resolved_hyperparameters(prepared.validation, request.hyperparameters),
+            resolved_hyperparameters=request.hyperparameters,
             seed=request.seed,
             max_steps=request.max_steps,
             suffix=request.suffix or "",
@@ -363,9 +397,6 @@ def job_create(*, team: Team, user, request: JobRequest) -> FineTuneJob:
             queue=prepared.queue,
             priority=prepared.priority,
             status=JobStatus.VALIDATING_FILES,
-            estimate=prepared.estimate,
-            validation=prepared.validation,
-            total_steps=prepared.validation.get("total_steps") or 0,
         )
         who = getattr(user, "email", None) or "an API key"
         job_event_record(
@@ -375,42 +406,137 @@ def job_create(*, team: Team, user, request: JobRequest) -> FineTuneJob:
             code="created",
             params={"job": job.id, "who": getattr(user, "email", None) or ""},
         )
-        v = prepared.validation
-        job_event_record(
-            job_id=job.id,
-            message=(
-                f"Files validated: {v.get('n_train')} training rows, {v.get('n_valid')} validation rows"
-                + (f", {len(v.get('labels') or [])} labels" if v.get("labels") else "")
-                + f"; about {prepared.estimate['trained_tokens']:,} tokens to train over "
-                f"{v.get('n_epochs')} epochs ({v.get('total_steps')} steps)."
-            ),
-            data={
-                "validation": {
-                    k: v.get(k)
-                    for k in ("n_train", "n_valid", "total_steps", "n_epochs", "batch_size", "max_length")
-                }
-            },
-            code="files_validated",
-            params={
-                "train": v.get("n_train"),
-                "valid": v.get("n_valid"),
-                "tokens": prepared.estimate["trained_tokens"],
-                "epochs": v.get("n_epochs"),
-                "steps": v.get("total_steps"),
-            },
-        )
-        job_transition(
-            job_id=job.id,
-            to=JobStatus.QUEUED,
-            from_=(JobStatus.VALIDATING_FILES,),
-            message=f"Queued on {job.queue} ({job.device_class}).",
-            code="queued",
-            params={"queue": job.queue, "device": job.device_class},
-            queued_at=timezone.now(),
-        )
-        job_dispatch(job_id=job.id, queue=job.queue)
+        if check_files_later:
+            job_dispatch(job_id=job.id, queue=CHECK_FILES_QUEUE, task=CHECK_FILES_TASK)
+        else:
+            _files_accepted(job_id=job.id, prepared=prepared)
     job.refresh_from_db()
     return job
+
+
+def _files_accepted(*, job_id: str, prepared: PreparedJob) -> None:
+    """Store what the files check found, record it, and queue the job on its device queue."""
+    v, request = prepared.validation, prepared.request
+    FineTuneJob.objects.filter(pk=job_id).update(
+        hyperparameters=request.hyperparameters,
+        resolved_hyperparameters=_resolved_hyperparameters(v, request.hyperparameters),
+        estimate=prepared.estimate,
+        validation=v,
+        total_steps=v.get("total_steps") or 0,
+    )
+    job_event_record(
+        job_id=job_id,
+        message=(
+            f"Files validated: {v.get('n_train')} training rows, {v.get('n_valid')} validation rows"
+            + (f", {len(v.get('labels') or [])} labels" if v.get("labels") else "")
+            + f"; about {prepared.estimate['trained_tokens']:,} tokens to train over "
+            f"{v.get('n_epochs')} epochs ({v.get('total_steps')} steps)."
+        ),
+        data={
+            "validation": {
+                k: v.get(k)
+                for k in ("n_train", "n_valid", "total_steps", "n_epochs", "batch_size", "max_length")
+            }
+        },
+        code="files_validated",
+        params={
+            "train": v.get("n_train"),
+            "valid": v.get("n_valid"),
+            "tokens": prepared.estimate["trained_tokens"],
+            "epochs": v.get("n_epochs"),
+            "steps": v.get("total_steps"),
+        },
+    )
+    job_transition(
+        job_id=job_id,
+        to=JobStatus.QUEUED,
+        from_=(JobStatus.VALIDATING_FILES,),
+        message=f"Queued on {prepared.queue} ({prepared.device_class}).",
+        code="queued",
+        params={"queue": prepared.queue, "device": prepared.device_class},
+        queued_at=timezone.now(),
+    )
+    job_dispatch(job_id=job_id, queue=prepared.queue)
+
+
+# The OpenAI face stores a submitted learning_rate_multiplier here until the files check resolves
+# it against the engine's automatic rate (which needs the files).
+LEARNING_RATE_MULTIPLIER = "learning_rate_multiplier"
+
+
+def _stored_request(job: FineTuneJob) -> JobRequest:
+    return JobRequest(
+        dataset_version=job.dataset_version_id,
+        model=job.base_model.name,
+        task=job.task,
+        method=job.method,
+        hyperparameters=dict(job.hyperparameters or {}),
+        device_class=job.device_class,
+        priority=Priority(job.priority).label,
+        suffix=job.suffix,
+        seed=job.seed,
+        max_steps=job.max_steps,
+        validation_dataset_version=job.validation_dataset_version_id,
+        metadata=job.metadata or {},
+    )
+
+
+def _file_param(field_name: str | None) -> str:
+    head = (field_name or "").split(".", 1)[0]
+    return {"dataset_version": "training_file", "validation_dataset_version": "validation_file"}.get(head, "")
+
+
+def job_files_check(*, job_id: str) -> str | None:
+    """The body of `finetune.check_job_files`: run the submission check (`job_prepare`, the same
+    one the native API runs before creating a job) on a `validating_files` job, then queue it on its
+    device queue, or fail it with `{code, message, param}` naming the file and the problem.
+    Idempotent: a job no longer validating (checked already, cancelled) is left alone.
+    Returns the status it moved the job to, or None."""
+    with transaction.atomic():
+        job = (
+            FineTuneJob.objects.select_for_update(of=("self",))
+            .select_related("base_model")
+            .filter(pk=job_id, status=JobStatus.VALIDATING_FILES)
+            .first()
+        )
+        if job is None:
+            return None
+        request = _stored_request(job)
+        multiplier = request.hyperparameters.pop(LEARNING_RATE_MULTIPLIER, None)
+        try:
+            prepared = job_prepare(team=job.team, request=request)
+            if multiplier is not None:
+                # The multiplier scales the automatic rate this first check resolved.
+                request.hyperparameters["learning_rate"] = prepared.validation["learning_rate"] * multiplier
+                prepared = job_prepare(team=job.team, request=request)
+        except ApplicationError as exc:
+            param = _file_param(exc.field)
+            file_id = {
+                "training_file": job.dataset_version_id,
+                "validation_file": job.validation_dataset_version_id,
+            }
+            named = file_id.get(param)
+            message = exc.message if not named or named in exc.message else f"File {named}: {exc.message}"
+            job_fail(
+                job_id=job.id,
+                code=exc.code,
+                message=message,
+                param=exc.field or "",
+                from_=(JobStatus.VALIDATING_FILES,),
+            )
+            return JobStatus.FAILED
+        except Exception as exc:  # noqa: BLE001 - e.g. the base model's tokenizer cannot be read here
+            # Failed, not retried: the reconciler would otherwise re-send this check forever.
+            logger.exception("files check of job %s crashed", job.id)
+            job_fail(
+                job_id=job.id,
+                code="files_check_error",
+                message=f"The files of job {job.id} could not be checked: {type(exc).__name__}: {exc}",
+                from_=(JobStatus.VALIDATING_FILES,),
+            )
+            return JobStatus.FAILED
+        _files_accepted(job_id=job.id, prepared=prepared)
+    return JobStatus.QUEUED
 
 
 # --- control ------------------------------------------------------------------------------------

@@ -2,10 +2,11 @@
 
 from django.conf import settings
 
-from finetune.lifecycle import RUN_JOB_TASK
+from finetune.lifecycle import CHECK_FILES_QUEUE, CHECK_FILES_TASK, RUN_JOB_TASK
 from finetune.reconciler import jobs_reconcile
 from finetune.registry import CHECK_TASK, base_model_check
 from finetune.runner import job_execute
+from finetune.services import job_files_check
 from workers.selectors import worker_accepts_jobs
 from workers.services import hand_back
 from workers.taskbase import tuneforge_task
@@ -26,6 +27,12 @@ def run_job(self, job_id: str) -> None:
         hand_back(self, job_id=job_id)
         return
     job_execute(job_id=job_id)
+
+
+@tuneforge_task(CHECK_FILES_TASK, queue=CHECK_FILES_QUEUE, time_limit=300, soft_time_limit=240)
+def check_job_files(job_id: str) -> None:
+    """Check a `validating_files` job's training and validation files, then queue or fail it."""
+    job_files_check(job_id=job_id)
 
 
 @tuneforge_task("finetune.reconcile_jobs", queue="default", time_limit=120, soft_time_limit=100)

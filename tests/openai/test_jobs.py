@@ -1,4 +1,7 @@
-"""/v1/fine_tuning/jobs through the official openai client (no worker: jobs stay queued)."""
+"""/v1/fine_tuning/jobs through the official openai client.
+
+A job created here is `validating_files` until the `finetune.check_job_files` task ran on a
+default-queue worker (`files_checker`); without one it stays validating_files."""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ import openai
 import pytest
 
 from finetune.models import Checkpoint, FineTuneJob
+from finetune.reconciler import jobs_reconcile
+from tests.celery_harness import purge_broker, wait_until
 from tests.jobs.tiny import banking_rows
 from tests.openai.conftest import jsonl_file
 
@@ -20,13 +25,32 @@ def create(client, file_id, **extra):
     return client.fine_tuning.jobs.create(model="tiny-bert", training_file=file_id, **extra)
 
 
+@pytest.fixture
+def files_checker(start_worker):
+    """The short-task worker of the `default` queue, which checks a new job's files."""
+    return start_worker(queues="default", name="files-check")
+
+
+def wait_for_status(client, job_id, *statuses, timeout: float = 90):
+    seen = []
+
+    def reached():
+        job = client.fine_tuning.jobs.retrieve(job_id)
+        seen[:] = [job.status, job.error]
+        return job if job.status in statuses else None
+
+    return wait_until(
+        reached, timeout=timeout, message=f"job {job_id} {'/'.join(statuses)}", detail=lambda: seen
+    )
+
+
 def test_a_job_is_created_listed_paused_resumed_cancelled_with_openais_shape(
-    alice_openai, team, uploaded, base_model
+    alice_openai, team, uploaded, base_model, files_checker
 ):
     job = create(alice_openai, uploaded.id, method=SUPERVISED, suffix="ops", seed=7)
 
     assert job.object == "fine_tuning.job" and job.id.startswith("ftjob-")
-    assert job.status == "queued" and job.model == "tiny-bert" and job.training_file == uploaded.id
+    assert job.status == "validating_files" and job.model == "tiny-bert" and job.training_file == uploaded.id
     assert (
         job.organization_id == team.id
         and job.seed == 7
@@ -40,6 +64,7 @@ def test_a_job_is_created_listed_paused_resumed_cancelled_with_openais_shape(
     assert FineTuneJob.objects.get(pk=job.id).suffix == "ops"
 
     assert [j.id for j in alice_openai.fine_tuning.jobs.list()] == [job.id]
+    assert wait_for_status(alice_openai, job.id, "queued", "failed").status == "queued"
     assert alice_openai.fine_tuning.jobs.retrieve(job.id).created_at == job.created_at
 
     assert alice_openai.fine_tuning.jobs.pause(job.id).status == "queued"  # paused reads as queued on /v1/
@@ -56,9 +81,14 @@ def test_a_job_is_created_listed_paused_resumed_cancelled_with_openais_shape(
     assert any("Files validated" in e.message for e in events)
 
 
-def test_a_learning_rate_multiplier_scales_the_engines_automatic_rate(alice_openai, uploaded, base_model):
+def test_a_learning_rate_multiplier_scales_the_engines_automatic_rate(
+    alice_openai, uploaded, base_model, files_checker
+):
     job = create(alice_openai, uploaded.id, hyperparameters={"n_epochs": 1, "learning_rate_multiplier": 2})
+    assert job.status == "validating_files" and job.hyperparameters.learning_rate_multiplier == 2.0
 
+    job = wait_for_status(alice_openai, job.id, "queued", "failed")
+    assert job.status == "queued", job.error
     stored = FineTuneJob.objects.get(pk=job.id)
     assert stored.hyperparameters["learning_rate"] == pytest.approx(
         2 * stored.validation["auto_learning_rate"]
@@ -76,7 +106,6 @@ def test_a_learning_rate_multiplier_scales_the_engines_automatic_rate(alice_open
         ({"metadata": {"k" * 65: "v"}}, "metadata." + "k" * 65),
         ({"metadata": {"team": "v" * 513}}, "metadata.team"),
         ({"metadata": {"team": 3}}, "metadata.team"),
-        ({"hyperparameters": {"n_epochs": 0}}, "hyperparameters.n_epochs"),
         (
             {
                 "method": {
@@ -149,7 +178,7 @@ def test_another_teams_job_is_a_404_and_a_read_only_key_cannot_change_jobs(
         reader_openai.fine_tuning.jobs.cancel(job.id)
     with pytest.raises(openai.PermissionDeniedError):
         create(reader_openai, uploaded.id)
-    assert FineTuneJob.objects.get(pk=job.id).status == "queued"
+    assert FineTuneJob.objects.get(pk=job.id).status == "validating_files"  # no files checker here
 
 
 @pytest.mark.slow
@@ -160,6 +189,7 @@ def test_a_job_submitted_through_the_client_trains_and_its_model_is_retrievable(
 
     start_worker(queues="default,cpu", name="openai-e2e")
     job = create(alice_openai, uploaded.id, method=SUPERVISED, suffix="e2e")
+    assert job.status == "validating_files"  # the default-queue worker checks the files next
     deadline = time.monotonic() + 120
     while job.status not in ("succeeded", "failed", "cancelled") and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -186,10 +216,11 @@ def validation_upload(client, n: int = 17, *, label: str | None = None):
 
 
 def test_validation_file_and_metadata_round_trip_on_both_faces(
-    alice_openai, alice_key, uploaded, base_model, client
+    alice_openai, alice_key, uploaded, base_model, client, files_checker
 ):
     valid = validation_upload(alice_openai, 17)
     job = create(alice_openai, uploaded.id, validation_file=valid.id, metadata={"team": "red", "run": "7"})
+    assert wait_for_status(alice_openai, job.id, "queued", "failed").status == "queued"
 
     assert job.validation_file == valid.id and job.metadata == {"team": "red", "run": "7"}
     again = alice_openai.fine_tuning.jobs.retrieve(job.id)
@@ -211,14 +242,56 @@ def test_validation_file_and_metadata_round_trip_on_both_faces(
     }
 
 
-def test_a_validation_file_with_labels_the_training_data_lacks_is_refused(alice_openai, uploaded, base_model):
+def test_a_file_that_fails_the_check_fails_the_job_with_an_error_naming_the_file(
+    alice_openai, uploaded, base_model, files_checker
+):
     valid = validation_upload(alice_openai, 5, label="no_such_intent")
-    with pytest.raises(openai.BadRequestError) as excinfo:
-        create(alice_openai, uploaded.id, validation_file=valid.id)
+    job = create(alice_openai, uploaded.id, validation_file=valid.id)
+    assert job.status == "validating_files"
+
+    failed = wait_for_status(alice_openai, job.id, "failed", "queued")
+
+    assert failed.status == "failed" and failed.error.param == "validation_file", failed.error
+    assert valid.id in failed.error.message and "no_such_intent" in failed.error.message
+    assert failed.error.code == "label_mismatch" and failed.finished_at is not None
+    events = list(alice_openai.fine_tuning.jobs.list_events(job.id))
+    assert events[0].level == "error" and "no_such_intent" in events[0].message
+
+    # Hyperparameters are checked against the files, in the same check.
+    bad = create(alice_openai, uploaded.id, hyperparameters={"n_epochs": 0})
+    failed = wait_for_status(alice_openai, bad.id, "failed", "queued")
+    assert failed.status == "failed" and failed.error.param == "hyperparameters.n_epochs", failed.error
+
+
+def test_a_job_is_cancelled_while_its_files_are_checked(alice_openai, uploaded, base_model, start_worker):
+    job = create(alice_openai, uploaded.id, method=SUPERVISED)
+    cancelled = alice_openai.fine_tuning.jobs.cancel(job.id)
+    assert cancelled.status == "cancelled" and cancelled.finished_at is not None
+
+    # The check's message, taken now, finds the job cancelled and leaves it so: a later job's check
+    # runs after it on the one worker and queues that job.
+    start_worker(queues="default", name="files-check")
+    later = create(alice_openai, uploaded.id, method=SUPERVISED)
+    assert wait_for_status(alice_openai, later.id, "queued", "failed").status == "queued"
+    stored = FineTuneJob.objects.get(pk=job.id)
+    assert stored.status == "cancelled" and not stored.validation
+    assert not stored.events.filter(message__startswith="Files validated").exists()
+
+
+def test_the_reconciler_resends_a_lost_files_check(
+    alice_openai, uploaded, base_model, start_worker, settings
+):
+    job = create(alice_openai, uploaded.id, method=SUPERVISED)
+    purge_broker()  # the broker lost the check's message
+    assert jobs_reconcile()["rechecked"] == []  # sent moments ago: it may be on its way
+    FineTuneJob.objects.filter(pk=job.id).update(last_dispatched_at=None)
+
+    assert jobs_reconcile()["rechecked"] == [job.id]
+    start_worker(queues="default", name="files-check")
+    assert wait_for_status(alice_openai, job.id, "queued", "failed").status == "queued"
     assert (
-        excinfo.value.body["param"] == "validation_file" and "no_such_intent" in excinfo.value.body["message"]
+        FineTuneJob.objects.get(pk=job.id).events.filter(message__startswith="Files check re-sent").exists()
     )
-    assert not FineTuneJob.objects.exists()
 
 
 @pytest.mark.slow
