@@ -19,6 +19,8 @@ OUR_PATHS = [
     "/api/v1/api-keys",
     "/api/v1/api-keys/{key_id}",
     "/v1/models",
+    "/v1/classifications",
+    "/v1/chat/completions",
     "/v1/models/{model_id}",
     "/v1/files",
     "/v1/files/{file_id}",
