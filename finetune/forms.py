@@ -6,12 +6,10 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from finetune import selectors
-from finetune.engine.spec import METHODS, TASKS
-from finetune.engine.vocabulary import Method
+from finetune.engine.spec import AUTO, METHODS, TASKS
 from finetune.models import Priority
 from finetune.services import JobRequest
 
-AUTO = "auto"
 # The hyperparameters the form shows; the API takes every one the engine knows.
 AUTO_FIELDS = {"n_epochs": int, "batch_size": int, "learning_rate": float, "max_length": int}
 OPTIONAL_INT_FIELDS = ("eval_every_steps", "save_every_steps")
@@ -23,7 +21,7 @@ class JobForm(forms.Form):
     task = forms.ChoiceField(
         label=_("Task"), required=False, choices=[("", _("As the dataset version"))] + [(t, t) for t in TASKS]
     )
-    method = forms.ChoiceField(label=_("Method"), choices=[(m, m) for m in METHODS], initial=Method.LORA)
+    method = forms.ChoiceField(label=_("Method"), choices=[(m, m) for m in (AUTO, *METHODS)], initial=AUTO)
     n_epochs = forms.CharField(label=_("Epochs"), initial=AUTO)
     batch_size = forms.CharField(label=_("Batch size"), initial=AUTO)
     learning_rate = forms.CharField(label=_("Learning rate"), initial=AUTO)

@@ -32,6 +32,7 @@ from finetune.models import (
     JobStatus,
     MetricPoint,
     ModelVersion,
+    ThroughputSample,
 )
 from workers.selectors import queues_served_now
 
@@ -313,3 +314,20 @@ def model_version_file(*, version: ModelVersion, path: str) -> dict:
         if entry["path"] == path:
             return entry
     raise NotFound(f"Model {version.id} has no file {path!r}.", code="file_not_found", field="path")
+
+
+# The latest runs of a kind that estimates are computed from.
+THROUGHPUT_RUNS = 20
+
+
+def measured_throughput(
+    *, base_model_id: str, method: str, device_class: str, max_length: int
+) -> list[float]:
+    """Tokens per second that workers measured on the latest runs of this base model, method and
+    device class at a max length within a factor of two (attention cost grows with length)."""
+    qs = ThroughputSample.objects.filter(
+        base_model_id=base_model_id, method=method, device_class=device_class
+    )
+    if max_length:
+        qs = qs.filter(max_length__gte=max_length // 2, max_length__lte=max_length * 2)
+    return list(qs.order_by("-created_at").values_list("tokens_per_second", flat=True)[:THROUGHPUT_RUNS])
