@@ -75,8 +75,10 @@ def auto_learning_rate(method: str, task: str, n_params: int) -> float:
 
 
 def auto_max_length(lengths: Sequence[int], task: str, limit: int | None) -> int:
-    """95th percentile (classification) or 98th (chat, where cut replies hurt more) rounded up to a multiple of 8."""
-    q = 98 if task == Task.CHAT_SFT else 95
+    """99th percentile (classification) or 98th (chat) rounded up to a multiple of 8. Batches are padded
+    to their longest row, so a high percentile costs only on the long rows; Banking77's p95 (37 tokens)
+    would cut 3.4 % of its rows at 40, p99 (53) gives 56 and cuts 0.3 %, as the reference's 64 does."""
+    q = 98 if task == Task.CHAT_SFT else 99
     pct = float(np.percentile(np.asarray(lengths), q)) if len(lengths) else 128.0
     value = max(16, int(math.ceil(pct / 8.0) * 8))
     cap = (

@@ -51,9 +51,9 @@ def test_evaluation_cadence_gives_about_five_evaluations():
     assert autoconf.auto_early_stopping_metric(Task.CHAT_SFT) == "eval_loss"
 
 
-def test_max_length_is_the_95th_percentile_rounded_and_capped():
+def test_max_length_is_the_99th_percentile_rounded_and_capped():
     lengths = list(range(1, 101))
-    assert autoconf.auto_max_length(lengths, Task.CLASSIFICATION, None) == 96
+    assert autoconf.auto_max_length(lengths, Task.CLASSIFICATION, None) == 104
     assert autoconf.auto_max_length([5000] * 10, Task.CLASSIFICATION, None) == 512
     assert autoconf.auto_max_length([5000] * 10, Task.CLASSIFICATION, 128) == 128
 

@@ -55,4 +55,3 @@ def test_durations_read_in_minutes_and_hours_never_raw_seconds():
         assert duration_range_text(30, 50) == "under a minute"
         assert duration_range_text(1.4 * 3600, 2.1 * 3600) == "about 1.5–2 h"
         assert duration_range_text(41 * 60, 41 * 60) == "about 41 min"
-
