@@ -28,7 +28,10 @@ def _record(base_model, tokens_per_second: float, *, method="full", max_length=3
     )
 
 
-def test_before_any_run_the_table_gives_a_wide_range(alice_client, dataset_version):
+def test_before_any_run_the_table_gives_a_wide_range(alice_client, dataset_version, base_model):
+    # A model this size makes the tiny test run take milliseconds; a 100M model shows the range.
+    base_model.parameters_millions = 100.0
+    base_model.save(update_fields=["parameters_millions"])
     estimate = _estimate(alice_client, dataset_version)
     assert estimate["estimate_basis"] == "table" and estimate["measured_runs"] == 0
     assert (
