@@ -337,9 +337,11 @@ def _succeed(job: FineTuneJob, result, guard: dict) -> None:
                 message=f"Model version {version_id} stored ({len(files)} files).",
                 type=JobEvent.Type.METRICS,
                 # `step` at the top, as on every other metrics event; the nested copy stays for old readers.
+                # The final metrics are the exported (best) evaluation's; `kept_step` says which step that was.
                 data={
-                    "step": result.steps,
                     **(metrics.get("final") or {}),
+                    "step": result.steps,
+                    "kept_step": (metrics.get("final") or {}).get("step"),
                     "metrics": metrics.get("final") or {},
                 },
             )

@@ -206,10 +206,7 @@ def _kept_sentence(kept: dict[str, Any]) -> str:
     """Which weights these are: the best evaluation's, or the last step's when it was the best."""
     stop = " Training stopped early: the metric had stopped improving." if kept.get("stopped_early") else ""
     if kept["reason"] == "last":
-        return (
-            f"These are the weights of the last step ({kept['step']}); the run was resumed from a checkpoint "
-            f"that did not keep the best evaluation's weights.{stop}"
-        )
+        return f"These are the weights of the last step ({kept['step']}), {kept['metric']} {_fmt(kept['value'])}.{stop}"
     if kept["step"] == kept["last_step"]:
         return (
             f"These are the weights of the last step ({kept['step']}), which also had the best "

@@ -40,6 +40,9 @@ class TrainState:
     eval_history: list[dict[str, Any]] = field(default_factory=list)
     baseline: dict[str, Any] = field(default_factory=dict)
     best: dict[str, Any] = field(default_factory=dict)  # {"metric", "value", "step"}
+    # The best evaluation after training began ({"metric", "value", "step"}): its weights are exported.
+    # Unlike `best`, the baseline never counts: the exported model is always a trained one.
+    kept: dict[str, Any] = field(default_factory=dict)
     evals_without_improvement: int = 0
     stopped_early: bool = False
     train_seconds: float = 0.0  # informational; not part of the deterministic result

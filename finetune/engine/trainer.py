@@ -328,7 +328,6 @@ class Run:
             key = normalize_metric_name(self.hp.early_stopping_metric)
             if key in before:
                 self.state.best = {"metric": key, "value": before[key], "step": 0}
-                self.best_weights = self._trainable_copy()
         self.reporter.on_log("info", "baseline before tuning: " + _short(before))
 
     def after_eval(self, metrics: dict[str, Any]) -> bool:
@@ -337,16 +336,20 @@ class Run:
         if key not in metrics:
             return False
         value = metrics[key]
-        best = self.state.best.get("value")
-        better = best is None or (value < best if metric_direction(key) == "min" else value > best)
-        if better:
+        if self._better(key, value, self.state.kept.get("value")):
+            self.state.kept = {"metric": key, "value": value, "step": metrics["step"]}
+            self.best_weights = self._trainable_copy()
+        if self._better(key, value, self.state.best.get("value")):
             self.state.best = {"metric": key, "value": value, "step": metrics["step"]}
             self.state.evals_without_improvement = 0
-            self.best_weights = self._trainable_copy()
         else:
             self.state.evals_without_improvement += 1
         patience = self.hp.early_stopping_patience
         return patience is not None and self.state.evals_without_improvement >= patience
+
+    @staticmethod
+    def _better(key: str, value: float, than: float | None) -> bool:
+        return than is None or (value < than if metric_direction(key) == "min" else value > than)
 
     def _trainable_copy(self) -> dict[str, torch.Tensor]:
         return {
@@ -362,7 +365,7 @@ class Run:
         p, st = self.plan, self.state
         if p.valid is None and p.previous_valid is None:
             return None
-        kept = st.best.get("step", st.global_step) if self.best_weights is not None else st.global_step
+        kept = st.kept.get("step", st.global_step) if self.best_weights is not None else st.global_step
         if kept != st.global_step and self.best_weights is not None:
             params = dict(self.model.named_parameters())
             with torch.no_grad():
@@ -389,7 +392,7 @@ class Run:
             label_map=artifacts.label_map(self.plan.labels, self.spec.task),
             keep_last=self.hp.keep_last_checkpoints,
             best_weights=self.best_weights
-            if self.state.best.get("step", self.state.global_step) != self.state.global_step
+            if self.state.kept.get("step", self.state.global_step) != self.state.global_step
             else None,
         )
         self.last_checkpoint = str(path)
@@ -405,7 +408,7 @@ class Run:
         )
         self.state = state
         self.last_checkpoint = str(ckpt)
-        if state.best.get("step") == state.global_step:
+        if state.kept.get("step") == state.global_step:
             self.best_weights = self._trainable_copy()
         else:
             # None for checkpoints written before best weights were kept: the last ones are exported.
@@ -624,12 +627,13 @@ class Run:
         st = self.state
         if final is None or self.exported_eval is None:
             return None
-        reason = "best" if st.best and st.best.get("step") == final["step"] else "last"
+        reason = "best" if st.kept and st.kept.get("step") == final["step"] else "last"
+        metric = normalize_metric_name(self.hp.early_stopping_metric)
         return {
             "step": final["step"],
             "last_step": st.global_step,
-            "metric": st.best.get("metric"),
-            "value": st.best.get("value") if reason == "best" else final.get(st.best.get("metric", "")),
+            "metric": metric,
+            "value": final.get(metric),
             "reason": reason,
             "stopped_early": st.stopped_early,
         }
