@@ -12,11 +12,17 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 LINE = re.compile(r"^BENCH (\S+) (.*)$")
+# Benchmarks that train for an hour or more: run only with `run_all.py --slow` (or on their own).
+SLOW = {"bench_quality.py"}
 
 
 def main() -> int:
     rows, failed = [], []
+    slow = "--slow" in sys.argv[1:]
     for script in sorted(HERE.glob("bench_*.py")):
+        if script.name in SLOW and not slow:
+            print(f"== {script.name}: skipped (slow; run_all.py --slow runs it)", flush=True)
+            continue
         print(f"== {script.name}", flush=True)
         proc = subprocess.run([sys.executable, str(script)], cwd=HERE.parent, capture_output=True, text=True)
         sys.stdout.write(proc.stdout)

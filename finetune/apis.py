@@ -22,8 +22,7 @@ from common.api import ErrorSerializer, list_schema
 from common.errors import InvalidInput
 from common.pagination import list_response_body, paginate_after, parse_int, parse_limit
 from finetune import job_insights, selectors, services
-from finetune.engine.spec import METHODS, TASKS
-from finetune.engine.vocabulary import Method
+from finetune.engine.spec import AUTO, METHODS, TASKS
 from finetune.models import FineTuneJob, JobStatus, ModelVersion, Priority
 
 ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 409, 422, 429)}
@@ -224,7 +223,8 @@ class JobInputSerializer(serializers.Serializer):
     task = serializers.ChoiceField(
         choices=TASKS, required=False, help_text="Defaults to the dataset version's task."
     )
-    method = serializers.ChoiceField(choices=METHODS, default=Method.LORA)
+    # "auto": full fine-tuning for small models, LoRA on all linear layers for larger ones (docs/engine.md).
+    method = serializers.ChoiceField(choices=(AUTO, *METHODS), default=AUTO)
     hyperparameters = serializers.DictField(
         required=False,
         default=dict,
@@ -279,7 +279,14 @@ class EstimateOutputSerializer(serializers.Serializer):
     n_epochs = serializers.IntegerField()
     total_steps = serializers.IntegerField()
     tokens_per_second = serializers.FloatField(help_text="Throughput assumed for the device class.")
-    estimated_seconds = serializers.FloatField()
+    estimated_seconds = serializers.FloatField(help_text="The middle of the range.")
+    estimated_seconds_low = serializers.FloatField()
+    estimated_seconds_high = serializers.FloatField()
+    estimate_basis = serializers.ChoiceField(
+        choices=("measured", "table"),
+        help_text="measured: from the throughput of earlier runs of this kind; table: the built-in guess.",
+    )
+    measured_runs = serializers.IntegerField()
     gpu_hours = serializers.FloatField()
     quota = serializers.JSONField()
     quota_refusal = serializers.CharField(

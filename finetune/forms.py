@@ -7,12 +7,10 @@ from django.utils.translation import gettext_lazy as _
 
 from common.templatetags.ui_labels import LABELS, choices, label
 from finetune import selectors
-from finetune.engine.spec import METHODS, TASKS
-from finetune.engine.vocabulary import Method
+from finetune.engine.spec import AUTO, METHODS, TASKS
 from finetune.models import Priority
 from finetune.services import JobRequest
 
-AUTO = "auto"
 # The hyperparameters the form shows; the API takes every one the engine knows.
 AUTO_FIELDS = {"n_epochs": int, "batch_size": int, "learning_rate": float, "max_length": int}
 OPTIONAL_INT_FIELDS = ("eval_every_steps", "save_every_steps")
@@ -24,7 +22,7 @@ class JobForm(forms.Form):
     task = forms.ChoiceField(
         label=_("Task"), required=False, choices=[("", _("As the dataset version")), *choices("task", TASKS)]
     )
-    method = forms.ChoiceField(label=_("Method"), choices=choices("method", METHODS), initial=Method.LORA)
+    method = forms.ChoiceField(label=_("Method"), choices=choices("method", (AUTO, *METHODS)), initial=AUTO)
     n_epochs = forms.CharField(label=_("Epochs"), initial=AUTO)
     batch_size = forms.CharField(label=_("Batch size"), initial=AUTO)
     learning_rate = forms.CharField(label=_("Learning rate"), initial=AUTO)

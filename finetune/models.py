@@ -321,3 +321,31 @@ class ModelVersion(TeamOwnedModel):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ThroughputSample(models.Model):
+    """The training throughput one finished run measured (tokens trained over the engine's loop time,
+    evaluations and checkpoints included), per base model, method, max length and device class.
+    Estimates are computed from these (`finetune.estimates`); the built-in table is used only
+    before any run of the kind. A speed of the hardware, not team data: every team's runs count."""
+
+    id = models.BigAutoField(primary_key=True)
+    job = models.OneToOneField(
+        FineTuneJob, on_delete=models.SET_NULL, null=True, blank=True, related_name="throughput"
+    )
+    base_model = models.ForeignKey(BaseModel, on_delete=models.CASCADE, related_name="throughput_samples")
+    method = models.CharField(max_length=20)
+    max_length = models.PositiveIntegerField()
+    device_class = models.CharField(max_length=20)
+    tokens_per_second = models.FloatField()
+    samples_per_second = models.FloatField()
+    trained_tokens = models.BigIntegerField()
+    train_seconds = models.FloatField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["base_model", "method", "device_class"], name="throughput_kind_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.base_model_id} {self.method} {self.device_class}: {self.tokens_per_second:.0f} tok/s"

@@ -39,7 +39,7 @@ from finetune.lifecycle import (
     ownership_guard,
 )
 from finetune.lineage import code_version, model_name_for
-from finetune.models import FineTuneJob, JobAttempt, JobEvent, JobStatus, ModelVersion
+from finetune.models import FineTuneJob, JobAttempt, JobEvent, JobStatus, ModelVersion, ThroughputSample
 from finetune.selectors import fair_share_order
 from workers.services import set_current_job
 from workers.worker_state import current_worker_name
@@ -301,7 +301,7 @@ def _succeed(job: FineTuneJob, result, guard: dict) -> None:
         "validation_dataset_version": separate.id if separate is not None else None,
         "base_model": job.base_model.name,
         "base_model_source": job.base_model.source,
-        "method": job.method,
+        "method": result.resolved_spec.get("method") or job.method,  # what "auto" chose
         "seed": job.seed,
         "resolved_spec": resolved,
         "code_version": code_version(),
@@ -333,7 +333,7 @@ def _succeed(job: FineTuneJob, result, guard: dict) -> None:
                 job=job,
                 base_model=job.base_model,
                 task=job.task,
-                method=job.method,
+                method=result.resolved_spec.get("method") or job.method,
                 labels=labels,
                 metrics=metrics,
                 lineage=lineage,
@@ -341,6 +341,7 @@ def _succeed(job: FineTuneJob, result, guard: dict) -> None:
                 files=files,
                 created_by_id=job.created_by_id,
             )
+            throughput_record(job=job, result=result)
             job_event_record(
                 job_id=job.id,
                 message=f"Model version {version_id} stored ({len(files)} files).",
@@ -348,9 +349,11 @@ def _succeed(job: FineTuneJob, result, guard: dict) -> None:
                 params={"version": version_id, "files": len(files)},
                 type=JobEvent.Type.METRICS,
                 # `step` at the top, as on every other metrics event; the nested copy stays for old readers.
+                # The final metrics are the exported (best) evaluation's; `kept_step` says which step that was.
                 data={
-                    "step": result.steps,
                     **(metrics.get("final") or {}),
+                    "step": result.steps,
+                    "kept_step": (metrics.get("final") or {}).get("step"),
                     "metrics": metrics.get("final") or {},
                 },
             )
@@ -358,3 +361,29 @@ def _succeed(job: FineTuneJob, result, guard: dict) -> None:
         delete_files(prefix, files)  # the job was taken over or cancelled meanwhile
         return
     job_attempt_end(job_id=job.id, number=job.attempts, outcome=JobAttempt.Outcome.SUCCEEDED)
+
+
+def throughput_record(*, job: FineTuneJob, result) -> ThroughputSample | None:
+    """What this run measured, for the estimates of later runs of the same kind (`finetune.estimates`).
+    The loop's own time (evaluations and checkpoints included, model load excluded): that is what an
+    estimate multiplies by the tokens to train."""
+    train_info = result.metrics.get("train") or {}
+    seconds = float(train_info.get("train_seconds") or 0.0)
+    tokens = int(train_info.get("trained_tokens") or result.trained_tokens or 0)
+    if seconds <= 0 or tokens <= 0:
+        return None
+    hp = result.resolved_spec.get("hyperparameters") or {}
+    sample, _ = ThroughputSample.objects.update_or_create(
+        job=job,
+        defaults={
+            "base_model": job.base_model,
+            "method": result.resolved_spec.get("method") or job.method,
+            "max_length": int(hp.get("max_length") or 0),
+            "device_class": job.device_class,
+            "tokens_per_second": tokens / seconds,
+            "samples_per_second": int(train_info.get("trained_samples") or 0) / seconds,
+            "trained_tokens": tokens,
+            "train_seconds": seconds,
+        },
+    )
+    return sample

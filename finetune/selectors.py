@@ -32,6 +32,7 @@ from finetune.models import (
     JobStatus,
     MetricPoint,
     ModelVersion,
+    ThroughputSample,
 )
 from workers.selectors import queues_served_now
 
@@ -411,3 +412,20 @@ def job_list_all(
 def base_model_list_all() -> QuerySet[BaseModel]:
     """The whole registry, enabled or not, with how many jobs used each model."""
     return BaseModel.objects.annotate(job_count=Count("jobs")).order_by("-is_default", "name")
+
+
+# The latest runs of a kind that estimates are computed from.
+THROUGHPUT_RUNS = 20
+
+
+def measured_throughput(
+    *, base_model_id: str, method: str, device_class: str, max_length: int
+) -> list[float]:
+    """Tokens per second that workers measured on the latest runs of this base model, method and
+    device class at a max length within a factor of two (attention cost grows with length)."""
+    qs = ThroughputSample.objects.filter(
+        base_model_id=base_model_id, method=method, device_class=device_class
+    )
+    if max_length:
+        qs = qs.filter(max_length__gte=max_length // 2, max_length__lte=max_length * 2)
+    return list(qs.order_by("-created_at").values_list("tokens_per_second", flat=True)[:THROUGHPUT_RUNS])

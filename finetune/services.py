@@ -23,7 +23,7 @@ from common.json import json_safe
 from finetune import selectors
 from finetune.artifact_storage import dataset_all_rows_file, dataset_local_files
 from finetune.engine import SpecError, validate_spec
-from finetune.engine.vocabulary import Method
+from finetune.engine.spec import AUTO
 from finetune.engine_specs import engine_spec_for_submission
 from finetune.estimates import estimate_for
 from finetune.lifecycle import (
@@ -61,7 +61,7 @@ class JobRequest:
     dataset_version: str
     model: str | None = None
     task: str | None = None
-    method: str = Method.LORA
+    method: str = AUTO
     hyperparameters: dict = field(default_factory=dict)
     device_class: str | None = None
     priority: str = "normal"
@@ -274,6 +274,7 @@ def _check_files(prepared: PreparedJob) -> None:
         device_class=prepared.device_class,
         method=request.method,
         parameters_millions=prepared.base_model.parameters_millions,
+        base_model_id=prepared.base_model.pk,
     )
 
 
@@ -301,8 +302,17 @@ def job_estimate(*, team: Team, request: JobRequest) -> dict:
 
 def _resolved_hyperparameters(validation: dict, submitted: dict) -> dict:
     resolved = dict(submitted)
-    for key in ("n_epochs", "batch_size", "learning_rate", "max_length"):
-        if validation.get(key) is not None:
+    for key in (
+        "n_epochs",
+        "batch_size",
+        "learning_rate",
+        "max_length",
+        "warmup_ratio",
+        "eval_every_steps",
+        "early_stopping_patience",
+        "early_stopping_metric",
+    ):
+        if key in validation:  # None is a decision too (no early stopping, evaluate each epoch)
             resolved[key] = validation[key]
     return resolved
 

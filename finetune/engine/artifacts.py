@@ -181,6 +181,9 @@ def _card_metrics(metrics: dict[str, Any]) -> list[str]:
         ]
     else:
         lines += ["No validation set was given, so there are no held-out metrics.", ""]
+    kept = metrics.get("kept")
+    if kept:
+        lines += [_kept_sentence(kept), ""]
     train = metrics.get("train", {})
     lines.append(
         f"Final training loss: {_fmt(train.get('final_train_loss'))}; trained tokens: {train.get('trained_tokens')}."
@@ -197,6 +200,22 @@ def _card_metrics(metrics: dict[str, Any]) -> list[str]:
         for k, v in forgetting.items():
             lines.append(f"| {k} | {_fmt(v['before'])} | {_fmt(v['after'])} | {_fmt(v['change'])} |")
     return lines
+
+
+def _kept_sentence(kept: dict[str, Any]) -> str:
+    """Which weights these are: the best evaluation's, or the last step's when it was the best."""
+    stop = " Training stopped early: the metric had stopped improving." if kept.get("stopped_early") else ""
+    if kept["reason"] == "last":
+        return f"These are the weights of the last step ({kept['step']}), {kept['metric']} {_fmt(kept['value'])}.{stop}"
+    if kept["step"] == kept["last_step"]:
+        return (
+            f"These are the weights of the last step ({kept['step']}), which also had the best "
+            f"{kept['metric']} ({_fmt(kept['value'])}).{stop}"
+        )
+    return (
+        f"These are the weights of step {kept['step']} of {kept['last_step']}: the evaluation with the best "
+        f"{kept['metric']} ({_fmt(kept['value'])}); later steps scored lower, so they were not exported.{stop}"
+    )
 
 
 def _card_use_and_limits(plan: Any, hp: dict[str, Any]) -> list[str]:

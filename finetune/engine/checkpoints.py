@@ -23,6 +23,7 @@ from torch import nn
 from .errors import SpecError
 
 FORMAT = 1
+BEST_WEIGHTS = "best.safetensors"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
@@ -39,6 +40,9 @@ class TrainState:
     eval_history: list[dict[str, Any]] = field(default_factory=list)
     baseline: dict[str, Any] = field(default_factory=dict)
     best: dict[str, Any] = field(default_factory=dict)  # {"metric", "value", "step"}
+    # The best evaluation after training began ({"metric", "value", "step"}): its weights are exported.
+    # Unlike `best`, the baseline never counts: the exported model is always a trained one.
+    kept: dict[str, Any] = field(default_factory=dict)
     evals_without_improvement: int = 0
     stopped_early: bool = False
     train_seconds: float = 0.0  # informational; not part of the deterministic result
@@ -104,7 +108,10 @@ def save_checkpoint(
     identity: dict[str, Any],
     label_map: dict[str, Any],
     keep_last: int,
+    best_weights: dict[str, torch.Tensor] | None = None,
 ) -> Path:
+    """`best_weights`: the trainable weights of the best evaluation so far, when they are not this
+    step's; stored beside them so a resumed run (maybe on another machine) can still export the best."""
     root = checkpoint_root(output_dir)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{state.global_step}"
@@ -112,6 +119,8 @@ def save_checkpoint(
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".step-{state.global_step}-"))
     weights = {n: p.detach().to("cpu").contiguous() for n, p in model.named_parameters() if p.requires_grad}
     save_file(weights, str(tmp / "trainable.safetensors"))
+    if best_weights is not None:
+        save_file(best_weights, str(tmp / BEST_WEIGHTS))
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     extra = {"scheduler": scheduler.state_dict()}
     if scaler is not None:
@@ -186,3 +195,9 @@ def load_checkpoint(
         scaler.load_state_dict(extra["scaler"])
     # RNG last: building the model and optimizer above consumed random numbers.
     _set_rng_state(json.loads((p / "rng.json").read_text()), torch.load(p / "rng.pt", weights_only=True))
+
+
+def load_best_weights(ckpt: str | Path) -> dict[str, torch.Tensor] | None:
+    """The best evaluation's trainable weights stored with a checkpoint, if they differ from its own."""
+    p = Path(ckpt) / BEST_WEIGHTS
+    return load_file(str(p)) if p.is_file() else None

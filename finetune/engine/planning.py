@@ -81,6 +81,12 @@ class Plan:
             "n_epochs": hp.n_epochs,
             "batch_size": hp.batch_size,
             "learning_rate": hp.learning_rate,
+            "method": self.spec.method,
+            "warmup_ratio": hp.warmup_ratio,
+            "eval_every_steps": hp.eval_every_steps,
+            "early_stopping_patience": hp.early_stopping_patience,
+            "early_stopping_metric": hp.early_stopping_metric,
+            "lora_r": hp.lora_r if self.spec.method in ADAPTER_METHODS else None,
             # What "auto" resolves to for this method/task/model, kept so a rate set as a multiple of it
             # (the OpenAI face's learning_rate_multiplier) can be reported back as that multiple.
             "auto_learning_rate": autoconf.auto_learning_rate(
@@ -154,6 +160,8 @@ def _check_init_from(spec: JobSpec) -> dict[str, Any] | None:
             f"the earlier model is built on {info.get('base_model')!r}; set base_model to that",
             code="incompatible_init",
         )
+    if spec.method == AUTO:
+        return info  # "auto" continues with the earlier version's own method
     if info["format"] == "adapter" and spec.method != info.get("method"):
         raise SpecError(
             "init_from",
@@ -231,10 +239,11 @@ def _labels(
 
 
 def _check_early_stopping_metric(spec: JobSpec) -> None:
+    """The metric picks the exported checkpoint as well as when to stop, so it is checked whenever set."""
     hp = spec.hyperparameters
-    if hp.early_stopping_patience is None:
-        return
     metric = hp.early_stopping_metric
+    if metric == AUTO:
+        return
     bare = metric.split("_", 1)[1] if metric.startswith(("eval_", "valid_")) else metric
     if bare not in _EVAL_METRICS[spec.task]:
         raise SpecError(
@@ -286,12 +295,14 @@ def _load_base(spec: JobSpec) -> _Base:
 
 
 def _adapter_targets(
-    spec: JobSpec, config: Any, modules: dict[str, str], init: dict | None
+    spec: JobSpec, config: Any, modules: dict[str, str], init: dict | None, *, method_was_auto: bool
 ) -> list[str] | str | None:
-    """The modules a LoRA/QLoRA/IA3 adapter wraps (None for other methods, or an earlier adapter's own)."""
+    """The modules a LoRA/QLoRA/IA3 adapter wraps (None for other methods, or an earlier adapter's own).
+    When "auto" chose LoRA (a larger model), every linear layer: query/value only left accuracy behind."""
     if spec.method not in ADAPTER_METHODS or (init and init["format"] == "adapter"):
         return None
-    targets = spec.hyperparameters.target_modules or modeling.default_target_modules(config, spec.method)
+    default = "all-linear" if method_was_auto else modeling.default_target_modules(config, spec.method)
+    targets = spec.hyperparameters.target_modules or default
     if isinstance(targets, list):
         modeling.check_target_modules(targets, modules, spec.method)
     elif spec.method == Method.IA3:
@@ -361,17 +372,56 @@ class _Encoder:
         return kept
 
 
+def _resolve_method(spec: JobSpec, n_params: int, init: dict | None) -> JobSpec:
+    """Decide method "auto" (docs/engine.md) and run the checks that depend on the method."""
+    if spec.method != AUTO:
+        return spec
+    spec = replace(spec, method=autoconf.auto_method(spec.task, n_params, init["method"] if init else None))
+    hp = spec.hyperparameters
+    if hp.target_modules is not None and spec.method not in ADAPTER_METHODS:
+        raise SpecError(
+            "hyperparameters.target_modules",
+            f'does not apply to method {spec.method!r}, which "auto" chose for this model; set method to lora',
+            code="invalid_value",
+        )
+    if hp.merge_adapter and spec.method not in ADAPTER_METHODS:
+        raise SpecError(
+            "hyperparameters.merge_adapter",
+            f'"auto" chose method {spec.method!r} for this model, which has no adapter to merge',
+            code="invalid_value",
+        )
+    return spec
+
+
 def _resolve_auto(
-    hp: Hyperparameters, *, spec: JobSpec, device: torch.device, precision: str, n_params: int, n_train: int
+    hp: Hyperparameters,
+    *,
+    spec: JobSpec,
+    device: torch.device,
+    precision: str,
+    n_params: int,
+    n_train: int,
+    n_labels: int,
+    method_was_auto: bool,
 ) -> None:
     if hp.batch_size == AUTO:
         hp.batch_size = autoconf.auto_batch_size(device, hp.max_length, n_params, n_train, spec.method)
     if hp.n_epochs == AUTO:
-        hp.n_epochs = autoconf.auto_epochs(n_train, spec.task)
+        hp.n_epochs = autoconf.auto_epochs(
+            n_train, spec.task, n_labels=n_labels, batch_size=hp.batch_size * hp.gradient_accumulation_steps
+        )
     if hp.learning_rate == AUTO:
         hp.learning_rate = autoconf.auto_learning_rate(spec.method, spec.task, n_params)
     if hp.precision == AUTO:
         hp.precision = precision
+    if hp.lora_r == AUTO:
+        hp.lora_r = autoconf.auto_lora_rank(method_was_auto)
+    if hp.lora_alpha == AUTO:
+        hp.lora_alpha = 2 * hp.lora_r
+    if hp.early_stopping_metric == AUTO:
+        hp.early_stopping_metric = autoconf.auto_early_stopping_metric(spec.task)
+    if hp.early_stopping_patience == AUTO:
+        hp.early_stopping_patience = autoconf.AUTO_PATIENCE if spec.validation_file else None
 
 
 def prepare(spec: JobSpec, reporter: Reporter | None = None) -> Plan:
@@ -387,7 +437,12 @@ def prepare(spec: JobSpec, reporter: Reporter | None = None) -> Plan:
     train_rows, valid_rows, replay_rows, prev_rows = _read_split_rows(spec)
     labels = _labels(spec, train_rows, replay_rows, valid_rows, prev_rows, init)
     skeleton = modeling.meta_model(base.config, spec.task, len(labels))
-    targets = _adapter_targets(spec, base.config, modeling.module_types(skeleton), init)
+    n_params = sum(p.numel() for p in skeleton.parameters())
+    method_was_auto = spec.method == AUTO
+    spec = _resolve_method(spec, n_params, init)
+    targets = _adapter_targets(
+        spec, base.config, modeling.module_types(skeleton), init, method_was_auto=method_was_auto
+    )
     if hp.max_length == AUTO:
         lengths = data.token_lengths(base.tokenizer, train_rows.rows, spec.task)
         limit = None if base.limit is None else base.limit - base.extra
@@ -412,10 +467,22 @@ def prepare(spec: JobSpec, reporter: Reporter | None = None) -> Plan:
     valid = encoder.split(valid_rows, "validation_file") if valid_rows is not None else None
     previous_valid = encoder.split(prev_rows, "previous_validation_file") if prev_rows is not None else None
 
-    n_params = sum(p.numel() for p in skeleton.parameters())
-    _resolve_auto(hp, spec=spec, device=device, precision=precision, n_params=n_params, n_train=len(train))
+    _resolve_auto(
+        hp,
+        spec=spec,
+        device=device,
+        precision=precision,
+        n_params=n_params,
+        n_train=len(train),
+        n_labels=len(labels),
+        method_was_auto=method_was_auto,
+    )
     steps_per_epoch = math.ceil(math.ceil(len(train) / hp.batch_size) / hp.gradient_accumulation_steps)
     total_steps = spec.max_steps if spec.max_steps is not None else steps_per_epoch * hp.n_epochs
+    if hp.eval_every_steps is None and spec.validation_file:
+        hp.eval_every_steps = autoconf.auto_eval_every_steps(
+            math.ceil(total_steps / steps_per_epoch), total_steps
+        )
     fingerprints = {
         "train_file": train_rows.sha256,
         "validation_file": valid_rows.sha256 if valid_rows is not None else None,

@@ -22,23 +22,25 @@ class Hyperparameters:
     batch_size: int | str = AUTO
     learning_rate: float | str = AUTO
     max_length: int | str = AUTO
-    warmup_ratio: float = 0.0
+    warmup_ratio: float = 0.06
     weight_decay: float = 0.0
     gradient_accumulation_steps: int = 1
-    eval_every_steps: int | None = None  # None = each epoch
+    eval_every_steps: int | None = None  # None = auto: each epoch, or ~5 evaluations in runs under 5 epochs
     save_every_steps: int | None = None  # None = each epoch only
     # Also checkpoint this long after the last checkpoint, so a lost worker costs at most this much
     # work even inside a long epoch; None = by epoch and save_every_steps only.
     checkpoint_every_minutes: float | None = 5.0
     keep_last_checkpoints: int = 2
-    early_stopping_patience: int | None = None  # counted in evaluations
-    early_stopping_metric: str = "eval_loss"
+    # Counted in evaluations; "auto": 3 with a validation file, else off. The metric also picks the
+    # checkpoint that is exported (the best evaluation, not the last).
+    early_stopping_patience: int | str | None = AUTO
+    early_stopping_metric: str = AUTO
     class_weights: bool = False
     label_smoothing: float = 0.0
     precision: str = AUTO  # auto|fp32|bf16|fp16 (auto: bf16 on capable CUDA, else fp32)
     gradient_checkpointing: bool = False
-    lora_r: int = 8
-    lora_alpha: int = 16
+    lora_r: int | str = AUTO  # auto: 8, or 16 when method "auto" chose LoRA
+    lora_alpha: int | str = AUTO  # auto: 2 x lora_r
     lora_dropout: float = 0.05
     target_modules: list[str] | None = None
     num_virtual_tokens: int = 20  # prompt tuning
@@ -143,19 +145,26 @@ def _check_types(hp: Hyperparameters) -> None:
             f'must be a number or "auto", got {hp.learning_rate!r}',
             code="invalid_type",
         )
-    for name in (
-        "gradient_accumulation_steps",
-        "keep_last_checkpoints",
-        "lora_r",
-        "lora_alpha",
-        "num_virtual_tokens",
-    ):
+    for name in ("gradient_accumulation_steps", "keep_last_checkpoints", "num_virtual_tokens"):
         if not _is_int(getattr(hp, name)):
             raise SpecError(f"hyperparameters.{name}", "must be an integer", code="invalid_type")
-    for name in ("eval_every_steps", "save_every_steps", "early_stopping_patience"):
+    for name in ("lora_r", "lora_alpha"):
+        v = getattr(hp, name)
+        if v != AUTO and not _is_int(v):
+            raise SpecError(
+                f"hyperparameters.{name}", f'must be an integer or "auto", got {v!r}', code="invalid_type"
+            )
+    for name in ("eval_every_steps", "save_every_steps"):
         v = getattr(hp, name)
         if v is not None and not _is_int(v):
             raise SpecError(f"hyperparameters.{name}", "must be an integer or null", code="invalid_type")
+    v = hp.early_stopping_patience
+    if v is not None and v != AUTO and not _is_int(v):
+        raise SpecError(
+            "hyperparameters.early_stopping_patience",
+            'must be an integer, "auto" or null',
+            code="invalid_type",
+        )
     for name in ("warmup_ratio", "weight_decay", "label_smoothing", "lora_dropout"):
         if not _is_number(getattr(hp, name)):
             raise SpecError(f"hyperparameters.{name}", "must be a number", code="invalid_type")
@@ -215,10 +224,10 @@ def check_static(spec: JobSpec) -> None:
         raise SpecError(
             "task", f"unknown task {spec.task!r}; choose one of {', '.join(TASKS)}", code="unknown_task"
         )
-    if spec.method not in METHODS:
+    if spec.method not in METHODS and spec.method != AUTO:
         raise SpecError(
             "method",
-            f"unknown method {spec.method!r}; choose one of {', '.join(METHODS)}",
+            f"unknown method {spec.method!r}; choose auto or one of {', '.join(METHODS)}",
             code="unknown_method",
         )
     _check_optimisation(hp)
@@ -275,7 +284,7 @@ def _check_task_fit_and_schedule(spec: JobSpec, hp: Hyperparameters) -> None:
         )
     for name in ("eval_every_steps", "save_every_steps", "early_stopping_patience"):
         v = getattr(hp, name)
-        if v is not None and v < 1:
+        if v is not None and v != AUTO and v < 1:
             raise SpecError(f"hyperparameters.{name}", "must be at least 1 (or null)", code="invalid_value")
     if hp.checkpoint_every_minutes is not None and hp.checkpoint_every_minutes <= 0:
         raise SpecError(
@@ -283,7 +292,7 @@ def _check_task_fit_and_schedule(spec: JobSpec, hp: Hyperparameters) -> None:
         )
     if hp.keep_last_checkpoints < 1:
         raise SpecError("hyperparameters.keep_last_checkpoints", "must be at least 1", code="invalid_value")
-    if hp.early_stopping_patience is not None and not spec.validation_file:
+    if hp.early_stopping_patience not in (None, AUTO) and not spec.validation_file:
         raise SpecError(
             "hyperparameters.early_stopping_patience",
             "early stopping needs a validation_file to measure the metric on",
@@ -298,7 +307,7 @@ def _check_precision_and_adapter(spec: JobSpec, hp: Hyperparameters) -> None:
         )
     if hp.max_grad_norm is not None and hp.max_grad_norm <= 0:
         raise SpecError("hyperparameters.max_grad_norm", "must be positive or null", code="invalid_value")
-    if hp.lora_r < 1 or hp.lora_alpha < 1:
+    if any(v != AUTO and v < 1 for v in (hp.lora_r, hp.lora_alpha)):
         raise SpecError(
             "hyperparameters.lora_r", "lora_r and lora_alpha must be at least 1", code="invalid_value"
         )
@@ -306,13 +315,14 @@ def _check_precision_and_adapter(spec: JobSpec, hp: Hyperparameters) -> None:
         raise SpecError("hyperparameters.lora_dropout", "must be in [0, 1)", code="invalid_value")
     if hp.num_virtual_tokens < 1:
         raise SpecError("hyperparameters.num_virtual_tokens", "must be at least 1", code="invalid_value")
-    if hp.target_modules is not None and spec.method not in ADAPTER_METHODS:
+    # With method "auto" these two are checked once planning has chosen the method.
+    if hp.target_modules is not None and spec.method not in (*ADAPTER_METHODS, AUTO):
         raise SpecError(
             "hyperparameters.target_modules",
             f"does not apply to method {spec.method!r}",
             code="invalid_value",
         )
-    if hp.merge_adapter and spec.method not in ADAPTER_METHODS:
+    if hp.merge_adapter and spec.method not in (*ADAPTER_METHODS, AUTO):
         raise SpecError(
             "hyperparameters.merge_adapter",
             f"only LoRA, QLoRA and IA3 adapters can be merged into the base, not {spec.method!r}",

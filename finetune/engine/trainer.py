@@ -189,6 +189,10 @@ class Run:
         self.last_checkpoint: str | None = None
         self.checkpointed_at = time.monotonic()
         self._pad = plan.tokenizer.pad_token_id
+        # CPU copies of the trainable weights at the best evaluation so far (state.best["step"]):
+        # those are the weights exported, not the last ones.
+        self.best_weights: dict[str, torch.Tensor] | None = None
+        self.exported_eval: dict[str, Any] | None = None
 
     # -- setup
 
@@ -333,15 +337,47 @@ class Run:
         if key not in metrics:
             return False
         value = metrics[key]
-        best = self.state.best.get("value")
-        better = best is None or (value < best if metric_direction(key) == "min" else value > best)
-        if better:
+        if self._better(key, value, self.state.kept.get("value")):
+            self.state.kept = {"metric": key, "value": value, "step": metrics["step"]}
+            self.best_weights = self._trainable_copy()
+        if self._better(key, value, self.state.best.get("value")):
             self.state.best = {"metric": key, "value": value, "step": metrics["step"]}
             self.state.evals_without_improvement = 0
         else:
             self.state.evals_without_improvement += 1
         patience = self.hp.early_stopping_patience
         return patience is not None and self.state.evals_without_improvement >= patience
+
+    @staticmethod
+    def _better(key: str, value: float, than: float | None) -> bool:
+        return than is None or (value < than if metric_direction(key) == "min" else value > than)
+
+    def _trainable_copy(self) -> dict[str, torch.Tensor]:
+        return {
+            n: p.detach().to("cpu", copy=True).contiguous()
+            for n, p in self.model.named_parameters()
+            if p.requires_grad
+        }
+
+    def final_evaluation(self) -> dict[str, Any] | None:
+        """The one evaluation of the model that is exported: the best evaluation's weights are put
+        back (when a later step was worse), then scored once more, so the reported metrics are the
+        exported model's own. None without a validation set."""
+        p, st = self.plan, self.state
+        if p.valid is None and p.previous_valid is None:
+            return None
+        kept = st.kept.get("step", st.global_step) if self.best_weights is not None else st.global_step
+        if kept != st.global_step and self.best_weights is not None:
+            params = dict(self.model.named_parameters())
+            with torch.no_grad():
+                for n, t in self.best_weights.items():
+                    params[n].copy_(t.to(params[n].device))
+        metrics = self.run_eval()
+        metrics["step"] = kept
+        metrics["epoch"] = round(kept / p.steps_per_epoch, 4)
+        self.exported_eval = metrics
+        self.reporter.on_log("info", f"exported the weights of step {kept}: " + _short(metrics))
+        return metrics
 
     # -- checkpoints
 
@@ -356,6 +392,9 @@ class Run:
             identity=self.identity(),
             label_map=artifacts.label_map(self.plan.labels, self.spec.task),
             keep_last=self.hp.keep_last_checkpoints,
+            best_weights=self.best_weights
+            if self.state.kept.get("step", self.state.global_step) != self.state.global_step
+            else None,
         )
         self.last_checkpoint = str(path)
         self.checkpointed_at = time.monotonic()
@@ -370,6 +409,11 @@ class Run:
         )
         self.state = state
         self.last_checkpoint = str(ckpt)
+        if state.kept.get("step") == state.global_step:
+            self.best_weights = self._trainable_copy()
+        else:
+            # None for checkpoints written before best weights were kept: the last ones are exported.
+            self.best_weights = checkpoints.load_best_weights(ckpt)
         # By step, not path: the folder is local to this machine and means nothing to whoever reads the log.
         self.reporter.on_log("info", f"resumed from the checkpoint at step {state.global_step}")
 
@@ -533,13 +577,16 @@ class Run:
 
     def metrics(self) -> dict[str, Any]:
         st = self.state
-        final = (
+        last = (
             st.eval_history[-1]
             if st.eval_history and st.eval_history[-1]["step"] == st.global_step and st.global_step > 0
             else None
         )
+        final = self.exported_eval or last
         out: dict[str, Any] = {
             "final": final,
+            "last": last,
+            "kept": self._kept(final),
             "baseline": st.baseline,
             "best": st.best or None,
             "train": {
@@ -576,6 +623,22 @@ class Run:
             out["forgetting"] = forgetting
         return out
 
+    def _kept(self, final: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Which step's weights were exported, and why (the model card says it in words)."""
+        st = self.state
+        if final is None or self.exported_eval is None:
+            return None
+        reason = "best" if st.kept and st.kept.get("step") == final["step"] else "last"
+        metric = normalize_metric_name(self.hp.early_stopping_metric)
+        return {
+            "step": final["step"],
+            "last_step": st.global_step,
+            "metric": metric,
+            "value": final.get(metric),
+            "reason": reason,
+            "stopped_early": st.stopped_early,
+        }
+
 
 def _short(metrics: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))
@@ -602,6 +665,8 @@ def train(spec: JobSpec, reporter: Reporter | None = None, *, resume_from: str |
         artifacts.remove_stale(spec.output_dir)
         run.baseline()
     status = run.loop()
+    if status == "succeeded":
+        run.final_evaluation()
     resolved = plan.resolved_spec()
     if plan.spec.method in ADAPTER_METHODS and resolved["hyperparameters"]["target_modules"] is None:
         pcfg = next(iter(run.model.peft_config.values()))  # type: ignore[attr-defined]

@@ -63,7 +63,8 @@ def make_spec(tiny_bert: str, data_dir: Path, cache_dir: str, tmp_path: Path) ->
     from finetune.engine import JobSpec
 
     def make(out: str = "out", hyperparameters: dict[str, Any] | None = None, **fields: Any) -> JobSpec:
-        hp = {"n_epochs": 2, "batch_size": 16, "learning_rate": 5e-3}
+        # Early stopping off: these tests count steps; tests/engine/test_auto.py covers it on by default.
+        hp = {"n_epochs": 2, "batch_size": 16, "learning_rate": 5e-3, "early_stopping_patience": None}
         hp.update(hyperparameters or {})
         d: dict[str, Any] = {
             "base_model": tiny_bert,

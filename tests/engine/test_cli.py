@@ -28,7 +28,12 @@ def write_spec(tmp_path: Path, base: str, cache_dir: str, **fields) -> Path:
         "validation_file": str(REPO / "samples/banking77/test_4intents.csv"),
         "output_dir": str(tmp_path / "out"),
         "cache_dir": cache_dir,
-        "hyperparameters": {"n_epochs": 2, "batch_size": 16, "learning_rate": 1e-2},
+        "hyperparameters": {
+            "n_epochs": 2,
+            "batch_size": 16,
+            "learning_rate": 1e-2,
+            "early_stopping_patience": None,
+        },
         **fields,
     }
     path = tmp_path / "spec.json"

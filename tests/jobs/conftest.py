@@ -62,6 +62,8 @@ def job_payload(version, **overrides) -> dict:
             "max_length": 32,
             "eval_every_steps": 20,
             "save_every_steps": 20,
+            # These tests time and count steps; early stopping (on by default) would end long jobs.
+            "early_stopping_patience": None,
         },
     }
     hyperparameters = overrides.pop("hyperparameters", None)

@@ -9,8 +9,8 @@ import time
 import pytest
 from django.core.files.storage import default_storage
 
-from finetune.models import BaseModel, FineTuneJob, MetricPoint, ModelVersion
-from tests.jobs.conftest import FAST_WORKER_ENV, submit, wait_for_job, wait_for_status
+from finetune.models import BaseModel, FineTuneJob, MetricPoint, ModelVersion, ThroughputSample
+from tests.jobs.conftest import FAST_WORKER_ENV, job_payload, submit, wait_for_job, wait_for_status
 
 pytestmark = pytest.mark.slow
 
@@ -57,6 +57,11 @@ def test_a_submitted_job_trains_on_a_worker_and_produces_a_model_version_with_ar
     for entry in version.files:
         assert default_storage.size(f"{version.storage_prefix}/{entry['path']}") == entry["size"]
     assert version.labels == sorted(dataset_version.labels)
+    # The worker recorded the speed it measured, and the next estimate of this kind is computed from it.
+    sample = ThroughputSample.objects.get(job_id=job["id"])
+    assert sample.method == "full" and sample.device_class == "cpu" and sample.tokens_per_second > 0
+    estimate = alice_client.post("/api/v1/jobs/estimate", job_payload(dataset_version), format="json").json()
+    assert estimate["estimate_basis"] == "measured" and estimate["measured_runs"] == 1
     lineage = version.lineage
     assert lineage["dataset_sha256"] == dataset_version.sha256
     assert lineage["dataset_version"] == dataset_version.id and lineage["base_model"] == "tiny-bert"

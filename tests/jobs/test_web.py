@@ -74,6 +74,9 @@ def test_the_new_job_form_shows_the_estimate_before_launching(alice, dataset_ver
     assert estimated.status_code == 200
     page = estimated.content.decode()
     assert 'id="estimate"' in page and "tokens to train" in page and "40 steps" in page
+    # A range in words, and the method "auto" would pick, before launch (no earlier run: the table).
+    assert "from a built-in table" in page and " s</strong>" not in page
+    assert "Method full" in page and ("min" in page or "under a minute" in page)
     assert 'value="launch"' in page
     assert not FineTuneJob.objects.exists()
 

@@ -11,6 +11,7 @@ register = template.Library()
 
 LABELS: dict[str, dict[str, str]] = {
     "method": {
+        "auto": _("Auto (chosen for the model and data)"),
         "full": _("Full fine-tuning"),
         "lora": _("LoRA"),
         "qlora": _("QLoRA (4-bit)"),
