@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from common.json import json_safe
 from finetune.artifact_storage import delete_files, storage_prefix_for_job, upload_dir
-from finetune.lifecycle import job_event_record
+from finetune.lifecycle import event_data, job_event_record
 from finetune.models import Checkpoint, FineTuneJob, JobAttempt, JobEvent, JobStatus, MetricPoint
 
 logger = logging.getLogger(__name__)
@@ -158,8 +158,9 @@ class JobReporter:
 
     # --- the engine's Reporter protocol ---------------------------------------------------------------
 
-    def on_log(self, level: str, message: str) -> None:
-        self.add_log(level, message)
+    def on_log(self, level: str, message: str, *, code: str = "", params: dict | None = None) -> None:
+        # The engine's codes get their own namespace so they never meet the lifecycle's ("paused"...).
+        self.add_log(level, message, code=f"engine.{code}" if code else "", params=params)
 
     def on_step(self, metrics: dict) -> None:
         if self.first_step_at is None:
@@ -224,12 +225,13 @@ class JobReporter:
 
     # --- buffering ----------------------------------------------------------------------------------
 
-    def add_log(self, level: str, message: str) -> None:
+    def add_log(self, level: str, message: str, *, code: str = "", params: dict | None = None) -> None:
         event = JobEvent(
             job_id=self.job_id,
             source=JobEvent.Source.LOG,
             level=_LEVELS.get(level, JobEvent.Level.INFO),
             message=str(message)[:10_000],
+            data=json_safe(event_data(None, code=code, params=params)),
             created_at=timezone.now(),
         )
         with self._lock:

@@ -79,7 +79,10 @@ def export(
     (out / "README.md").write_text(model_card(plan, metrics, resolved_spec, manifest), encoding="utf-8")
     # The folder is this machine's business: the caller knows where it put output_dir.
     reporter.on_log(
-        "info", "artifacts written: model, tokenizer, engine.json, label_map.json, metrics.json, spec.json"
+        "info",
+        "artifacts written: model, tokenizer, engine.json, label_map.json, metrics.json, spec.json",
+        code="artifacts_written",
+        params={},
     )
     return manifest
 

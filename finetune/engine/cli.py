@@ -43,7 +43,7 @@ class ConsoleReporter(NullReporter):
         else:
             print(line, file=sys.stderr)
 
-    def on_log(self, level: str, message: str) -> None:
+    def on_log(self, level: str, message: str, *, code: str = "", params: dict | None = None) -> None:
         if not self.quiet or level != "info":
             self._write(f"[{level}] {message}")
 

@@ -330,9 +330,15 @@ class _Encoder:
         for name, rows in named_rows.items():
             if rows is not None and rows.dropped:
                 self.dropped[name] = dict(rows.dropped)
+                count, reasons = (
+                    sum(rows.dropped.values()),
+                    ", ".join(f"{n} {r}" for r, n in rows.dropped.items()),
+                )
                 self.reporter.on_log(
                     "warn",
-                    f"{name}: dropped {sum(rows.dropped.values())} rows ({', '.join(f'{n} {r}' for r, n in rows.dropped.items())})",
+                    f"{name}: dropped {count} rows ({reasons})",
+                    code="rows_dropped",
+                    params={"file": name, "count": count, "reasons": reasons},
                 )
 
     def split(self, rows: data.Rows, field_name: str, idx: list[int] | None = None) -> data.Split:
@@ -344,6 +350,8 @@ class _Encoder:
             "info",
             f"{field_name}: {len(rows)} rows tokenized at max_length={hp.max_length}"
             + (" (from cache)" if hit else ""),
+            code="tokenized_from_cache" if hit else "tokenized",
+            params={"file": field_name, "rows": len(rows), "max_length": hp.max_length},
         )
         keep = list(range(len(rows))) if idx is None else idx
         if spec.task == Task.CHAT_SFT:
@@ -362,6 +370,8 @@ class _Encoder:
             self.reporter.on_log(
                 "warn",
                 f"{field_name}: {len(keep) - len(kept)} conversations have no reply within max_length={max_length}",
+                code="no_reply_within_max_length",
+                params={"file": field_name, "count": len(keep) - len(kept), "max_length": max_length},
             )
         if not kept:
             raise SpecError(

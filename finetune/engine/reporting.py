@@ -24,7 +24,9 @@ class Progress:
 
 @runtime_checkable
 class Reporter(Protocol):
-    def on_log(self, level: str, message: str) -> None: ...  # level: info|warn|error
+    # level: info|warn|error. `code` and `params` name the line for a caller that shows it in
+    # another language (`message` is the English text and stays the fallback); "" for none.
+    def on_log(self, level: str, message: str, *, code: str = "", params: dict | None = None) -> None: ...
 
     def on_step(self, metrics: dict) -> None: ...
 
@@ -40,7 +42,7 @@ class Reporter(Protocol):
 class NullReporter:
     """Ignores everything and never stops the run; subclass it to override only what you need."""
 
-    def on_log(self, level: str, message: str) -> None:
+    def on_log(self, level: str, message: str, *, code: str = "", params: dict | None = None) -> None:
         pass
 
     def on_step(self, metrics: dict) -> None:
@@ -64,13 +66,16 @@ class RecordingReporter(NullReporter):
 
     def __init__(self) -> None:
         self.logs: list[tuple[str, str]] = []
+        self.log_codes: list[tuple[str, dict]] = []  # (code, params) of the lines that have one
         self.steps: list[dict] = []
         self.evals: list[dict] = []
         self.progress: list[Progress] = []
         self.checkpoints: list[dict] = []
 
-    def on_log(self, level: str, message: str) -> None:
+    def on_log(self, level: str, message: str, *, code: str = "", params: dict | None = None) -> None:
         self.logs.append((level, message))
+        if code:
+            self.log_codes.append((code, params or {}))
 
     def on_step(self, metrics: dict) -> None:
         self.steps.append(metrics)

@@ -259,9 +259,17 @@ class Run:
             self.scaler = torch.amp.GradScaler("cuda")
         n_train = sum(x.numel() for _, x in modeling.trainable_parameters(self.model))
         n_all = sum(x.numel() for x in self.model.parameters())
+        share = f"{100 * n_train / max(n_all, 1):.2f}"
         self.reporter.on_log(
             "info",
-            f"model ready: {n_train:,} trainable of {n_all:,} parameters ({100 * n_train / max(n_all, 1):.2f}%) on {p.device}",
+            f"model ready: {n_train:,} trainable of {n_all:,} parameters ({share}%) on {p.device}",
+            code="model_ready",
+            params={
+                "trainable": f"{n_train:,}",
+                "total": f"{n_all:,}",
+                "percent": share,
+                "device": str(p.device),
+            },
         )
 
     # -- evaluation
@@ -329,7 +337,12 @@ class Run:
             key = normalize_metric_name(self.hp.early_stopping_metric)
             if key in before:
                 self.state.best = {"metric": key, "value": before[key], "step": 0}
-        self.reporter.on_log("info", "baseline before tuning: " + _short(before))
+        self.reporter.on_log(
+            "info",
+            "baseline before tuning: " + _short(before),
+            code="baseline",
+            params={"metrics": _short(before)},
+        )
 
     def after_eval(self, metrics: dict[str, Any]) -> bool:
         """Track the best score; True when early stopping says stop."""
@@ -376,7 +389,12 @@ class Run:
         metrics["step"] = kept
         metrics["epoch"] = round(kept / p.steps_per_epoch, 4)
         self.exported_eval = metrics
-        self.reporter.on_log("info", f"exported the weights of step {kept}: " + _short(metrics))
+        self.reporter.on_log(
+            "info",
+            f"exported the weights of step {kept}: " + _short(metrics),
+            code="exported_weights",
+            params={"step": kept, "metrics": _short(metrics)},
+        )
         return metrics
 
     # -- checkpoints
@@ -415,7 +433,12 @@ class Run:
             # None for checkpoints written before best weights were kept: the last ones are exported.
             self.best_weights = checkpoints.load_best_weights(ckpt)
         # By step, not path: the folder is local to this machine and means nothing to whoever reads the log.
-        self.reporter.on_log("info", f"resumed from the checkpoint at step {state.global_step}")
+        self.reporter.on_log(
+            "info",
+            f"resumed from the checkpoint at step {state.global_step}",
+            code="resumed_from_checkpoint",
+            params={"step": state.global_step},
+        )
 
     # -- loop
 
@@ -450,11 +473,13 @@ class Run:
         """ "cancelled" or "paused" (after a checkpoint) when the reporter asks, else None."""
         control = self.reporter.control()
         if control == CANCEL:
-            self.reporter.on_log("info", f"cancelled at step {self.state.global_step}")
+            step = self.state.global_step
+            self.reporter.on_log("info", f"cancelled at step {step}", code="cancelled", params={"step": step})
             return "cancelled"
         if control == PAUSE:
             self.checkpoint(self._last_metrics())
-            self.reporter.on_log("info", f"paused at step {self.state.global_step}")
+            step = self.state.global_step
+            self.reporter.on_log("info", f"paused at step {step}", code="paused", params={"step": step})
             return "paused"
         return None
 
@@ -549,6 +574,12 @@ class Run:
                 self.reporter.on_log(
                     "info",
                     f"early stopping at step {st.global_step}: {st.best['metric']} has not improved for {hp.early_stopping_patience} evaluations",
+                    code="early_stopping",
+                    params={
+                        "step": st.global_step,
+                        "metric": st.best["metric"],
+                        "patience": hp.early_stopping_patience,
+                    },
                 )
         if not last and not stop and self._checkpoint_due(epoch_done=epoch_done):
             self.checkpoint(self._last_metrics())
@@ -656,6 +687,21 @@ def train(spec: JobSpec, reporter: Reporter | None = None, *, resume_from: str |
         f"plan: {s['n_train']} training rows, {s['n_valid']} validation rows, {s['total_steps']} steps "
         f"(epochs={s['n_epochs']}, batch={s['batch_size']}, lr={s['learning_rate']}, max_length={s['max_length']}, "
         f"device={s['device']}, precision={s['precision']})",
+        code="plan",
+        params={
+            key: s[key]
+            for key in (
+                "n_train",
+                "n_valid",
+                "total_steps",
+                "n_epochs",
+                "batch_size",
+                "learning_rate",
+                "max_length",
+                "device",
+                "precision",
+            )
+        },
     )
     run = Run(plan, reporter)
     run.build()

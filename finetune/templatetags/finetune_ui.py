@@ -79,6 +79,34 @@ EVENT_TEXTS = {
         "%(limit)s losses allowed), it will resume from the start (no checkpoint yet)."
     ),
     "resent": gettext_lazy("Re-sent to queue %(queue)s: its message was lost by the broker."),
+    # The training engine's own log lines (finetune/engine: `reporter.on_log(..., code=...)`).
+    "engine.plan": gettext_lazy(
+        "Plan: %(n_train)s training rows, %(n_valid)s validation rows, %(total_steps)s steps (epochs="
+        "%(n_epochs)s, batch=%(batch_size)s, lr=%(learning_rate)s, max_length=%(max_length)s, device=%(device)s, "
+        "precision=%(precision)s)."
+    ),
+    "engine.tokenized": gettext_lazy("%(file)s: %(rows)s rows tokenized at max_length=%(max_length)s."),
+    "engine.tokenized_from_cache": gettext_lazy(
+        "%(file)s: %(rows)s rows tokenized at max_length=%(max_length)s (from cache)."
+    ),
+    "engine.rows_dropped": gettext_lazy("%(file)s: dropped %(count)s rows (%(reasons)s)."),
+    "engine.no_reply_within_max_length": gettext_lazy(
+        "%(file)s: %(count)s conversations have no reply within max_length=%(max_length)s."
+    ),
+    "engine.model_ready": gettext_lazy(
+        "Model ready: %(trainable)s trainable of %(total)s parameters (%(percent)s%%) on %(device)s."
+    ),
+    "engine.baseline": gettext_lazy("Baseline before tuning: %(metrics)s"),
+    "engine.exported_weights": gettext_lazy("Exported the weights of step %(step)s: %(metrics)s"),
+    "engine.resumed_from_checkpoint": gettext_lazy("Resumed from the checkpoint at step %(step)s."),
+    "engine.cancelled": gettext_lazy("Training stopped for the cancellation at step %(step)s."),
+    "engine.paused": gettext_lazy("Training checkpointed and paused at step %(step)s."),
+    "engine.early_stopping": gettext_lazy(
+        "Early stopping at step %(step)s: %(metric)s has not improved for %(patience)s evaluations."
+    ),
+    "engine.artifacts_written": gettext_lazy(
+        "Artifacts written: model, tokenizer, engine.json, label_map.json, metrics.json, spec.json."
+    ),
 }
 
 

@@ -160,3 +160,32 @@ def test_the_uploaded_files_own_hash_is_kept_beside_the_normalized_datas(alice, 
     assert "sha256 of the uploaded file" in page and version.source_sha256 in page
     api = alice_client.get(f"/api/v1/dataset-versions/{version.id}").json()
     assert api["source_sha256"] == version.source_sha256 and api["sha256"] == version.sha256
+
+
+def test_the_version_page_shows_each_warnings_detail_in_chinese(alice, team, tmp_path):
+    from django.conf import settings
+
+    rows = [f"positive text number {i},pos" for i in range(60)]
+    rows += ["negative one,neg", "negative two,neg", "positive text number 1,pos", "spaced label, neg "]
+    source = tmp_path / "warned.csv"
+    source.write_text("text,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    warned = DatasetVersionFactory(team=team, user=alice, source=source, validation_fraction=0)
+    codes = {w["code"] for w in warned.report["warnings"]}
+    assert {"duplicates", "rare_labels", "class_imbalance", "trimmed_labels"} <= codes, codes
+
+    client = web(alice)
+    english = client.get(f"/datasets/versions/{warned.id}/").content.decode()
+    assert "training row(s) repeat an earlier row exactly" in english
+    assert "label(s) have fewer than" in english and "heavy class imbalance" in english.lower()
+
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "zh-hans"
+    chinese = client.get(f"/datasets/versions/{warned.id}/").content.decode()
+    assert "1 条训练行与前面的某行完全相同" in chinese and "repeat an earlier row exactly" not in chinese
+    assert "个标签的训练样本少于" in chinese and "have fewer than" not in chinese
+    assert "类别严重不平衡" in chinese and "heavy class imbalance" not in chinese.lower()
+    assert "周围的空格已被删除" in chinese and "前几行：" in chinese
+    # A report stored before warnings kept their params still shows its English detail.
+    old = warned.report
+    old["warnings"] = [{k: v for k, v in w.items() if k != "params"} for w in old["warnings"]]
+    DatasetVersion.objects.filter(pk=warned.pk).update(report=old)
+    assert "repeat an earlier row exactly" in client.get(f"/datasets/versions/{warned.id}/").content.decode()

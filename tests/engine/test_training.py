@@ -55,6 +55,17 @@ def test_a_classification_run_reports_steps_evals_progress_checkpoints_and_logs(
     # a checkpoint after each epoch but the last (the final artifacts follow it)
     assert [c["step"] for c in rep.checkpoints] == [15, 30]
     assert any("model ready" in m for _, m in rep.logs)
+    # each line a user reads on a normal run is named, so the job page can show it translated
+    codes = [code for code, _ in rep.log_codes]
+    assert codes == [
+        "tokenized",
+        "tokenized",
+        "plan",
+        "model_ready",
+        "baseline",
+        "exported_weights",
+        "artifacts_written",
+    ], codes
     # baselines in metrics.json, so users see the gain
     metrics = json.loads((Path(res.output_dir) / "metrics.json").read_text())
     assert metrics["baseline"]["majority_class"]["accuracy"] == 0.25

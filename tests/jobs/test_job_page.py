@@ -115,6 +115,27 @@ def test_a_trained_classifier_shows_its_confusion_matrix_per_class_scores_and_mi
     assert "hx-trigger" not in page
     assert _web(charlie).get(f"/jobs/{job['id']}/").status_code == 404
 
+    # The training engine's own log lines carry a code and params: in Chinese they read Chinese,
+    # while the API and the log download keep the English text.
+    from django.conf import settings
+
+    assert "Plan: " in page and "Model ready: " in page and "Exported the weights of step" in page
+    web = _web(alice)
+    web.cookies[settings.LANGUAGE_COOKIE_NAME] = "zh-hans"
+    chinese = web.get(f"/jobs/{job['id']}/").content.decode()
+    for line in ("计划：", "模型就绪：", "调优前的基线：", "已导出第", "已写入产物：", "已分词"):
+        assert line in chinese, line
+    for line in (
+        "Plan: ",
+        "Model ready: ",
+        "Baseline before tuning",
+        "Exported the weights",
+        "Artifacts written",
+    ):
+        assert line not in chinese, line
+    logs = JobEvent.objects.filter(job_id=job["id"], source="log", data__code="engine.plan")
+    assert logs.get().message.startswith("plan: ")
+
 
 def test_compare_puts_two_runs_side_by_side_with_only_the_settings_that_differ(
     alice, alice_client, dataset_version

@@ -265,12 +265,12 @@ def label_checks(report: Report, part: Part, counts: dict[str, int]) -> None:
     rare = {label: n for label, n in counts.items() if n < RARE_LABEL_MIN}
     if rare:
         shown = sorted(rare, key=lambda label: (rare[label], label))[:20]
+        listing = ", ".join(f"{label} ({rare[label]})" for label in shown) + (" …" if len(rare) > 20 else "")
         report.warn(
             "rare_labels",
-            f"{len(rare)} label(s) have fewer than {RARE_LABEL_MIN} training examples: "
-            + ", ".join(f"{label} ({rare[label]})" for label in shown)
-            + (" …" if len(rare) > 20 else ""),
+            f"{len(rare)} label(s) have fewer than {RARE_LABEL_MIN} training examples: " + listing,
             count=len(rare),
+            params={"n": len(rare), "min": RARE_LABEL_MIN, "labels": listing},
             labels={label: rare[label] for label in shown},
         )
     most, least = max(counts.items(), key=lambda i: i[1]), min(counts.items(), key=lambda i: i[1])
@@ -280,6 +280,13 @@ def label_checks(report: Report, part: Part, counts: dict[str, int]) -> None:
             f"heavy class imbalance: {most[0]!r} has {most[1]:,} examples, {least[0]!r} "
             f"has {least[1]:,} (ratio {most[1] / least[1]:.0f}:1).",
             count=round(most[1] / least[1]),
+            params={
+                "most": repr(most[0]),
+                "most_n": f"{most[1]:,}",
+                "least": repr(least[0]),
+                "least_n": f"{least[1]:,}",
+                "ratio": f"{most[1] / least[1]:.0f}",
+            },
             most=most[0],
             least=least[0],
         )
@@ -294,6 +301,7 @@ def label_checks(report: Report, part: Part, counts: dict[str, int]) -> None:
             + "; ".join(" / ".join(group) for group in mixed[:10])
             + ". Rename them with label_names if they mean the same.",
             count=len(mixed),
+            params={"n": len(mixed), "groups": "; ".join(" / ".join(group) for group in mixed[:10])},
             labels=mixed[:10],
         )
 
@@ -307,6 +315,7 @@ def read_warnings(report: Report, parts: list[Part]) -> None:
                 "encoding",
                 f"{part.filename} is not UTF-8; it was read as {encoding_label(kind.encoding)} (detected) and "
                 "converted to UTF-8. If characters look wrong, choose the encoding option.",
+                params={"file": part.filename, "encoding": encoding_label(kind.encoding)},
                 encoding=kind.encoding,
             )
         if kind.quoting_reason:
@@ -318,6 +327,7 @@ def read_warnings(report: Report, parts: list[Part]) -> None:
                 f"{part.multiline_count:,} row(s) of {part.filename} contain line breaks inside quoted texts, so "
                 f"the file has more lines than rows (first at lines {lines}).",
                 count=part.multiline_count,
+                params={"n": f"{part.multiline_count:,}", "file": part.filename, "lines": lines},
                 lines=part.multiline_rows,
             )
         if part.trimmed_count:
@@ -328,6 +338,7 @@ def read_warnings(report: Report, parts: list[Part]) -> None:
                 f"{part.trimmed_count:,} label(s) in {part.filename} had spaces around them that were removed "
                 f"({pairs}).{listed(rows)}",
                 count=part.trimmed_count,
+                params={"n": f"{part.trimmed_count:,}", "file": part.filename, "pairs": pairs},
                 labels=dict(list(part.trimmed_labels.items())[:10]),
                 rows=rows,
             )
@@ -356,7 +367,8 @@ def problem_warnings(
             continue
         rows = sample_rows(split, code, texts)
         extra = {"removed": removed} if code.endswith("duplicates") else {}
-        report.warn(code, template.format(n=n) + listed(rows), count=n, rows=rows, **extra)
+        params = {"n": f"{n:,}", **({"variant": "removed"} if extra and removed else {})}
+        report.warn(code, template.format(n=n) + listed(rows), count=n, params=params, rows=rows, **extra)
 
 
 def token_stats(report: Report, split: Split, texts: dict[tuple[str, int], bytes]) -> dict | None:
@@ -379,6 +391,14 @@ def token_stats(report: Report, split: Split, texts: dict[tuple[str, int], bytes
             f"{counter.max_length} tokens for {counter.name} (longest: {max_tokens:,}); they will be "
             f"truncated in training.{listed(rows)}",
             count=long_train + long_val,
+            params={
+                "train": f"{long_train:,}",
+                "validation": f"{long_val:,}",
+                "max_length": counter.max_length,
+                "model": counter.name,
+                "longest": f"{max_tokens:,}",
+                **({"variant": "chat"} if train.task == CHAT else {}),
+            },
             train=long_train,
             validation=long_val,
             max_tokens=max_tokens,

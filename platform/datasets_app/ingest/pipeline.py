@@ -168,6 +168,7 @@ def _split_warnings(
             "no_validation",
             f"the validation split is empty{' (too few rows for the chosen fraction)' if few else ''}.",
             count=0,
+            params={"variant": "few"} if few else {},
         )
     only_val = sorted(set(val_counts) - set(train_counts))
     if only_val:
@@ -175,6 +176,7 @@ def _split_warnings(
             "validation_only_labels",
             f"{len(only_val)} label(s) occur only in the validation data: {', '.join(only_val[:20])}.",
             count=len(only_val),
+            params={"n": len(only_val), "labels": ", ".join(only_val[:20])},
             labels=only_val[:20],
         )
 

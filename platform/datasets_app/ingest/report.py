@@ -61,10 +61,22 @@ class Report:
                 {"file": file, "line": line, "row": row, "field": field, "code": code, "message": text}
             )
 
-    def warn(self, code: str, message: str, *, count: int | None = None, **details: Any) -> None:
+    def warn(
+        self,
+        code: str,
+        message: str,
+        *,
+        count: int | None = None,
+        params: dict[str, Any] | None = None,
+        **details: Any,
+    ) -> None:
+        """`message` is the stored English text; `params` (with an optional "variant"), kept beside
+        it, let the version page say the same in the reader's language (`dataset_ui.warning_text`)."""
         entry: dict[str, Any] = {"code": code, "message": message}
         if count is not None:
             entry["count"] = count
+        if params is not None:
+            entry["params"] = params
         if details:
             entry["details"] = details
         self.warnings.append(entry)

@@ -240,5 +240,6 @@ class RowParser(ABC):
                 f"{self.filename}: {len(self.unmapped_labels)} label(s) are not in "
                 f"label_names and were kept as they are: {', '.join(shown)}.",
                 count=len(self.unmapped_labels),
+                params={"file": self.filename, "n": len(self.unmapped_labels), "labels": ", ".join(shown)},
                 labels=shown,
             )
