@@ -180,6 +180,11 @@ def version_for(target: InferenceTarget, request_id: str):
     return target.model_version
 
 
+def truncation_of(options: dict) -> str:
+    """The endpoint's over-long-input policy (`truncation` option): cut and say so (the default), or refuse."""
+    return REFUSE if (options or {}).get("truncation") == REFUSE else TRUNCATE
+
+
 def serve_mode(options: dict) -> str:
     """`merged` folds the adapter into its own copy of the base; otherwise the runtime's `auto`
     (an adapter over the shared base when the version is one, the full model when it is not)."""
@@ -226,7 +231,7 @@ def classify(*, target: InferenceTarget, inputs: list[str], request_id: str) -> 
         )
     texts = check_inputs(inputs)
     version = version_for(target, request_id)
-    truncation = REFUSE if target.options.get("truncation") == REFUSE else TRUNCATE
+    truncation = truncation_of(target.options)
     try:
         results = get_runtime().classify(
             ensure_local(version),
@@ -278,6 +283,7 @@ def generate(
             stop=stop or [],
             n=n,
             seed=seed,
+            truncation=truncation_of(target.options),
         )
     except RuntimeServingError as e:
         raise _map_runtime_error(e, "messages") from None
@@ -286,9 +292,10 @@ def generate(
 
 def generate_stream(
     *, target: InferenceTarget, messages, max_tokens, temperature, top_p, stop, n, seed, request_id
-) -> tuple[Iterator[StreamChunk], Any]:
-    """(an iterator of the runtime's StreamChunks, the ModelVersion serving it). Input errors are
-    raised here, before the first chunk, so a view can still answer with a 4xx."""
+) -> tuple[Iterator[StreamChunk], Any, bool]:
+    """(an iterator of the runtime's StreamChunks, n choices interleaved; the ModelVersion serving
+    it; whether the conversation was truncated to fit). Input errors are raised here, before the
+    first chunk, so a view can still answer with a 4xx (and set its headers)."""
     _check_chat(target, messages)
     version = version_for(target, request_id)
     path = ensure_local(version)
@@ -302,11 +309,12 @@ def generate_stream(
         stop=stop or [],
         n=n,
         seed=seed,
+        truncation=truncation_of(target.options),
     )
     try:
         first = next(it)
     except StopIteration:
-        return iter(()), version
+        return iter(()), version, False
     except RuntimeServingError as e:
         raise _map_runtime_error(e, "messages") from None
 
@@ -319,4 +327,4 @@ def generate_stream(
         finally:
             it.close()
 
-    return chain(), version
+    return chain(), version, first.truncated

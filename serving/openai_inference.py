@@ -136,8 +136,6 @@ def chat_params(body: dict) -> dict[str, Any]:
             "stream_options is an object, allowed only with stream: true.", field="stream_options"
         )
     n = _integer(body, "n", 1, low=1, high=16)
-    if stream and n != 1:
-        raise InvalidInput("Streaming answers one choice: n must be 1 with stream: true.", field="n")
     return {
         "max_tokens": max_tokens or DEFAULT_MAX_TOKENS,
         "temperature": _number(body, "temperature", 1.0, low=0, high=2),
@@ -177,8 +175,9 @@ def _run_classification(*, ctx, body: dict, request_id: str) -> tuple[inference.
 
 def _run_chat(*, ctx, body: dict, messages: list, params: dict, request_id: str):
     """(a Generation, or an iterator of StreamChunks when streaming; the ModelVersion serving; the
-    x-ratelimit-* headers). A stream holds its gate open until the stream ends, so the tokens it
-    really produced are settled and metered then (or at the point where the client went away)."""
+    answer's headers: x-ratelimit-* and X-Tuneforge-Truncated). A stream holds its gate open until
+    the stream ends, so the tokens it really produced are settled and metered then (or at the point
+    where the client went away)."""
     target = inference.resolve_target(team=ctx.team, model=body.get("model"), api_key=ctx.api_key)
     reserve = reserve_for_generation(max_tokens=params["max_tokens"], n=params["n"])
     kwargs = dict(
@@ -196,26 +195,35 @@ def _run_chat(*, ctx, body: dict, messages: list, params: dict, request_id: str)
         with _gate(ctx=ctx, target=target, body=body, reserve_tokens=reserve) as call:
             out, version = inference.generate(**kwargs)
             call.used(input_tokens=out.prompt_tokens, output_tokens=out.completion_tokens, version=version)
-        return out, version, call.headers
+        return out, version, {**call.headers, **_truncated_header(out.truncated)}
     gate = _gate(ctx=ctx, target=target, body=body, reserve_tokens=reserve)
     call = gate.__enter__()
     try:
-        chunks, version = inference.generate_stream(**kwargs)
+        chunks, version, truncated = inference.generate_stream(**kwargs)
     except BaseException as exc:
         gate.__exit__(type(exc), exc, exc.__traceback__)
         raise
     call.used(version=version)
-    return _metered_stream(chunks, gate=gate, call=call), version, call.headers
+    stream = _metered_stream(chunks, gate=gate, call=call)
+    return stream, version, {**call.headers, **_truncated_header(truncated)}
+
+
+def _truncated_header(truncated: bool) -> dict:
+    # The official clients ignore unknown headers; a caller who cares reads this one.
+    return {"X-Tuneforge-Truncated": "true" if truncated else "false"}
 
 
 def _metered_stream(chunks: Iterator, *, gate, call) -> Iterator:
-    """Pass the runtime's chunks on, counting the tokens; close the gate when the stream ends."""
+    """Pass the runtime's chunks on, counting the tokens as each choice finishes (the prompt once,
+    as in the non-streamed answer; the choices' completions summed); close the gate at the end."""
+    completion = 0
     try:
         for chunk in chunks:
-            if chunk.prompt_tokens is not None or chunk.completion_tokens is not None:
+            if chunk.finish_reason is not None:
+                completion += chunk.completion_tokens or 0
                 call.used(
                     input_tokens=chunk.prompt_tokens or call.input_tokens,
-                    output_tokens=chunk.completion_tokens or call.output_tokens,
+                    output_tokens=completion,
                     version=call.version_id,
                 )
             yield chunk
@@ -234,9 +242,11 @@ def _usage(prompt: int, completion: int) -> dict:
 
 
 def sse_events(chunks: Iterator, *, completion_id: str, created: int, model: str, version_id: str,
-               include_usage: bool) -> Iterator[str]:  # fmt: skip
-    """OpenAI's stream: a role delta first, content deltas, a chunk with the finish_reason, the
-    usage chunk (`choices: []`) when asked for, then `data: [DONE]`. A client that goes away closes
+               include_usage: bool, n: int = 1) -> Iterator[str]:  # fmt: skip
+    """OpenAI's stream: a role delta per choice first, content deltas (the n choices interleaved,
+    each chunk naming its choice's index), a chunk with each choice's finish_reason, the usage
+    chunk (`choices: []`; the prompt once, the completions summed) when asked for, then
+    `data: [DONE]`. A client that goes away closes
     this generator (the WSGI server calls close()), which closes the runtime's stream: generation
     stops at the next token."""
 
@@ -254,20 +264,25 @@ def sse_events(chunks: Iterator, *, completion_id: str, created: int, model: str
         obj.update(extra)
         return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
-    def choice(delta: dict, finish_reason=None) -> list:
-        return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+    def choice(index: int, delta: dict, finish_reason=None) -> list:
+        return [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
 
     try:
-        yield event(choice({"role": "assistant", "content": ""}))
-        usage = None
+        for index in range(n):
+            yield event(choice(index, {"role": "assistant", "content": ""}))
+        prompt, completion, finished = 0, 0, 0
         for c in chunks:
             if c.delta:
-                yield event(choice({"content": c.delta}))
+                yield event(choice(c.index, {"content": c.delta}))
             if c.finish_reason is not None:
-                yield event(choice({}, c.finish_reason))
-                usage = _usage(c.prompt_tokens or 0, c.completion_tokens or 0)
-        if include_usage and usage is not None:
-            yield event([], usage=usage)
+                yield event(choice(c.index, {}, c.finish_reason))
+                prompt, completion, finished = (
+                    c.prompt_tokens or 0,
+                    completion + (c.completion_tokens or 0),
+                    finished + 1,
+                )
+        if include_usage and finished:
+            yield event([], usage=_usage(prompt, completion))
     except Exception as e:  # noqa: BLE001 - the status line is sent: an error event is all we can say
         body = openai_error_body(
             status_code=500, code="generation_failed", message=f"Generation failed: {e}", field=None
@@ -383,6 +398,7 @@ class ChatCompletionsApi(InferenceApiView):
                     model=body["model"],
                     version_id=version.id,
                     include_usage=params["include_usage"],
+                    n=params["n"],
                 ),
                 content_type="text/event-stream; charset=utf-8",
             )
@@ -409,6 +425,9 @@ class ChatCompletionsApi(InferenceApiView):
                     for c in out.choices
                 ],
                 "usage": _usage(out.prompt_tokens, out.completion_tokens),
+                # Tuneforge's extension (the official clients keep unknown fields aside): the
+                # conversation was cut to fit the model's context (endpoint option `truncation`).
+                "truncated": out.truncated,
             },
             headers={"X-Model-Version": version.id, **quota_headers},
         )

@@ -1,7 +1,9 @@
-"""Chat generation: template, sampling parameters, stop strings, seeds, token counts, and a streaming variant."""
+"""Chat generation: template, sampling parameters, stop strings, seeds, token counts, an over-long
+conversation's truncation policy, and a streaming variant (n choices, interleaved)."""
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -10,6 +12,7 @@ from typing import Any
 import torch
 
 from .artifact import CHAT
+from .classify import REFUSE, TRUNCATE
 from .errors import InputTooLong, InvalidRequest
 from .loading import LoadedModel
 
@@ -27,16 +30,20 @@ class Generation:
     choices: list[Choice]
     prompt_tokens: int
     completion_tokens: int
+    truncated: bool = False  # the conversation was cut to fit the model's context
 
 
 @dataclass
 class StreamChunk:
-    """A text delta; the last chunk has an empty delta, the finish_reason and the token counts."""
+    """A text delta of choice `index`; each choice's last chunk has an empty delta, its finish_reason
+    and the token counts (the prompt's, the same on every choice, and that choice's completion)."""
 
     delta: str
     finish_reason: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    index: int = 0
+    truncated: bool = False
 
 
 @dataclass
@@ -47,6 +54,9 @@ class GenerationParams:
     stop: list[str] = field(default_factory=list)
     n: int = 1
     seed: int | None = None
+    # Over the context: `refuse` (InputTooLong when no room is left for one token) or `truncate`
+    # (drop the oldest turns, then cut the start of what remains, so prompt + max_tokens fit).
+    truncation: str = REFUSE
 
     def validate(self) -> None:
         if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
@@ -61,6 +71,8 @@ class GenerationParams:
             self.stop = [self.stop]
         if len(self.stop) > 4 or not all(isinstance(s, str) and s for s in self.stop):
             raise InvalidRequest("stop must be up to 4 non-empty strings")
+        if self.truncation not in (TRUNCATE, REFUSE):
+            raise InvalidRequest(f"truncation must be {TRUNCATE!r} or {REFUSE!r}, got {self.truncation!r}")
 
 
 def _check_messages(messages: Any) -> None:
@@ -90,15 +102,66 @@ def _cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
     return (text[: min(hits)], True) if hits else (text, False)
 
 
+def _cut_start(lm: LoadedModel, msgs: list[dict[str, str]], i: int, budget: int) -> list[int]:
+    """Keep the longest end of message i's content that lets the prompt fit `budget` (possibly
+    none of it); msgs[i] is replaced. The prompt's ids."""
+    with lm.tokenizer_lock:
+        content = lm.tokenizer(msgs[i]["content"], add_special_tokens=False)["input_ids"]
+
+    def attempt(keep: int) -> list[int]:
+        tail = lm.tokenizer.decode(content[len(content) - keep :]) if keep else ""
+        # A cut inside a character leaves replacement characters at the start.
+        msgs[i] = {**msgs[i], "content": tail.lstrip("\ufffd")}
+        return prompt_ids(lm, msgs)
+
+    low, high = 0, len(content) - 1  # all of it is already known not to fit
+    while low < high:
+        mid = (low + high + 1) // 2
+        if len(attempt(mid)) <= budget:
+            low = mid
+        else:
+            high = mid - 1
+    return attempt(low)
+
+
+def _fit(lm: LoadedModel, messages: list[dict[str, str]], budget: int) -> tuple[list[int], bool]:
+    """The truncate policy: drop the oldest non-system messages while another remains, then cut the
+    start of the last remaining one, then of the system messages, oldest first."""
+    ids = prompt_ids(lm, messages)
+    if len(ids) <= budget:
+        return ids, False
+    msgs = list(messages)
+    while len(ids) > budget:
+        turns = [i for i, m in enumerate(msgs) if m["role"] != "system"]
+        if len(turns) < 2:
+            break
+        del msgs[turns[0]]
+        ids = prompt_ids(lm, msgs)
+    order = [i for i, m in enumerate(msgs) if m["role"] != "system"]
+    order += [i for i, m in enumerate(msgs) if m["role"] == "system"]
+    for i in order:
+        if len(ids) <= budget:
+            break
+        ids = _cut_start(lm, msgs, i, budget)
+    if len(ids) > budget:  # the template's own text does not fit
+        raise InputTooLong(index=0, tokens=len(ids), max_tokens=budget)
+    return ids, True
+
+
 def _prepare(
     lm: LoadedModel, messages: list[dict[str, str]], params: GenerationParams
-) -> tuple[list[int], Any]:
+) -> tuple[list[int], Any, bool]:
     from transformers import GenerationConfig
 
     if lm.task != CHAT:
         raise InvalidRequest(f"{lm.info.path} is a {lm.task} model, not a chat model")
     params.validate()
-    ids = prompt_ids(lm, messages)
+    if params.truncation == TRUNCATE:
+        _check_messages(messages)
+        # Room for the whole answer, but never less than half the context for the prompt.
+        ids, truncated = _fit(lm, messages, max(lm.max_length - params.max_tokens, lm.max_length // 2))
+    else:
+        ids, truncated = prompt_ids(lm, messages), False
     room = lm.max_length - len(ids)
     if room < 1:
         raise InputTooLong(index=0, tokens=len(ids), max_tokens=lm.max_length - 1)
@@ -115,7 +178,7 @@ def _prepare(
         eos_token_id=tok.eos_token_id,
         stop_strings=params.stop or None,
     )
-    return ids, cfg
+    return ids, cfg, truncated
 
 
 def _run(lm: LoadedModel, ids: list[int], cfg: Any, params: GenerationParams, **extra: Any) -> torch.Tensor:
@@ -149,72 +212,106 @@ def _finish(lm: LoadedModel, new: list[int], params: GenerationParams, max_new: 
 
 
 def generate(lm: LoadedModel, messages: list[dict[str, str]], params: GenerationParams) -> Generation:
-    ids, cfg = _prepare(lm, messages, params)
+    ids, cfg, truncated = _prepare(lm, messages, params)
     out = _run(lm, ids, cfg, params)
     choices = []
     for i in range(out.shape[0]):
         text, reason, n = _finish(lm, out[i, len(ids) :].tolist(), params, cfg.max_new_tokens)
         choices.append(Choice(index=i, text=text, finish_reason=reason, completion_tokens=n))
     return Generation(
-        choices=choices, prompt_tokens=len(ids), completion_tokens=sum(c.completion_tokens for c in choices)
+        choices=choices,
+        prompt_tokens=len(ids),
+        completion_tokens=sum(c.completion_tokens for c in choices),
+        truncated=truncated,
     )
 
 
 def stream(
     lm: LoadedModel, messages: list[dict[str, str]], params: GenerationParams
 ) -> Iterator[StreamChunk]:
-    """Text deltas as tokens are generated (n must be 1). Closing the iterator early stops generation."""
-    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+    """Text deltas as tokens are generated, the n choices interleaved (each chunk names its choice),
+    then each choice's finish chunk in index order. The n choices come from the one generate() call
+    that `generate` makes, so with a seed they are the same text. Closing the iterator early stops
+    generation."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+    from transformers.generation.streamers import BaseStreamer
 
-    if params.n != 1:
-        raise InvalidRequest("streaming supports n=1 only")
-    ids, cfg = _prepare(lm, messages, params)
+    ids, cfg, truncated = _prepare(lm, messages, params)
     cancelled = threading.Event()
+    steps: queue.Queue = queue.Queue()
 
     class _Cancel(StoppingCriteria):
         def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kw: Any) -> torch.Tensor:
             return torch.full((input_ids.shape[0],), cancelled.is_set(), dtype=torch.bool)
 
-    streamer = TextIteratorStreamer(lm.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+    class _Steps(BaseStreamer):
+        """Each decoding step's new token of every choice (the first put is the prompt)."""
+
+        prompt_seen = False
+
+        def put(self, value: torch.Tensor) -> None:
+            if self.prompt_seen:
+                steps.put(value.reshape(-1).tolist())
+            self.prompt_seen = True
+
+        def end(self) -> None:
+            steps.put(None)
+
     result: dict[str, Any] = {}
 
     def work() -> None:
         try:
             result["out"] = _run(
-                lm, ids, cfg, params, streamer=streamer, stopping_criteria=StoppingCriteriaList([_Cancel()])
+                lm, ids, cfg, params, streamer=_Steps(), stopping_criteria=StoppingCriteriaList([_Cancel()])
             )
         except BaseException as e:  # noqa: BLE001 - re-raised in the consumer
             result["error"] = e
-            streamer.end()
+            steps.put(None)
 
     thread = threading.Thread(target=work, name="serving-stream", daemon=True)
     thread.start()
     # Hold back what could be the start of a stop string, so no part of a stop string is ever sent.
     hold = max((len(s) for s in params.stop), default=1) - 1
-    text, sent, stopped = "", 0, False
+    eos = lm.tokenizer.eos_token_id
+    n = params.n
+    tokens: list[list[int]] = [[] for _ in range(n)]
+    sent, done = [0] * n, [False] * n
     try:
-        for piece in streamer:
-            text += piece
-            cut, stopped = _cut_at_stop(text, params.stop)
-            if stopped:
-                if len(cut) > sent:
-                    yield StreamChunk(delta=cut[sent:])
-                sent = len(cut)
+        while (step := steps.get(timeout=600)) is not None:
+            for i, token in enumerate(step):
+                if done[i]:
+                    continue
+                tokens[i].append(token)
+                done[i] = token == eos
+                text = lm.tokenizer.decode(tokens[i], skip_special_tokens=True)
+                cut, stopped = _cut_at_stop(text, params.stop)
+                if stopped:
+                    safe, done[i] = len(cut), True
+                else:
+                    # An unfinished character decodes to replacement characters: wait for the rest.
+                    safe = min(len(text) - hold, len(text.rstrip("\ufffd")))
+                if safe > sent[i]:
+                    yield StreamChunk(delta=cut[sent[i] : safe], index=i, truncated=truncated)
+                    sent[i] = safe
+            if all(done):
                 cancelled.set()
-                break
-            safe = len(text) - hold
-            if safe > sent:
-                yield StreamChunk(delta=text[sent:safe])
-                sent = safe
-        # The streamer's end signal has been consumed (or we broke off at a stop string): just join.
+        # The end signal has been consumed (or every choice has stopped): just join.
         thread.join()
         if "error" in result:
             raise result["error"]
-        if not stopped:
-            final, _, _ = _finish(lm, result["out"][0, len(ids) :].tolist(), params, cfg.max_new_tokens)
-            if len(final) > sent:
-                yield StreamChunk(delta=final[sent:])
-        _, reason, n = _finish(lm, result["out"][0, len(ids) :].tolist(), params, cfg.max_new_tokens)
-        yield StreamChunk(delta="", finish_reason=reason, prompt_tokens=len(ids), completion_tokens=n)
+        for i in range(n):
+            final, reason, count = _finish(
+                lm, result["out"][i, len(ids) :].tolist(), params, cfg.max_new_tokens
+            )
+            if len(final) > sent[i]:
+                yield StreamChunk(delta=final[sent[i] :], index=i, truncated=truncated)
+            yield StreamChunk(
+                delta="",
+                finish_reason=reason,
+                prompt_tokens=len(ids),
+                completion_tokens=count,
+                index=i,
+                truncated=truncated,
+            )
     finally:
         cancelled.set()

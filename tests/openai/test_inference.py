@@ -214,6 +214,58 @@ def test_streamed_chat_in_openais_chunk_shape_ends_with_usage(infer, chat_live):
     assert all(ch.usage is None for ch in chunks[:-1])
 
 
+def test_streamed_n_choices_equal_the_non_streamed_choices_with_a_seed(infer, chat_live):
+    ask = dict(model="chat", messages=MSG, max_tokens=12, temperature=1.5, n=3, seed=11)
+    whole = infer.chat.completions.create(**ask)
+    chunks = list(infer.chat.completions.create(**ask, stream=True, stream_options={"include_usage": True}))
+    texts, finished, roles = {}, {}, []
+    for ch in chunks:
+        for c in ch.choices:
+            texts[c.index] = texts.get(c.index, "") + (c.delta.content or "")
+            if c.delta.role:
+                roles.append(c.index)
+            if c.finish_reason:
+                finished[c.index] = c.finish_reason
+    assert roles == [0, 1, 2] and sorted(texts) == [0, 1, 2]
+    assert [texts[i] for i in range(3)] == [c.message.content for c in whole.choices]
+    assert len(set(texts.values())) > 1  # three samples, streamed side by side
+    assert [finished[i] for i in range(3)] == [c.finish_reason for c in whole.choices]
+    usage = chunks[-1].usage
+    assert chunks[-1].choices == [] and usage.prompt_tokens == whole.usage.prompt_tokens
+    assert usage.completion_tokens == whole.usage.completion_tokens
+    assert usage.total_tokens == whole.usage.total_tokens
+
+
+def test_an_over_long_conversation_is_truncated_and_said_so_or_refused_per_the_endpoint(
+    infer, alice_client, chat_live
+):
+    # The tiny GPT-2 takes 256 tokens; the first user turn alone is longer.
+    convo = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "bees " * 400},
+        {"role": "assistant", "content": "Yes."},
+        *MSG,
+    ]
+    ask = dict(model="chat", messages=convo, max_tokens=8, temperature=0)
+    raw = infer.chat.completions.with_raw_response.create(**ask)
+    assert raw.headers["x-tuneforge-truncated"] == "true"
+    cut = raw.parse()
+    assert cut.to_dict()["truncated"] is True and cut.usage.prompt_tokens + 8 <= 256
+    # The oldest turn went: the answer is the one to the conversation without it.
+    kept = infer.chat.completions.with_raw_response.create(**{**ask, "messages": [convo[0], convo[2], *MSG]})
+    assert kept.headers["x-tuneforge-truncated"] == "false" and kept.parse().to_dict()["truncated"] is False
+    assert kept.parse().choices[0].message.content == cut.choices[0].message.content
+    streamed = infer.chat.completions.with_raw_response.create(**ask, stream=True)
+    assert streamed.headers["x-tuneforge-truncated"] == "true"
+    text = "".join(ch.choices[0].delta.content or "" for ch in streamed.parse() if ch.choices)
+    assert text == cut.choices[0].message.content
+    r = alice_client.patch("/api/v1/endpoints/chat", {"options": {"truncation": "refuse"}}, format="json")
+    assert r.status_code == 200, r.content
+    for stream in (False, True):
+        e = refusal(lambda stream=stream: infer.chat.completions.create(**ask, stream=stream))
+        assert e.status_code == 400 and e.code == "input_too_long" and e.param == "messages", e.body
+
+
 def _raw_stream(live_server, raw_key, body):
     request = urllib.request.Request(
         f"{live_server.url}/v1/chat/completions",
@@ -261,9 +313,7 @@ def test_a_client_that_goes_away_stops_the_generation(live_server, team, alice, 
         ({"n": 17}, "n"),
         ({"max_tokens": 0}, "max_tokens"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
-        ({"stream": True, "n": 2}, "n"),
         ({"stream_options": {"include_usage": True}}, "stream_options"),
-        ({"messages": [{"role": "user", "content": "bees " * 400}]}, "messages"),
     ],
 )
 def test_bad_chat_input_is_a_400_naming_the_param(infer, chat_live, extra, param):
@@ -442,11 +492,16 @@ def test_a_streamed_chat_settles_the_tokens_it_really_used(live_server, team, al
     client = client_for(live_server, _limited_key(team, alice, tokens_per_minute=10_000))
     chunks = list(
         client.chat.completions.create(
-            model="chat", messages=MSG, max_tokens=40, stream=True, stream_options={"include_usage": True}
+            model="chat",
+            messages=MSG,
+            max_tokens=40,
+            n=2,
+            stream=True,
+            stream_options={"include_usage": True},
         )
     )
-    used = chunks[-1].usage.total_tokens
-    # The stream reserved 40 tokens up front; once it ended only what it used stays counted, so the
-    # next call (reserving its own max_tokens of 1) sees 10,000 - used - 1 left.
+    used = chunks[-1].usage.total_tokens  # the prompt once, both choices' completions
+    # The stream reserved 2 x 40 tokens up front; once it ended only what it used stays counted, so
+    # the next call (reserving its own max_tokens of 1) sees 10,000 - used - 1 left.
     nxt = client.chat.completions.with_raw_response.create(model="chat", messages=MSG, max_tokens=1)
     assert int(nxt.headers["x-ratelimit-remaining-tokens"]) == 10_000 - used - 1

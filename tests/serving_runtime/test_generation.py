@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serving.runtime import InvalidRequest, ModelCache, generate, stream
+from serving.runtime import InputTooLong, InvalidRequest, ModelCache, generate, stream
 from serving.runtime.generate import GenerationParams
 
 MSG = [{"role": "user", "content": "What do bees make?"}]
@@ -71,6 +71,39 @@ def test_streamed_deltas_concatenate_to_the_same_text(chat):
         assert chunks[-1].completion_tokens == whole.completion_tokens
 
 
+def test_streamed_n_choices_are_the_generated_choices_with_their_index(chat):
+    p = dict(max_tokens=12, temperature=1.5, n=3, seed=11)
+    whole = generate(chat, MSG, GenerationParams(**p))
+    chunks = list(stream(chat, MSG, GenerationParams(**p)))
+    assert [c.index for c in chunks if c.finish_reason] == [0, 1, 2]
+    for choice in whole.choices:
+        mine = [c for c in chunks if c.index == choice.index]
+        assert "".join(c.delta for c in mine) == choice.text
+        assert mine[-1].finish_reason == choice.finish_reason
+        assert mine[-1].completion_tokens == choice.completion_tokens
+        assert mine[-1].prompt_tokens == whole.prompt_tokens
+
+
+def test_an_over_long_conversation_is_truncated_or_refused(chat):
+    system = {"role": "system", "content": "Be brief."}
+    long = {"role": "user", "content": "bees make honey " * 200}
+    convo = [system, long, {"role": "assistant", "content": "Yes."}, *MSG]
+    p = dict(max_tokens=8, temperature=0)
+    with pytest.raises(InputTooLong):
+        generate(chat, convo, GenerationParams(**p))  # refuse is the runtime's default
+    # The oldest turn goes first: what is left is answered as if it had been sent alone.
+    cut = generate(chat, convo, GenerationParams(truncation="truncate", **p))
+    kept = generate(chat, [system, convo[2], *MSG], GenerationParams(truncation="truncate", **p))
+    assert cut.truncated and not kept.truncated
+    assert cut.prompt_tokens == kept.prompt_tokens and cut.choices[0].text == kept.choices[0].text
+    # One turn that is too long alone loses its start: prompt + max_tokens fit the context.
+    alone = generate(chat, [system, long], GenerationParams(truncation="truncate", **p))
+    assert alone.truncated and alone.prompt_tokens + 8 <= chat.max_length
+    assert alone.prompt_tokens > chat.max_length - 8 - 10  # cut no more than needed
+    chunks = list(stream(chat, [system, long], GenerationParams(truncation="truncate", **p)))
+    assert all(c.truncated for c in chunks) and chunks[-1].prompt_tokens == alone.prompt_tokens
+
+
 def test_streaming_with_stop_never_sends_the_stop_string(chat):
     text = generate(chat, MSG, GenerationParams(max_tokens=30, temperature=0)).choices[0].text
     stop = text[3:6]
@@ -83,8 +116,8 @@ def test_bad_parameters_are_refused(chat, artifacts, resolver):
     for bad in (dict(max_tokens=0), dict(temperature=3), dict(top_p=0), dict(n=0), dict(stop=[""])):
         with pytest.raises(InvalidRequest):
             generate(chat, MSG, GenerationParams(**bad))
-    with pytest.raises(InvalidRequest, match="streaming supports n=1"):
-        list(stream(chat, MSG, GenerationParams(n=2)))
+    with pytest.raises(InvalidRequest, match="truncation"):
+        generate(chat, MSG, GenerationParams(truncation="cut"))
     with pytest.raises(InvalidRequest, match="messages\\[0\\]"):
         generate(chat, [{"role": "user"}], GenerationParams())
     classifier = ModelCache(resolve_base=resolver).get(artifacts["lora_a"])
