@@ -28,7 +28,12 @@ def model_card_html(*, version: ModelVersion) -> str | None:
         return None
     with default_storage.open(f"{version.storage_prefix}/{CARD_PATH}", "rb") as fh:
         text = fh.read().decode("utf-8", errors="replace")
-    return _markdown.render(_FRONT_MATTER.sub("", text, count=1))
+    tokens = _markdown.parse(_FRONT_MATTER.sub("", text, count=1))
+    # The page has its own <h1>: the card's headings go one level down, so the outline stays one tree.
+    for token in tokens:
+        if token.type in ("heading_open", "heading_close"):
+            token.tag = f"h{min(6, int(token.tag[1]) + 1)}"
+    return _markdown.renderer.render(tokens, _markdown.options, {})
 
 
 def archive_name(*, version: ModelVersion) -> str:

@@ -101,12 +101,15 @@ def _checked_priority(request: JobRequest) -> int:
         priority = None
     if priority is None:
         raise InvalidInput(
-            f"priority must be low, normal or high, got {request.priority!r}.", field="priority"
+            gettext("priority must be low, normal or high, got %(value)r.") % {"value": request.priority},
+            field="priority",
         )
     if not SUFFIX_FORMAT.match(request.suffix or ""):
-        raise InvalidInput("suffix may hold up to 64 letters, digits, '.', '_' or '-'.", field="suffix")
+        raise InvalidInput(
+            gettext("suffix may hold up to 64 letters, digits, '.', '_' or '-'."), field="suffix"
+        )
     if not isinstance(request.hyperparameters, dict):
-        raise InvalidInput("hyperparameters must be an object.", field="hyperparameters")
+        raise InvalidInput(gettext("hyperparameters must be an object."), field="hyperparameters")
     return priority
 
 

@@ -48,7 +48,7 @@ def test_the_model_page_draws_the_lineage_chain_to_the_endpoint(alice, team, ver
 def test_the_model_page_renders_the_card_safely_and_keeps_long_lists_in_their_card(alice, version):
     page = web(alice).get(f"/jobs/models/{version.id}/").content.decode()
     card = page[page.index('id="model-card"') :]
-    assert "<h1>tiny-bert fine-tuned for classification (full)</h1>" in card
+    assert "<h2>tiny-bert fine-tuned for classification (full)</h2>" in card  # under the page's own h1
     assert "<td>valid_accuracy</td>" in card  # the Markdown table is a table
     assert '<script>alert("card")</script>' not in page and "&lt;script&gt;" in card
     assert "library_name" not in card  # the YAML front matter is not shown
