@@ -52,6 +52,23 @@ class JobErrorSerializer(serializers.Serializer):
     param = serializers.CharField(allow_null=True)
 
 
+class KeptCheckpointSerializer(serializers.Serializer):
+    step = serializers.IntegerField(help_text="The step whose weights were exported.")
+    metric = serializers.CharField(help_text="The metric that chose it (`early_stopping_metric`).")
+    value = serializers.FloatField(allow_null=True, help_text="That metric, scored on the exported weights.")
+    reason = serializers.ChoiceField(
+        choices=["best", "last"],
+        help_text="`best`: the evaluation with the best metric; `last`: the last step's weights.",
+    )
+    last_step = serializers.IntegerField(help_text="The last step trained.")
+    planned_steps = serializers.IntegerField(allow_null=True)
+    stop_reason = serializers.ChoiceField(
+        choices=["early_stopping", "planned_steps"],
+        help_text="`early_stopping`: `patience` evaluations without improvement; `planned_steps`: all steps ran.",
+    )
+    patience = serializers.IntegerField(allow_null=True)
+
+
 class JobOutputSerializer(serializers.Serializer):
     id = serializers.CharField()
     object = serializers.SerializerMethodField()
@@ -86,6 +103,9 @@ class JobOutputSerializer(serializers.Serializer):
     progress = serializers.SerializerMethodField()
     latest_metrics = serializers.JSONField()
     error = serializers.SerializerMethodField()
+    kept_checkpoint = serializers.SerializerMethodField(
+        help_text="Once succeeded with a validation set: which step was exported and why training stopped."
+    )
     estimate = serializers.JSONField()
     trained_tokens = serializers.IntegerField()
     attempts = serializers.IntegerField()
@@ -128,6 +148,10 @@ class JobOutputSerializer(serializers.Serializer):
             "samples_per_second": job.samples_per_second,
             "tokens_per_second": job.tokens_per_second,
         }
+
+    @extend_schema_field(KeptCheckpointSerializer(allow_null=True))
+    def get_kept_checkpoint(self, job) -> dict | None:
+        return job_insights.job_kept_checkpoint(job=job)
 
     @extend_schema_field(JobErrorSerializer(allow_null=True))
     def get_error(self, job) -> dict | None:

@@ -90,6 +90,34 @@ def job_chart_points(
     }
 
 
+# --- the kept checkpoint ------------------------------------------------------------------------
+
+
+def job_kept_checkpoint(*, job: FineTuneJob) -> dict | None:
+    """Which step's weights a succeeded job exported and why, from its model version's metrics
+    (`kept`, written by the engine): the step, the metric and value that chose it, the last step
+    trained, the steps planned, and why training stopped (`stop_reason`: `early_stopping` after
+    `patience` evaluations without improvement, or `planned_steps`). None before the job succeeded
+    or without a validation set (nothing to choose by: the last step's weights are exported)."""
+    version = getattr(job, "model_version", None)
+    kept = (version.metrics or {}).get("kept") if version is not None else None
+    if not isinstance(kept, dict) or kept.get("step") is None:
+        return None
+    hp = job.resolved_hyperparameters or {}
+    stopped_early = bool(kept.get("stopped_early"))
+    # Versions made before the engine wrote `planned_steps`/`patience` take them from the job.
+    return {
+        "step": kept["step"],
+        "metric": kept.get("metric"),
+        "value": _number(kept.get("value")),
+        "reason": kept.get("reason") or "last",
+        "last_step": kept.get("last_step", job.step),
+        "planned_steps": kept.get("planned_steps") or job.total_steps or None,
+        "stop_reason": "early_stopping" if stopped_early else "planned_steps",
+        "patience": kept.get("patience", hp.get("early_stopping_patience")),
+    }
+
+
 # --- events -------------------------------------------------------------------------------------
 
 

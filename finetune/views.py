@@ -187,6 +187,7 @@ def _chart_labels(job) -> dict:
         "valid_loss": _("Validation loss"),
         "metric": job_insights.main_metric(job),
         "learning_rate": _("Learning rate"),
+        "kept_step": _("kept"),
     }
 
 
@@ -195,6 +196,9 @@ def _live_context(membership, job, *, after_event=None, after_train=None, after_
     waiting = job.status in (JobStatus.VALIDATING_FILES, JobStatus.QUEUED)
     events = job_insights.job_page_events(job=job, after_id=after_event, limit=TAIL)
     chart = job_insights.job_chart_points(job=job, after_train_step=after_train, after_eval_step=after_eval)
+    kept = job_insights.job_kept_checkpoint(job=job)
+    # job_charts.js marks this step on the curves (first render and the poll that brings the result).
+    chart["kept_step"] = kept["step"] if kept else None
     return {
         "job": job,
         "queue_position": positions.get(job.id),
@@ -202,6 +206,7 @@ def _live_context(membership, job, *, after_event=None, after_train=None, after_
         "events": events,
         "last_event_id": events[-1].id if events else (after_event or 0),
         "chart": chart,
+        "kept": kept,
         "elapsed_seconds": _elapsed_seconds(job),
         "can_write": membership is not None and can_write(membership),
         "staff_view": membership is None,

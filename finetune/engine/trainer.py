@@ -668,6 +668,9 @@ class Run:
             "value": final.get(metric),
             "reason": reason,
             "stopped_early": st.stopped_early,
+            # Why training ended where it did: `patience` evaluations without improvement, or the plan's steps.
+            "planned_steps": self.plan.total_steps,
+            "patience": self.hp.early_stopping_patience,
         }
 
 

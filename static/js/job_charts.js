@@ -18,8 +18,45 @@
     return out;
   }
 
-  function lineChart(canvas, datasets, xLabel) {
+  // A dashed vertical line at the step whose weights were exported (options.plugins.keptStep.step),
+  // labelled at the top, with that step's point ringed on each curve that has one.
+  var keptStepPlugin = {
+    id: "keptStep",
+    afterDatasetsDraw: function (chart, args, opts) {
+      if (opts.step === null || opts.step === undefined) return;
+      var x = chart.scales.x.getPixelForValue(opts.step), area = chart.chartArea, ctx = chart.ctx;
+      if (x < area.left || x > area.right) return;
+      ctx.save();
+      ctx.strokeStyle = opts.color;
+      ctx.lineWidth = 1.5;
+      ctx.setLineDash([5, 4]);
+      ctx.beginPath();
+      ctx.moveTo(x, area.top);
+      ctx.lineTo(x, area.bottom);
+      ctx.stroke();
+      ctx.setLineDash([]);
+      chart.data.datasets.forEach(function (ds) {
+        if (!ds.pointRadius) return;
+        ds.data.forEach(function (p) {
+          if (p.x !== opts.step) return;
+          ctx.beginPath();
+          ctx.arc(x, chart.scales.y.getPixelForValue(p.y), 6, 0, 2 * Math.PI);
+          ctx.stroke();
+        });
+      });
+      if (opts.label) {
+        ctx.fillStyle = opts.color;
+        ctx.font = "12px sans-serif";
+        ctx.textAlign = x > (area.left + area.right) / 2 ? "right" : "left";
+        ctx.fillText(opts.label, x + (ctx.textAlign === "right" ? -4 : 4), area.top + 12);
+      }
+      ctx.restore();
+    }
+  };
+
+  function lineChart(canvas, datasets, xLabel, kept) {
     return new Chart(canvas, {
+      plugins: [keptStepPlugin],
       type: "line",
       data: {datasets: datasets},
       options: {
@@ -36,7 +73,8 @@
             return Math.abs(v) < 0.01 && v !== 0 ? v.toExponential(1) : Chart.Ticks.formatters.numeric.call(this, v, i, ticks);
           }}}
         },
-        plugins: {legend: {display: datasets.length > 1}}
+        plugins: {legend: {display: datasets.length > 1},
+                  keptStep: {step: kept ? kept.step : null, label: kept ? kept.label : "", color: "#212529"}}
       }
     });
   }
@@ -51,16 +89,17 @@
   var lossCanvas = document.getElementById("chart-loss");
   if (initial && lossCanvas) {
     var L = initial.labels;
+    var kept = {step: initial.kept_step, label: L.kept_step};
     var loss = lineChart(lossCanvas, [
       dataset(L.train_loss, points(initial.train, 1), COLORS[0], false),
       dataset(L.valid_loss, points(initial.eval, 1), COLORS[1], true)
-    ], L.step);
+    ], L.step, kept);
     var metric = lineChart(document.getElementById("chart-metric"), [
       dataset(L.metric, points(initial.eval, 2), COLORS[2], true)
-    ], L.step);
+    ], L.step, kept);
     var lr = lineChart(document.getElementById("chart-lr"), [
       dataset(L.learning_rate, points(initial.train, 2), COLORS[3], false)
-    ], L.step);
+    ], L.step, kept);
 
     var append = function (update) {
       if (!update) return;
@@ -68,7 +107,12 @@
       loss.data.datasets[1].data.push.apply(loss.data.datasets[1].data, points(update.eval, 1));
       metric.data.datasets[0].data.push.apply(metric.data.datasets[0].data, points(update.eval, 2));
       lr.data.datasets[0].data.push.apply(lr.data.datasets[0].data, points(update.train, 2));
-      if (update.train.length || update.eval.length) { loss.update("none"); metric.update("none"); lr.update("none"); }
+      var keptChanged = update.kept_step !== undefined && update.kept_step !== kept.step;
+      if (keptChanged) {
+        kept.step = update.kept_step;
+        [loss, metric, lr].forEach(function (c) { c.options.plugins.keptStep.step = kept.step; });
+      }
+      if (update.train.length || update.eval.length || keptChanged) { loss.update("none"); metric.update("none"); lr.update("none"); }
     };
     document.body.addEventListener("htmx:afterSettle", function (event) {
       var node = event.target && event.target.querySelector && event.target.querySelector("#chart-update");

@@ -84,29 +84,15 @@ def _accuracy_of_exported_model(out: Path, rows: list[dict]) -> float:
 
 
 def test_the_best_evaluation_is_exported_not_the_last(make_spec, data_dir):
-    # A learning rate far too high, reached after a short warmup: the first steps learn, the later ones
-    # wreck the model, so validation accuracy peaks mid-run.
     rep = RecordingReporter()
-    res = train(
-        make_spec(
-            method="full",
-            hyperparameters={
-                "n_epochs": 6,
-                "learning_rate": 0.05,
-                "warmup_ratio": 0.3,
-                "eval_every_steps": 3,
-                "early_stopping_patience": None,
-                "early_stopping_metric": "eval_accuracy",
-            },
-        ),
-        rep,
-    )
+    res = train(make_spec(method="full", hyperparameters=tiny_models.PEAK_MID_RUN_HYPERPARAMETERS), rep)
     evals = [e for e in res.metrics["history"]["eval"] if e["step"] > 0]
     best = max(evals, key=lambda e: e["valid_accuracy"])
     last = evals[-1]
     assert best["valid_accuracy"] > last["valid_accuracy"], "the run must peak mid-run for this test"
     kept = res.metrics["kept"]
     assert kept["reason"] == "best" and kept["step"] < kept["last_step"] == res.steps
+    assert kept["planned_steps"] == res.steps and kept["stopped_early"] is False and kept["patience"] is None
     assert res.metrics["final"]["valid_accuracy"] == best["valid_accuracy"]
     assert res.metrics["last"]["valid_accuracy"] == last["valid_accuracy"]
     out = Path(res.output_dir)

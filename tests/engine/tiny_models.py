@@ -14,6 +14,19 @@ REPO = Path(__file__).resolve().parents[2]
 BANKING_TRAIN = REPO / "samples" / "banking77" / "train_4intents.csv"
 BANKING_TEST = REPO / "samples" / "banking77" / "test_4intents.csv"
 
+# Full fine-tuning of the tiny BERT on the 4-intent rows (batch 16) at a learning rate far too high,
+# reached after a short warmup: the first steps learn, the later ones wreck the model, so validation
+# accuracy peaks mid-run. Shared by the engine's best-checkpoint test and the job page's.
+PEAK_MID_RUN_HYPERPARAMETERS = {
+    "n_epochs": 6,
+    "batch_size": 16,
+    "learning_rate": 0.05,
+    "warmup_ratio": 0.3,
+    "eval_every_steps": 3,
+    "early_stopping_patience": None,
+    "early_stopping_metric": "eval_accuracy",
+}
+
 CHAT_TOPICS = [
     ("What is the capital of France?", "The capital of France is Paris."),
     ("How many legs does a spider have?", "A spider has eight legs."),

@@ -26,6 +26,8 @@ pytestmark = [
 # The number of points of a dataset of the Chart.js chart drawn on `canvas_id`.
 POINTS = "([id, n]) => { const c = Chart.getChart(document.getElementById(id)); return c ? c.data.datasets[n].data.length : -1; }"
 
+# The step the kept-checkpoint marker of the chart on `canvas_id` stands at (job_charts.js).
+KEPT_MARK = "(id) => Chart.getChart(document.getElementById(id)).options.plugins.keptStep.step"
 
 # Elements of the page content that reach past its right edge (tag.class and their right edge).
 OVERFLOWING = """() => { const main = document.querySelector('main'); const edge = main.getBoundingClientRect().right + 1;
@@ -107,6 +109,11 @@ def test_alice_watches_a_job_reads_its_mistakes_compares_runs_and_copies_a_spec(
     assert page.evaluate(POINTS, ["chart-loss", 0]) == first_steps  # every step, each drawn once
     assert page.evaluate(POINTS, ["chart-metric", 0]) == 5  # the baseline and four evaluations
     expect(page.locator(".elapsed")).to_contain_text("from start to finish")
+    # The step whose weights were exported: said in words and marked on the curves, from the last poll.
+    kept = FineTuneJob.objects.get(pk=first).model_version.metrics["kept"]["step"]
+    expect(page.locator("#kept-checkpoint .kept-step")).to_contain_text(f"step {kept}")
+    page.wait_for_function(f"() => ({KEPT_MARK})('chart-metric') === {kept}", timeout=10_000)
+    assert page.evaluate(KEPT_MARK, "chart-loss") == kept
     # The results come into the page with the last poll.
     expect(page.locator("#heatmap")).to_be_visible()
     assert page.locator("#heatmap tbody tr").count() >= 70

@@ -9,11 +9,17 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
 from finetune.models import FineTuneJob, JobEvent, MetricPoint, ModelVersion
+from tests.engine.tiny_models import BANKING_TEST, PEAK_MID_RUN_HYPERPARAMETERS, banking_rows
 from tests.jobs.conftest import FAST_WORKER_ENV, submit, wait_for_status
+from tests.jobs.tiny import make_dataset_version
+
+BANKING_ROWS = banking_rows()
+BANKING_TEST_ROWS = banking_rows(BANKING_TEST)
 
 pytestmark = pytest.mark.django_db
 
@@ -135,6 +141,50 @@ def test_a_trained_classifier_shows_its_confusion_matrix_per_class_scores_and_mi
         assert line not in chinese, line
     logs = JobEvent.objects.filter(job_id=job["id"], source="log", data__code="engine.plan")
     assert logs.get().message.startswith("plan: ")
+
+
+@pytest.mark.slow
+def test_a_run_that_peaks_mid_run_says_which_step_was_kept_and_why_it_stopped(
+    alice, alice_client, team, base_model, start_worker
+):
+    # The engine test's peak-mid-run run, through a job: the 4-intent rows, early stopping after 3
+    # evaluations without improvement.
+    version = make_dataset_version(team, n_train=len(BANKING_ROWS), n_valid=len(BANKING_TEST_ROWS))
+    start_worker(queues="cpu", name="kept", env=FAST_WORKER_ENV)
+    hyperparameters = {**PEAK_MID_RUN_HYPERPARAMETERS, "early_stopping_patience": 3, "max_length": 32}
+    job = submit(alice_client, version, max_steps=None, hyperparameters=hyperparameters)
+    done = wait_for_status(alice_client, job["id"], "succeeded", "failed", timeout=120)
+    assert done["status"] == "succeeded", done["error"]
+
+    kept = done["kept_checkpoint"]
+    evals = MetricPoint.objects.filter(job_id=job["id"], kind="eval", step__gt=0).order_by("step")
+    accuracy = {p.step: p.values["valid_accuracy"] for p in evals}
+    best_step = max(accuracy, key=lambda step: (accuracy[step], -step))
+    assert kept["step"] == best_step < kept["last_step"] == done["progress"]["step"], accuracy
+    assert (kept["metric"], kept["reason"]) == ("valid_accuracy", "best")
+    assert kept["value"] == pytest.approx(accuracy[best_step])
+    assert kept["stop_reason"] == "early_stopping" and kept["patience"] == 3
+    assert kept["last_step"] < kept["planned_steps"] == done["progress"]["total_steps"]
+    assert alice_client.get("/api/v1/jobs").json()["data"][0]["kept_checkpoint"] == kept
+
+    page = _web(alice).get(f"/jobs/{job['id']}/").content.decode()
+    kept_card = page[page.index('id="kept-checkpoint"') :].split("</section>")[0]
+    assert f"<strong>step {kept['step']}</strong> of {kept['last_step']}" in kept_card
+    assert "the best valid_accuracy" in kept_card
+    assert (
+        f"stopped early at step {kept['last_step']} of {kept['planned_steps']} planned: "
+        "valid_accuracy had not improved for 3 evaluations"
+    ) in kept_card
+    assert _json_script(page, "chart-data")["kept_step"] == kept["step"]  # the charts' marker
+    # The poll that brings the finished job carries the marker too.
+    live = _web(alice).get(f"/jobs/{job['id']}/live/?after_event=0", HTTP_HX_REQUEST="true").content.decode()
+    assert _json_script(live, "chart-update")["kept_step"] == kept["step"]
+    assert 'id="kept-checkpoint"' in live
+
+    web = _web(alice)
+    web.cookies[settings.LANGUAGE_COOKIE_NAME] = "zh-hans"
+    chinese = web.get(f"/jobs/{job['id']}/").content.decode()
+    assert "保留的检查点" in chinese and "Kept checkpoint" not in chinese
 
 
 def test_compare_puts_two_runs_side_by_side_with_only_the_settings_that_differ(
