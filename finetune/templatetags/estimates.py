@@ -24,3 +24,23 @@ def elapsed(job) -> str:
         return ""
     seconds = ((job.finished_at or timezone.now()) - job.started_at).total_seconds()
     return duration_range_text(seconds, seconds)
+
+
+@register.simple_tag
+def estimate_comparison(job) -> str:
+    """How a finished job's real time compares with its estimate's range, in words ("within the
+    estimate", "2.5× as long as estimated"); empty while it runs or without an estimate."""
+    from django.utils.translation import gettext
+
+    estimate = job.estimate or {}
+    middle = estimate.get("estimated_seconds")
+    if job.started_at is None or job.finished_at is None or not middle:
+        return ""
+    low = estimate.get("estimated_seconds_low", middle)
+    high = estimate.get("estimated_seconds_high", middle)
+    seconds = (job.finished_at - job.started_at).total_seconds()
+    if seconds > high:
+        return gettext("%(x)s× as long as estimated") % {"x": f"{seconds / middle:.1f}"}
+    if seconds < low:
+        return gettext("shorter than estimated")
+    return gettext("within the estimate")

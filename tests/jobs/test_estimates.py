@@ -58,3 +58,44 @@ def test_durations_read_in_minutes_and_hours_never_raw_seconds():
         assert duration_range_text(30, 50) == "under a minute"
         assert duration_range_text(1.4 * 3600, 2.1 * 3600) == "about 1.5–2 h"
         assert duration_range_text(41 * 60, 41 * 60) == "about 41 min"
+
+
+def test_the_pages_show_the_eta_and_the_real_time_against_the_estimate_in_minutes_and_hours(
+    alice, alice_client, dataset_version
+):
+    from datetime import timedelta
+
+    from django.test import Client
+    from django.utils import timezone
+
+    from finetune.models import FineTuneJob
+
+    web = Client()
+    web.force_login(alice)
+    running = alice_client.post("/api/v1/jobs", job_payload(dataset_version), format="json").json()["id"]
+    finished = alice_client.post("/api/v1/jobs", job_payload(dataset_version), format="json").json()["id"]
+    now = timezone.now()
+    FineTuneJob.objects.filter(pk=running).update(
+        status="running", started_at=now - timedelta(minutes=5), step=10, eta_seconds=5400.0
+    )
+    # The run: estimated at 64 s, it took 41 minutes.
+    job = FineTuneJob.objects.get(pk=finished)
+    estimate = {
+        **job.estimate,
+        "estimated_seconds": 64.0,
+        "estimated_seconds_low": 50.0,
+        "estimated_seconds_high": 80.0,
+    }
+    FineTuneJob.objects.filter(pk=finished).update(
+        status="failed", started_at=now - timedelta(minutes=41), finished_at=now, estimate=estimate
+    )
+
+    listing = web.get("/jobs/").content.decode()
+    assert "about 1 h 30 min left" in listing and "5400" not in listing
+    assert "took about 41 min" in listing
+
+    page = web.get(f"/jobs/{running}/").content.decode()
+    assert "about 1 h 30 min left" in page and "Running for" in page
+    page = web.get(f"/jobs/{finished}/").content.decode()
+    assert "Took <strong>about 41 min</strong>" in page
+    assert "(38.4× as long as estimated)" in page
