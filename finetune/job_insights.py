@@ -104,15 +104,17 @@ def job_kept_checkpoint(*, job: FineTuneJob) -> dict | None:
     if not isinstance(kept, dict) or kept.get("step") is None:
         return None
     hp = job.resolved_hyperparameters or {}
-    stopped_early = bool(kept.get("stopped_early"))
     # Versions made before the engine wrote `planned_steps`/`patience` take them from the job.
+    last, planned = kept.get("last_step", job.step), kept.get("planned_steps") or job.total_steps or None
+    # Patience that runs out on the very last step ended nothing early: every planned step ran.
+    stopped_early = bool(kept.get("stopped_early")) and (planned is None or last < planned)
     return {
         "step": kept["step"],
         "metric": kept.get("metric"),
         "value": _number(kept.get("value")),
         "reason": kept.get("reason") or "last",
-        "last_step": kept.get("last_step", job.step),
-        "planned_steps": kept.get("planned_steps") or job.total_steps or None,
+        "last_step": last,
+        "planned_steps": planned,
         "stop_reason": "early_stopping" if stopped_early else "planned_steps",
         "patience": kept.get("patience", hp.get("early_stopping_patience")),
     }

@@ -18,6 +18,15 @@ def duration_range(low_seconds, high_seconds) -> str:
 
 
 @register.simple_tag
+def estimate_range(estimate) -> str:
+    """An estimate's range in words; estimates stored before ranges existed give their one figure."""
+    estimate = estimate or {}
+    middle = estimate.get("estimated_seconds")
+    low, high = estimate.get("estimated_seconds_low", middle), estimate.get("estimated_seconds_high", middle)
+    return duration_range(low, high)
+
+
+@register.simple_tag
 def elapsed(job) -> str:
     """The real time the job has run so far (or took), in the same words as the estimate."""
     if job.started_at is None:

@@ -95,7 +95,9 @@ def test_the_pages_show_the_eta_and_the_real_time_against_the_estimate_in_minute
     assert "took about 41 min" in listing
 
     page = web.get(f"/jobs/{running}/").content.decode()
-    assert "about 1 h 30 min left" in page and "Running for" in page
+    assert "about 1 h 30 min left" in page and "Running for 5 min. " in page
+    assert '<span class="estimate-versus">Estimated: ' in page  # live, beside the running time
     page = web.get(f"/jobs/{finished}/").content.decode()
-    assert "Took <strong>about 41 min</strong>" in page
-    assert "(38.4× as long as estimated)" in page
+    assert "Took <strong>about 41 min</strong> <span" in page  # the estimate card
+    assert "Took 41 min from start to finish. " in page
+    assert "Estimated: about 1 min (38.4× as long as estimated)." in page

@@ -374,6 +374,15 @@ def test_the_confusion_matrix_puts_the_most_confused_classes_first_and_lists_the
     )
     page = _web(alice).get(f"/jobs/{multilabel.id}/").content.decode()
     assert 'id="heatmap"' not in page and 'id="per-class"' in page
+    # A version from before the engine said which step it kept claims nothing about it.
+    assert 'id="kept-checkpoint"' not in page
+    assert alice_client.get(f"/api/v1/jobs/{multilabel.id}").json()["kept_checkpoint"] is None
+    unvalidated = _finished_with(
+        submit(alice_client, dataset_version)["id"], team, task="classification", labels=["a"], final={}
+    )
+    FineTuneJob.objects.filter(pk=unvalidated.id).update(step=40)
+    page = _web(alice).get(f"/jobs/{unvalidated.id}/").content.decode()
+    assert "No validation set, so nothing to choose a step by" in page and "<strong>step 40</strong>" in page
 
 
 def test_the_job_page_names_the_dataset_and_speaks_chinese_in_its_events_and_refusals(
