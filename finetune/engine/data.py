@@ -439,6 +439,32 @@ def batches_of(order: list[int], batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+# Rows sorted by length inside windows of this many batches: wide enough that neighbours have similar
+# lengths, narrow enough that each batch still draws from a random slice of the epoch (Hugging Face's
+# `group_by_length` uses the same 50).
+LENGTH_GROUP_WINDOW = 50
+
+
+def length_grouped_batches(
+    order: list[int], lengths: list[int], batch_size: int, *, seed: int, epoch: int
+) -> list[list[int]]:
+    """The epoch's shuffled rows cut into batches of similar length, the batches in a shuffled order.
+
+    A batch is padded to its longest row, so random batches of short texts with a long tail (Banking77:
+    mean 16 tokens, p99 53) are mostly padding: grouping cuts the tokens a CPU computes by 2.7x there.
+    Same rows and the same number of batches per epoch as `batches_of`, and a pure function of
+    (seed, epoch) like `epoch_order`, so a resumed run sees the same batches.
+    """
+    window = batch_size * LENGTH_GROUP_WINDOW
+    batches: list[list[int]] = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=lambda i: lengths[i], reverse=True)
+        batches += batches_of(chunk, batch_size)
+    g = torch.Generator()
+    g.manual_seed(seed * 1_000_003 + epoch + 104_729)
+    return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+
+
 def replay_subset(n_rows: int, fraction: float, seed: int) -> list[int]:
     """Which earlier rows to replay: a seeded sample of round(fraction * n_rows) of them, in file order."""
     k = int(round(fraction * n_rows))

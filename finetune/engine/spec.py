@@ -47,6 +47,8 @@ class Hyperparameters:
     merge_adapter: bool = False
     # Not in the first contract draft; clipping is what every reference loop does, None disables it.
     max_grad_norm: float | None = 1.0
+    # Batches of rows of similar length (data.length_grouped_batches): less padding, same rows per epoch.
+    group_by_length: bool = True
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> Hyperparameters:
@@ -174,7 +176,7 @@ def _check_types(hp: Hyperparameters) -> None:
         )
     if hp.max_grad_norm is not None and not _is_number(hp.max_grad_norm):
         raise SpecError("hyperparameters.max_grad_norm", "must be a number or null", code="invalid_type")
-    for name in ("class_weights", "gradient_checkpointing", "merge_adapter"):
+    for name in ("class_weights", "gradient_checkpointing", "merge_adapter", "group_by_length"):
         if not isinstance(getattr(hp, name), bool):
             raise SpecError(f"hyperparameters.{name}", "must be true or false", code="invalid_type")
     if hp.target_modules is not None and (

@@ -448,9 +448,14 @@ class Run:
         session = _Session(start_step=st.global_step)
         self.checkpointed_at = time.monotonic()
         while st.global_step < p.total_steps:
-            batches = data.batches_of(
-                data.epoch_order(len(p.train), self.spec.seed, st.epoch), self.hp.batch_size
-            )
+            order = data.epoch_order(len(p.train), self.spec.seed, st.epoch)
+            if self.hp.group_by_length:
+                lengths = [len(ids) for ids in p.train.encoded.input_ids]
+                batches = data.length_grouped_batches(
+                    order, lengths, self.hp.batch_size, seed=self.spec.seed, epoch=st.epoch
+                )
+            else:
+                batches = data.batches_of(order, self.hp.batch_size)
             while st.step_in_epoch < p.steps_per_epoch and st.global_step < p.total_steps:
                 interrupted = self._obey_control()
                 if interrupted:

@@ -148,7 +148,7 @@ def test_auto_epochs_batch_size_and_learning_rate_follow_the_documented_rules():
     from finetune.engine import autoconf
 
     assert autoconf.auto_epochs(240, Task.CLASSIFICATION) == autoconf.MAX_EPOCHS
-    assert autoconf.auto_epochs(50_000, Task.CLASSIFICATION) == 1
+    assert autoconf.auto_epochs(60_000, Task.CLASSIFICATION) == 1
     assert autoconf.auto_epochs(200_000, Task.CLASSIFICATION) == 1
     assert autoconf.auto_batch_size(torch.device("cpu"), 64, 22_000_000, 240, Method.LORA) == 16
     assert autoconf.auto_batch_size(torch.device("cpu"), 512, 22_000_000, 10_000, Method.LORA) == 8
@@ -156,3 +156,30 @@ def test_auto_epochs_batch_size_and_learning_rate_follow_the_documented_rules():
         Method.FULL, Task.CLASSIFICATION, 22_000_000
     ) < autoconf.auto_learning_rate(Method.LORA, Task.CLASSIFICATION, 22_000_000)
     assert autoconf.auto_learning_rate(Method.LORA, Task.CHAT_SFT, 7_000_000_000) == pytest.approx(2e-4 / 5)
+
+
+def test_length_grouped_batches_keep_every_row_pad_less_and_repeat_per_seed_and_epoch():
+    import random
+
+    rng = random.Random(3)
+    # Short texts with a long tail, as in Banking77.
+    lengths = [
+        rng.choice([8, 10, 12, 14, 16, 20]) if rng.random() < 0.95 else rng.randint(40, 64)
+        for _ in range(3000)
+    ]
+    order = engine_data.epoch_order(len(lengths), 42, 0)
+    grouped = engine_data.length_grouped_batches(order, lengths, 32, seed=42, epoch=0)
+    plain = engine_data.batches_of(order, 32)
+
+    assert sorted(i for b in grouped for i in b) == list(range(3000))
+    assert len(grouped) == len(plain)
+
+    def padded(batches):
+        return sum(max(lengths[i] for i in b) * len(b) for b in batches)
+
+    assert padded(grouped) < 0.6 * padded(plain)
+    assert grouped == engine_data.length_grouped_batches(order, lengths, 32, seed=42, epoch=0)
+    other_epoch = engine_data.length_grouped_batches(
+        engine_data.epoch_order(len(lengths), 42, 1), lengths, 32, seed=42, epoch=1
+    )
+    assert other_epoch != grouped
