@@ -207,7 +207,9 @@ def _card_metrics(metrics: dict[str, Any]) -> list[str]:
 
 def _kept_sentence(kept: dict[str, Any]) -> str:
     """Which weights these are: the best evaluation's, or the last step's when it was the best."""
-    stop = " Training stopped early: the metric had stopped improving." if kept.get("stopped_early") else ""
+    # Patience that runs out on the last planned step stopped nothing: every planned step ran.
+    stopped_early = kept.get("stopped_early") and kept.get("last_step") != kept.get("planned_steps")
+    stop = " Training stopped early: the metric had stopped improving." if stopped_early else ""
     if kept["reason"] == "last":
         return f"These are the weights of the last step ({kept['step']}), {kept['metric']} {_fmt(kept['value'])}.{stop}"
     if kept["step"] == kept["last_step"]:
@@ -217,7 +219,7 @@ def _kept_sentence(kept: dict[str, Any]) -> str:
         )
     return (
         f"These are the weights of step {kept['step']} of {kept['last_step']}: the evaluation with the best "
-        f"{kept['metric']} ({_fmt(kept['value'])}); later steps scored lower, so they were not exported.{stop}"
+        f"{kept['metric']} ({_fmt(kept['value'])}); no later evaluation beat it, so later weights were not exported.{stop}"
     )
 
 
