@@ -283,10 +283,16 @@ def forget_team_policies(*, team_id: str) -> None:
     pipe.execute()
 
 
-def _before_write(sender, instance: QuotaPolicy, **_kwargs) -> None:
+def _before_write(sender, instance: QuotaPolicy, origin: Any = None, **_kwargs) -> None:
     try:
         forget_team_policies(team_id=instance.team_id)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
+        origin_model = getattr(origin, "model", type(origin))
+        if origin is not None and origin_model is not QuotaPolicy:
+            # A cascade from a deleted key or team: nothing can call with those any more, so the
+            # deletion need not wait for Redis.
+            logger.warning("Quota policy copy of team %s not dropped: %s", instance.team_id, exc)
+            return
         raise QuotaPolicyUnsaved(
             f"The quota change was not saved: the quota backend (Redis) is unavailable: "
             f"{type(exc).__name__}: {exc}. Try again when it is back."
