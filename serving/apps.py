@@ -36,6 +36,11 @@ class ServingConfig(AppConfig):
 
         register_key_limits(KeyLimitsHooks(read=_read_key_limits, write=_write_key_limits))
 
+        # The limiter reads policies from a copy in Redis: every change of a row drops it.
+        from serving.quota_policies import connect_policy_signals
+
+        connect_policy_signals()
+
     def model_version_uses(self, *, team, version_id: str) -> list[dict]:
         """The team's endpoints that serve (or canary, or deploy) a model version: the last link of
         the model page's lineage chain (finetune imports no serving code)."""

@@ -130,6 +130,48 @@ def queue_call(
     team_id: str = "",
 ) -> None:
     """Queue `record_call`'s commands on a caller's MULTI pipeline (to share its round trip)."""
+    call = call_increments(
+        endpoint_id=endpoint_id,
+        key_id=key_id,
+        version_id=version_id,
+        status=status,
+        latency_ms=latency_ms,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        now=now,
+        prefix=prefix,
+        team_id=team_id,
+    )
+    for field_name, amount in call.increments:
+        pipe.hincrby(call.hash_key, field_name, amount)
+    pipe.zadd(call.minutes_key, {str(call.minute): call.minute})
+
+
+@dataclass(frozen=True)
+class CallIncrements:
+    """What one call adds: `increments` to the fields of `hash_key`, and `minute` to `minutes_key`."""
+
+    hash_key: str
+    minutes_key: str
+    minute: int
+    increments: tuple[tuple[str, int], ...]
+
+
+def call_increments(
+    *,
+    endpoint_id: int | str,
+    key_id: int | str | None,
+    version_id: int | str | None,
+    status: int,
+    latency_ms: float,
+    input_tokens: int,
+    output_tokens: int,
+    now: float | None = None,
+    prefix: str = "tf",
+    team_id: str = "",
+) -> CallIncrements:
+    """One call's counters, for a MULTI pipeline (`queue_call`) or a script that meters in its own
+    atomic step (the usage gate's settle, `serving/lua/quota_settle.lua`)."""
     if input_tokens < 0 or output_tokens < 0 or latency_ms < 0:
         raise ValueError(
             f"record_call: tokens and latency must be >= 0, got input_tokens={input_tokens}, "
@@ -137,18 +179,17 @@ def queue_call(
         )
     minute = _minute_of(time.time() if now is None else now)
     minutes_key, _ = _keys(prefix)
-    hash_key = f"{prefix}:meter:m:{minute}"
     group = f"{team_id}|{endpoint_id}|{'' if key_id is None else key_id}|{'' if version_id is None else version_id}"
-    pipe.hincrby(hash_key, f"{group}|requests", 1)
+    increments = [(f"{group}|requests", 1)]
     if status >= 400:
-        pipe.hincrby(hash_key, f"{group}|errors", 1)
+        increments.append((f"{group}|errors", 1))
     if input_tokens:
-        pipe.hincrby(hash_key, f"{group}|input_tokens", input_tokens)
+        increments.append((f"{group}|input_tokens", input_tokens))
     if output_tokens:
-        pipe.hincrby(hash_key, f"{group}|output_tokens", output_tokens)
-    pipe.hincrby(hash_key, f"{group}|latency_ms_sum", round(latency_ms))
-    pipe.hincrby(hash_key, f"{group}|b{bucket_index(latency_ms)}", 1)
-    pipe.zadd(minutes_key, {str(minute): minute})
+        increments.append((f"{group}|output_tokens", output_tokens))
+    increments.append((f"{group}|latency_ms_sum", round(latency_ms)))
+    increments.append((f"{group}|b{bucket_index(latency_ms)}", 1))
+    return CallIncrements(f"{prefix}:meter:m:{minute}", minutes_key, minute, tuple(increments))
 
 
 def _rows(raw: Mapping[bytes, bytes]) -> list[UsageRow]:

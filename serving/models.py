@@ -120,8 +120,8 @@ class Int8Check(TeamOwnedModel):
 
 
 class QuotaPolicy(models.Model):
-    """Inference quotas as data, read on every request (nothing cached, so a change applies to the
-    next request in every process).
+    """Inference quotas as data. The limiter reads a copy in Redis that every write of a row drops
+    (serving.quota_policies), so a change applies to the next request in every process.
 
     The row with `api_key` null is the team's policy: its `requests_per_minute` /
     `tokens_per_minute` are the per-key limits of every key without its own, and also the ceiling a

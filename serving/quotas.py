@@ -1,7 +1,10 @@
 """Quota limiter: every limit that applies to one request checked and counted in ONE Redis round trip.
 
-Policies are data passed in on every call (`check(limits=[...])`): the limiter caches no limit, so a
-limit changed in the database applies to the next request in every process.
+A limit's maximum is either given with the call (`Limit("key:42", 60, max_requests=600)`) or named
+as a field of a policy hash in Redis (`max_requests="key:42:rpm"`, with `check(policy=...)`), which
+the script reads in the same step. The policy hash is a copy of the database's rows, dropped on
+every change (serving.quota_policies) and rebuilt from the database when the script reports it
+missing, so a limit changed in the database applies to the next request in every process.
 
 Windows are fixed and aligned (the UTC minute, hour, day, or calendar month): the counter key names
 the window's start, so every process agrees on it and the count is exact (a sliding log would cost a
@@ -16,10 +19,13 @@ room, so a request refused by one limit is counted against none. Token limits re
 from __future__ import annotations
 
 import calendar
+import hashlib
 import logging
 import math
+import os
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +35,7 @@ import redis
 from django.conf import settings
 
 from common import metrics
+from serving.metering import CallIncrements
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +45,8 @@ MONTH = "month"
 Kind = Literal["requests", "tokens"]
 
 _LUA_DIR = Path(__file__).resolve().parent / "lua"
+_CHECK_SOURCE = (_LUA_DIR / "quota_check.lua").read_text()
+_CHECK_SHA = hashlib.sha1(_CHECK_SOURCE.encode()).hexdigest()
 _SETTLE_SOURCE = (_LUA_DIR / "quota_settle.lua").read_text()
 
 
@@ -52,12 +61,14 @@ class QuotaBackendUnavailable(Exception):
 @dataclass(frozen=True)
 class Limit:
     """One policy row: at most `max_requests` requests and/or `max_tokens` tokens per window for
-    everything that shares `scope` (e.g. "key:42", "team:7", "endpoint:3")."""
+    everything that shares `scope` (e.g. "key:42", "team:7", "endpoint:3"). A maximum given as a
+    string names the field of the policy hash that holds it (`check(policy=...)`); that field's
+    value '' means no limit."""
 
     scope: str
     window: int | Literal["month"]
-    max_requests: int | None = None
-    max_tokens: int | None = None
+    max_requests: int | str | None = None
+    max_tokens: int | str | None = None
 
     def __post_init__(self) -> None:
         if self.max_requests is None and self.max_tokens is None:
@@ -68,8 +79,23 @@ class Limit:
             )
         for name in ("max_requests", "max_tokens"):
             value = getattr(self, name)
-            if value is not None and value < 0:
+            if isinstance(value, str):
+                if not value or value.lstrip("-").isdigit():
+                    raise ValueError(f"Limit {self.scope!r}: {name} names no policy field: {value!r}")
+            elif value is not None and value < 0:
                 raise ValueError(f"Limit {self.scope!r}: {name} must be >= 0, got {value}")
+
+
+@dataclass(frozen=True)
+class PolicySource:
+    """Where `check()` finds the maxima that Limits name by field: the hash `key` in Redis (a copy),
+    its `epoch_key` (bumped by every change), and `load()`, which reads the fields from the database
+    (field -> decimal maximum, or '' for no limit) when the copy is missing."""
+
+    key: str
+    epoch_key: str
+    load: Callable[[], Mapping[str, str]]
+    ttl_seconds: int = 600
 
 
 @dataclass(frozen=True)
@@ -117,7 +143,7 @@ class _Counter:
     key: str
     limit: Limit
     kind: Kind
-    maximum: int
+    maximum: int | str
     cost: int
     window_end: float
     ttl_seconds: int = field(default=0)
@@ -157,17 +183,120 @@ class _Scripts:
     NOSCRIPT (a restarted or flushed Redis), loads the script and retries."""
 
     def __init__(self, client: redis.Redis) -> None:
-        self.check = client.register_script((_LUA_DIR / "quota_check.lua").read_text())
+        self.check = client.register_script(_CHECK_SOURCE)
         self.settle = client.register_script(_SETTLE_SOURCE)
 
 
-_clients: dict[str, tuple[redis.Redis, _Scripts]] = {}
+class _Links:
+    """The gate's own connections to one Redis, each used by one thread at a time, on which a write
+    can be sent without waiting for its reply (`send_later`): the reply is read before the
+    connection's next command, when it has long arrived. So a request costs one wait, the check's:
+    its settle and metering go out before the answer does but are not waited for.
+
+    Why that loses nothing: the command is in the kernel's socket buffer (on loopback, in Redis's)
+    when `send_later` returns, and Redis runs what it received even if the sender is killed next.
+    A connection Redis closed (a restart, an idle timeout) is noticed before the write, by the
+    replies still due on it or a poll for unexpected data, and replaced: a write is never sent into
+    a dead socket. An error reply to a deferred write is logged when it is read."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        pool = client.connection_pool
+        self._make = lambda: pool.connection_class(**pool.connection_kwargs)
+        self._idle: list[list] = []  # [connection, replies not yet read]
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def _take(self) -> list:
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's sockets are not ours
+                self._idle, self._pid = [], os.getpid()
+            if self._idle:
+                return self._idle.pop()
+        return [self._make(), 0]
+
+    def _give(self, link: list) -> None:
+        with self._lock:
+            self._idle.append(link)
+
+    @staticmethod
+    def _settle_up(link: list) -> None:
+        """Read the replies still due on `link`; raise ConnectionError if it is dead."""
+        conn = link[0]
+        if not conn.is_connected:
+            link[1] = 0
+            return
+        while link[1]:
+            link[1] -= 1
+            try:
+                conn.read_response()
+            except redis.ResponseError as exc:
+                logger.warning("A quota settle / metering write failed in Redis: %s", exc)
+        if conn.can_read():
+            raise redis.ConnectionError("unexpected data on an idle quota connection")
+
+    def _use(self, work: Callable[[object], object]) -> object:
+        link = self._take()
+        reused = link[0].is_connected
+        try:
+            try:
+                self._settle_up(link)
+                result = work(link)
+            except redis.ConnectionError:
+                if not reused:
+                    raise
+                # A connection that died while idle: the command did not reach Redis; once more
+                # on a fresh one.
+                link[0].disconnect()
+                link[1] = 0
+                result = work(link)
+        except BaseException:
+            link[0].disconnect()
+            link[1] = 0
+            self._give(link)
+            raise
+        self._give(link)
+        return result
+
+    def evalsha(self, sha: str, source: str, keys: Sequence[str], args: Sequence) -> object:
+        """Run a script and wait for its reply (EVALSHA; on NOSCRIPT, EVAL, which also caches it)."""
+
+        def work(link: list) -> object:
+            conn = link[0]
+            conn.send_command("EVALSHA", sha, len(keys), *keys, *args, check_health=False)
+            try:
+                return conn.read_response()
+            except redis.exceptions.NoScriptError:
+                conn.send_command("EVAL", source, len(keys), *keys, *args, check_health=False)
+                return conn.read_response()
+
+        return self._use(work)
+
+    def send_later(self, source: str, keys: Sequence[str], args: Sequence) -> None:
+        """Send a script (EVAL: it must not depend on Redis still knowing it) and do not wait."""
+
+        def work(link: list) -> None:
+            link[0].send_command("EVAL", source, len(keys), *keys, *args, check_health=False)
+            link[1] += 1
+
+        self._use(work)
+
+
+_clients: dict[str, tuple[redis.Redis, _Scripts, _Links]] = {}
 
 
 def quota_client(url: str | None = None) -> redis.Redis:
     """The process's Redis client for quotas (a connection pool per URL), with short timeouts so a
     dead Redis answers 503 in well under a second instead of hanging the request."""
-    return _client_and_scripts(url)[0]
+    return _process_client(url)[0]
+
+
+def _process_client(url: str | None) -> tuple[redis.Redis, _Scripts, _Links]:
+    url = url or settings.REDIS_URL
+    if url not in _clients:
+        timeout = settings.TUNEFORGE_QUOTA_REDIS_TIMEOUT
+        made = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        _clients[url] = (made, _Scripts(made), _Links(made))
+    return _clients[url]
 
 
 def _client_and_scripts(url: str | None, client: redis.Redis | None = None) -> tuple[redis.Redis, _Scripts]:
@@ -179,12 +308,7 @@ def _client_and_scripts(url: str | None, client: redis.Redis | None = None) -> t
             scripts = _Scripts(client)
             client._tuneforge_quota_scripts = scripts
         return client, scripts
-    url = url or settings.REDIS_URL
-    if url not in _clients:
-        timeout = settings.TUNEFORGE_QUOTA_REDIS_TIMEOUT
-        made = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        _clients[url] = (made, _Scripts(made))
-    return _clients[url]
+    return _process_client(url)[:2]
 
 
 def _fail_open(fail_open: bool | None) -> bool:
@@ -200,13 +324,18 @@ def check(
     prefix: str = "tf",
     fail_open: bool | None = None,
     now: float | None = None,
+    policy: PolicySource | None = None,
 ) -> QuotaDecision:
     """Check and count one request against every limit at once (all-or-nothing).
 
     `tokens` is what the request may use (its `max_tokens`, or its input's tokens): counted against
     each token limit now; `settle(decision.reservation, used_tokens=...)` gives back the rest.
+    Maxima named by field are read from `policy`'s hash in the same script; when the hash lacks
+    one, `policy.load()` reads them from the database and the script runs again with them (a cold
+    start or a change costs one more round trip; every other request, one).
     Raises QuotaBackendUnavailable when Redis cannot be reached, unless fail-open is set
     (argument, else TUNEFORGE_QUOTA_FAIL_OPEN): then the request is allowed, uncounted, and logged.
+    A request with a policy whose rows set no limit at all is allowed then too (nothing to count).
     """
     if tokens < 0:
         raise ValueError(f"tokens must be >= 0, got {tokens}")
@@ -214,36 +343,70 @@ def check(
     counters = _counters(limits, tokens=tokens, now=now, prefix=prefix)
     if not counters:
         return QuotaDecision(allowed=True)
-    redis_client, scripts = _client_and_scripts(url, client)
-    argv: list[int] = []
+    if policy is None and any(isinstance(c.maximum, str) for c in counters):
+        raise ValueError("check(): a limit names a policy field, and no policy was given")
+    keys = ([policy.key, policy.epoch_key] if policy is not None else []) + [c.key for c in counters]
+    triples: list = []
     for counter in counters:
-        argv += [counter.maximum, counter.cost, counter.ttl_seconds]
+        triples += [counter.maximum, counter.cost, counter.ttl_seconds]
+    head = [2 if policy is not None else 0]
     try:
-        reply = scripts.check(keys=[c.key for c in counters], args=argv, client=redis_client)
+        if client is None:
+            links = _process_client(url)[2]
+
+            def run(args: list) -> list:
+                return links.evalsha(_CHECK_SHA, _CHECK_SOURCE, keys, args)
+
+        else:
+            scripts = _client_and_scripts(url, client)[1]
+
+            def run(args: list) -> list:
+                return scripts.check(keys=keys, args=args, client=client)
+
+        reply = run(head + [0, "", 0] + triples)
+        loads = 0
+        while reply[0] == -1:
+            if loads == 3:
+                raise RuntimeError("quota policies changed three times during one check")
+            loads += 1
+            # The policy's copy is missing: load it under the epoch the script saw (a change made
+            # meanwhile bumps the epoch, and the script then refuses this load and asks again).
+            fields = [item for pair in policy.load().items() for item in pair]
+            reply = run(head + [len(fields) // 2, reply[1], policy.ttl_seconds] + fields + triples)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
+        if policy is not None and not any(policy.load().values()):
+            return QuotaDecision(allowed=True)
         if _fail_open(fail_open):
             logger.warning("Quota check skipped, request let through (fail open): %s", exc)
             return QuotaDecision(allowed=True, degraded=True)
         raise QuotaBackendUnavailable(exc) from exc
-    allowed = bool(reply[0])
-    states = tuple(
-        LimitState(
-            limit=c.limit,
-            kind=c.kind,
-            maximum=c.maximum,
-            used=int(used),
-            reset_seconds=max(0.0, c.window_end - now),
+    allowed, used, refused_flags, maxima = reply
+    allowed = bool(allowed)
+    states, refused, token_keys = [], [], []
+    for counter, count, flag, maximum in zip(counters, used, refused_flags, maxima, strict=True):
+        if maximum < 0:
+            continue  # its policy field says: no limit
+        state = LimitState(
+            limit=counter.limit,
+            kind=counter.kind,
+            maximum=maximum,
+            used=count,
+            reset_seconds=max(0.0, counter.window_end - now),
         )
-        for c, used in zip(counters, reply[1], strict=True)
+        states.append(state)
+        if flag:
+            refused.append(state)
+        if counter.kind == "tokens":
+            token_keys.append(counter.key)
+    reservation = (
+        Reservation(keys=tuple(token_keys), tokens=tokens) if allowed and token_keys and tokens else None
     )
-    refused_flags = reply[2]
-    refused = tuple(s for s, flag in zip(states, refused_flags, strict=True) if int(flag))
-    token_keys = tuple(c.key for c in counters if c.kind == "tokens")
-    reservation = Reservation(keys=token_keys, tokens=tokens) if allowed and token_keys and tokens else None
     if not allowed:
         for state in refused:
             metrics.QUOTA_REFUSALS.labels(kind=state.kind, scope=state.limit.scope.split(":", 1)[0]).inc()
-    return QuotaDecision(allowed=allowed, states=states, refused_by=refused, reservation=reservation)
+    return QuotaDecision(
+        allowed=allowed, states=tuple(states), refused_by=tuple(refused), reservation=reservation
+    )
 
 
 def settle(
@@ -263,21 +426,30 @@ def settle(
     redis_client, scripts = _client_and_scripts(url, client)
     try:
         scripts.settle(
-            keys=list(reservation.keys), args=[reservation.tokens - used_tokens], client=redis_client
+            keys=list(reservation.keys),
+            args=[reservation.tokens - used_tokens, len(reservation.keys)],
+            client=redis_client,
         )
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         # The answer was already given: a failed give-back only leaves the window over-counted.
         logger.warning("Quota settle failed, %s reserved tokens not given back: %s", reservation.tokens, exc)
 
 
-def queue_settle(pipe: redis.client.Pipeline, reservation: Reservation | None, *, used_tokens: int) -> None:
-    """Queue `settle()` on a caller's pipeline, to share its round trip (metering's, after an answer).
-    EVAL, not EVALSHA: a pipeline cannot reload a script Redis forgot without an extra round trip."""
-    if reservation is None or not reservation.keys:
-        return
+def settle_and_meter_later(
+    reservation: Reservation | None, *, used_tokens: int, call: CallIncrements, url: str | None = None
+) -> None:
+    """`settle()` and meter one call (`serving.metering.call_increments`) in one atomic script, sent
+    on the process's quota connections without waiting for the reply (see `_Links`): the request
+    has made its one round trip, the check's. Raises redis.ConnectionError / TimeoutError if Redis
+    cannot be written to."""
     if used_tokens < 0:
         raise ValueError(f"used_tokens must be >= 0, got {used_tokens}")
-    pipe.eval(_SETTLE_SOURCE, len(reservation.keys), *reservation.keys, reservation.tokens - used_tokens)
+    token_keys = list(reservation.keys) if reservation is not None else []
+    delta = reservation.tokens - used_tokens if reservation is not None else 0
+    args: list = [delta, len(token_keys), call.minute]
+    for field_name, amount in call.increments:
+        args += [field_name, amount]
+    _process_client(url)[2].send_later(_SETTLE_SOURCE, [*token_keys, call.hash_key, call.minutes_key], args)
 
 
 def format_reset(seconds: float) -> str:

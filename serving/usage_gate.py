@@ -1,5 +1,6 @@
-"""The gate every inference view passes through: quota check (one Redis round trip), the answer's
-rate-limit headers, settling reserved tokens, metering and the Prometheus counters.
+"""The gate every inference view passes through: quota check (one Redis round trip, the only one a
+call waits for), the answer's rate-limit headers, settling reserved tokens, metering and the
+Prometheus counters.
 
 In a view (native or `/v1/`), around the work that answers the call:
 
@@ -100,26 +101,24 @@ def _record(
     output_tokens: int,
     reservation: quotas.Reservation | None = None,
 ) -> None:
-    """After the answer, in ONE round trip (MULTI/EXEC): give back the unused reserved tokens and
-    meter the call; then the Prometheus counters."""
+    """After the answer, in one atomic script sent without waiting for its reply (no second round
+    trip; see `quotas.settle_and_meter_later` for why nothing is lost): give back the unused
+    reserved tokens and meter the call; then the Prometheus counters."""
     latency = time.perf_counter() - started
     metrics.REQUESTS.labels(endpoint=endpoint_label, status=str(status)).inc()
     metrics.REQUEST_LATENCY.labels(endpoint=endpoint_label).observe(latency)
+    call = metering.call_increments(
+        team_id=team_id,
+        endpoint_id=endpoint_label,
+        key_id=key_id,
+        version_id=version_id,
+        status=status,
+        latency_ms=latency * 1000,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+    )
     try:
-        pipe = quotas.quota_client().pipeline(transaction=True)
-        quotas.queue_settle(pipe, reservation, used_tokens=input_tokens + output_tokens)
-        metering.queue_call(
-            pipe,
-            team_id=team_id,
-            endpoint_id=endpoint_label,
-            key_id=key_id,
-            version_id=version_id,
-            status=status,
-            latency_ms=latency * 1000,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-        )
-        pipe.execute()
+        quotas.settle_and_meter_later(reservation, used_tokens=input_tokens + output_tokens, call=call)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         # The answer is given: this only loses the give-back (the window stays over-counted) and
         # the call's metering; reached when Redis died mid-call, or quotas fail open.
@@ -144,9 +143,9 @@ def usage_gate(
     endpoint_id, endpoint_label = _endpoint_ref(endpoint, model)
     key_id = api_key.public_id if api_key is not None else None
     version_id = None if version is None else (version if isinstance(version, str) else version.pk)
-    limits = limits_for_request(team_id=team.pk, api_key=api_key, endpoint_id=endpoint_id)
+    limits, policy = limits_for_request(team_id=team.pk, api_key=api_key, endpoint_id=endpoint_id)
     try:
-        decision = quotas.check(limits=limits, tokens=max(0, int(reserve_tokens)))
+        decision = quotas.check(limits=limits, tokens=max(0, int(reserve_tokens)), policy=policy)
     except quotas.QuotaBackendUnavailable as exc:
         metrics.REQUESTS.labels(endpoint=endpoint_label, status="503").inc()
         raise QuotaUnavailable(

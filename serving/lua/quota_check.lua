@@ -1,30 +1,66 @@
 -- Check and count one request against every applicable limit, all-or-nothing.
--- KEYS[i]: one counter per (limit, kind), its window's start in the name.
--- ARGV: for each key, three values: maximum, cost (1 for requests, reserved tokens), time to live (s).
--- Returns {allowed (1/0), {used after this call per key}, {1 where that key refused, else 0}}.
--- Nothing is written unless every counter has room, so a refused request is counted nowhere.
-local used = {}
-local refused = {}
+-- ARGV[1]: how many of the first KEYS are the policy's (0, or 2: the policy hash and its epoch key).
+-- ARGV[2]: n, how many policy fields this call loads (0 unless the last reply said "policies missing").
+-- ARGV[3]: the epoch the caller read before loading them; ARGV[4]: the policy hash's time to live (s).
+-- ARGV[5 .. 4 + 2n]: the loaded fields, name and value ('' = no limit).
+-- The remaining KEYS: one counter per (limit, kind), its window's start in the name. For each, three
+-- ARGV: its maximum (a number, or the name of a policy field that holds it), cost (1 for requests,
+-- the reserved tokens), time to live (s).
+-- Returns {allowed (1/0), {used per counter}, {1 where that counter refused, else 0}, {maximum per
+-- counter, -1 where its policy field says no limit}}, or {-1, epoch} when a policy field it needs is
+-- not in Redis (a cold start, a flush, or a policy changed): the caller loads the policy from the
+-- database and calls again with it and that epoch. A load is written only if the epoch is unchanged,
+-- so a policy read before a change cannot overwrite the change (every change bumps the epoch).
+-- Nothing is counted unless every counter has room, so a refused request is counted nowhere.
+local npolicy = tonumber(ARGV[1])
+local nload = tonumber(ARGV[2])
+local policy, epoch_key = KEYS[1], KEYS[2]
+if nload > 0 then
+  local epoch = redis.call('GET', epoch_key) or '0'
+  if epoch ~= ARGV[3] then
+    return {-1, epoch}
+  end
+  redis.call('HSET', policy, unpack(ARGV, 5, 4 + 2 * nload))
+  -- Set once, not renewed: a bound on how long a copy can outlive a change whose invalidation failed.
+  if redis.call('TTL', policy) < 0 then
+    redis.call('EXPIRE', policy, tonumber(ARGV[4]))
+  end
+end
+local base = 4 + 2 * nload
+local maxima, costs, used, refused = {}, {}, {}, {}
 local allowed = 1
-for i, key in ipairs(KEYS) do
-  local base = (i - 1) * 3
-  local maximum = tonumber(ARGV[base + 1])
-  local cost = tonumber(ARGV[base + 2])
-  local current = tonumber(redis.call('GET', key) or '0')
-  used[i] = current
-  if current + cost > maximum then
-    refused[i] = 1
-    allowed = 0
-  else
-    refused[i] = 0
+for i = npolicy + 1, #KEYS do
+  local at = base + (i - npolicy - 1) * 3
+  local spec = ARGV[at + 1]
+  local maximum = tonumber(spec)
+  if maximum == nil then
+    local value = redis.call('HGET', policy, spec)
+    if not value then
+      return {-1, redis.call('GET', epoch_key) or '0'}
+    end
+    maximum = tonumber(value) or -1
+  end
+  local n = i - npolicy
+  maxima[n] = maximum
+  costs[n] = tonumber(ARGV[at + 2])
+  used[n] = 0
+  refused[n] = 0
+  if maximum >= 0 then
+    local current = tonumber(redis.call('GET', KEYS[i]) or '0')
+    used[n] = current
+    if current + costs[n] > maximum then
+      refused[n] = 1
+      allowed = 0
+    end
   end
 end
 if allowed == 1 then
-  for i, key in ipairs(KEYS) do
-    local base = (i - 1) * 3
-    local cost = tonumber(ARGV[base + 2])
-    used[i] = redis.call('INCRBY', key, cost)
-    redis.call('EXPIRE', key, tonumber(ARGV[base + 3]))
+  for i = npolicy + 1, #KEYS do
+    local n = i - npolicy
+    if maxima[n] >= 0 then
+      used[n] = redis.call('INCRBY', KEYS[i], costs[n])
+      redis.call('EXPIRE', KEYS[i], tonumber(ARGV[base + (n - 1) * 3 + 3]))
+    end
   end
 end
-return {allowed, used, refused}
+return {allowed, used, refused, maxima}

@@ -155,6 +155,82 @@ def test_metrics_show_the_refusals_and_the_jobs_gauge(anon_client, client, team,
     assert jobs["succeeded"] >= 1 and "running" in jobs and "queued" in jobs
 
 
+def test_redis_unreachable_with_no_policy_at_all_still_answers(anon_client, team, served, settings):
+    key = ApiKeyFactory(team=team)
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    r = predict(anon_client, key, input="x")
+    assert r.status_code == 200, r.content  # nothing to count: the database says no limit applies
+    assert "x-ratelimit-limit-requests" not in r
+
+
+# --- the policies' copy in Redis (one round trip: the check script reads the limits) -----------
+
+
+def _delete(rclient, pattern: str) -> None:
+    keys = list(rclient.scan_iter(match=pattern))
+    if keys:
+        rclient.delete(*keys)
+
+
+def test_policies_are_rebuilt_from_the_database_after_redis_lost_them(anon_client, team, served, rclient):
+    wait_for_a_fresh_minute(30)
+    team_policy(team, requests_per_minute=2)
+    key = ApiKeyFactory(team=team)
+    assert predict(anon_client, key, input="a")["x-ratelimit-remaining-requests"] == "1"
+
+    _delete(rclient, "tf:quota:policy:*")  # the copy evicted, the counters kept
+    second = predict(anon_client, key, input="b")
+    assert second.status_code == 200 and second["x-ratelimit-limit-requests"] == "2"
+    assert predict(anon_client, key, input="c").status_code == 429
+
+    _delete(rclient, "tf:quota:*")  # a flushed Redis: counters gone too, the limit is not
+    assert [predict(anon_client, key, input=t).status_code for t in "def"] == [200, 200, 429]
+
+
+def test_a_limit_changed_between_two_calls_applies_to_the_second(anon_client, team, served):
+    wait_for_a_fresh_minute(30)
+    team_policy(team, requests_per_minute=100)
+    key = ApiKeyFactory(team=team)
+    assert predict(anon_client, key, input="a")["x-ratelimit-limit-requests"] == "100"
+    team_policy(team, requests_per_minute=1)
+    refused = predict(anon_client, key, input="b")
+    assert refused.status_code == 429 and refused["x-ratelimit-limit-requests"] == "1"
+    QuotaPolicy.objects.filter(team=team).delete()
+    freed = predict(anon_client, key, input="c")
+    assert freed.status_code == 200 and "x-ratelimit-limit-requests" not in freed
+
+
+def test_a_quota_change_is_not_saved_when_redis_is_down(olga_client, team, settings):
+    team_policy(team, monthly_requests=10)
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    r = olga_client.patch(f"/api/v1/teams/{team.id}/quota", {"monthly_requests": 99}, format="json")
+    assert r.status_code == 503
+    assert "not saved" in r.json()["error"]["message"] and "Redis" in r.json()["error"]["message"]
+    assert QuotaPolicy.objects.get(team=team, api_key=None).monthly_requests == 10
+
+
+def test_a_quota_connection_redis_closed_is_replaced_and_no_call_goes_unmetered(
+    anon_client, team, served, rclient
+):
+    from serving.models import UsageAggregate
+    from serving.usage import usage_flush
+
+    team_policy(team, monthly_requests=100)
+    key = ApiKeyFactory(team=team)
+    assert predict(anon_client, key, input="a").status_code == 200
+    db = str(rclient.connection_pool.connection_kwargs.get("db", 0))
+    for client in rclient.client_list():  # the gate's connections: the only ones running scripts
+        if client["db"] == db and client["cmd"] in ("eval", "evalsha"):
+            rclient.client_kill_filter(_id=client["id"])
+    assert predict(anon_client, key, input="b").status_code == 200
+    assert predict(anon_client, key, input="c")["x-ratelimit-remaining-requests"] == "97"
+
+    usage_flush(now=__import__("time").time() + 120)
+    rows = UsageAggregate.objects.filter(team_id=team.pk, granularity="minute")
+    assert sum(r.requests for r in rows) == 3
+    assert sum(sum(r.latency_buckets) for r in rows) == 3
+
+
 # --- the team quota API ------------------------------------------------------------------------
 
 

@@ -191,3 +191,30 @@ def test_bad_limits_are_refused_with_a_clear_error():
         Limit("key:1", 60)
     with pytest.raises(ValueError, match="window"):
         Limit("key:1", 0, max_requests=1)
+
+
+def test_limits_read_from_a_policy_hash_and_a_load_read_before_a_change_cannot_overwrite_it(rclient, prefix):
+    policy_key, epoch_key = f"{prefix}:policy", f"{prefix}:policy:epoch"
+    rows = {"rpm": "5", "tpm": ""}
+    loads = []
+
+    def load():
+        loads.append(dict(rows))
+        if len(loads) == 1:
+            # A change commits (and drops the copy) while this load is on its way back to Redis.
+            read_before = dict(rows)
+            rows["rpm"] = "1"
+            rclient.incr(epoch_key)
+            rclient.delete(policy_key)
+            return read_before
+        return dict(rows)
+
+    policy = quotas.PolicySource(key=policy_key, epoch_key=epoch_key, load=load)
+    limit = Limit("key:1", 60, max_requests="rpm", max_tokens="tpm")
+    first = check(limits=[limit], tokens=7, client=rclient, prefix=prefix, now=NOW, policy=policy)
+    assert len(loads) == 2  # the stale load was refused, and the rows read again
+    assert first.allowed and [(s.kind, s.maximum) for s in first.states] == [("requests", 1)]
+    assert first.reservation is None  # '' is no limit: no token counter was touched
+    assert rclient.hgetall(policy_key) == {b"rpm": b"1", b"tpm": b""}
+    second = check(limits=[limit], client=rclient, prefix=prefix, now=NOW, policy=policy)
+    assert not second.allowed and len(loads) == 2  # read from the copy: no load
