@@ -133,6 +133,15 @@ def best(fn, repeats: int) -> float:
     return max(fn() for _ in range(repeats))
 
 
+def interleaved(fns, repeats: int) -> list[float]:
+    """The best of `repeats` rounds of each, the functions taking turns within every round."""
+    results = [[] for _ in fns]
+    for _ in range(repeats):
+        for out, fn in zip(results, fns, strict=True):
+            out.append(fn())
+    return [max(r) for r in results]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=12, help="requests per client thread")
@@ -182,11 +191,24 @@ def main() -> int:
         plain = ServingRuntime(resolve_base=resolve, micro_batching=False)
         plain.classify(adapters[0], ["warm"])
 
-        # (a) micro-batching
-        batched = best(lambda: run_clients(lambda t: rt.classify(one, [t]), work), args.repeats)
-        unbatched = best(lambda: run_clients(lambda t: plain.classify(one, [t]), work), args.repeats)
-        lm.group.peft_model.set_adapter(lm.adapter_name)
-        bare = best(lambda: bare_batched(lm.group.peft_model, lm.tokenizer, work, 32), args.repeats)
+        # (a) micro-batching. The three interleaved, round by round (best of each): on a shared
+        # machine the load changes within a minute, and measured one after the other the ratios
+        # followed the load, not the code.
+        plain_lm = plain.cache.get(one)
+
+        def bare_forward() -> float:
+            with plain_lm.forward_lock:
+                plain_lm.group.activate(plain_lm.adapter_name)
+                return bare_batched(plain_lm.group.peft_model, plain_lm.tokenizer, work, 32)
+
+        batched, unbatched, bare = interleaved(
+            [
+                lambda: run_clients(lambda t: rt.classify(one, [t]), work),
+                lambda: run_clients(lambda t: plain.classify(one, [t]), work),
+                bare_forward,
+            ],
+            args.repeats,
+        )
         plain.close()
 
         stats = rt.cache.stats()
@@ -197,8 +219,13 @@ def main() -> int:
         rss_growth_adapters = rss20 - rss_base1
         mixed_work = [(str(adapters[i % N_ADAPTERS]), t) for i, t in enumerate(work)]
         same_work = [(one, t) for t in work]
-        mixed = best(lambda: run_clients(lambda w: rt.classify(w[0], [w[1]]), mixed_work), args.repeats)
-        same = best(lambda: run_clients(lambda w: rt.classify(w[0], [w[1]]), same_work), args.repeats)
+        mixed, same = interleaved(
+            [
+                lambda: run_clients(lambda w: rt.classify(w[0], [w[1]]), mixed_work),
+                lambda: run_clients(lambda w: rt.classify(w[0], [w[1]]), same_work),
+            ],
+            args.repeats,
+        )
         batch_stats = rt.batcher.stats()
         rt.close()
     load2 = os.getloadavg()[0]

@@ -337,8 +337,9 @@ class EndpointPredictApi(TeamApiView):
 
     @extend_schema(operation_id="endpoints_predict", request=None, responses={200: None, **ERRORS})
     def post(self, request, slug):
-        selectors.endpoint_get(team=self.ctx.team, slug=slug)
-        target = inference.resolve_target(team=self.ctx.team, model=slug, api_key=self.ctx.api_key)
+        target = inference.resolve_target(
+            team=self.ctx.team, model=slug, api_key=self.ctx.api_key, endpoint_only=True
+        )
         request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
         body = request.data if isinstance(request.data, dict) else {}
         if target.is_classifier:

@@ -22,6 +22,26 @@ def _write_key_limits(api_key, limits):
     return key_limits_set(api_key=api_key, limits=limits)
 
 
+def _bump_access_stamp(sender, instance, **kwargs) -> None:
+    from accounts import access_stamps
+
+    access_stamps.bump(instance.team_id)
+
+
+def _connect_access_stamps() -> None:
+    """Endpoint routing is cached per process (serving.inference): any save or delete of an endpoint
+    (publish, switch, rollback, deploy, canary, unpublish, options) or of a model version it routes
+    to bumps the team's access stamp, whichever process (web, worker, admin) makes it."""
+    from django.db.models.signals import post_delete, post_save
+
+    from finetune.models import ModelVersion
+    from serving.models import Endpoint
+
+    for model in (Endpoint, ModelVersion):
+        for signal in (post_save, post_delete):
+            signal.connect(_bump_access_stamp, sender=model, dispatch_uid=f"access-stamp-{model.__name__}")
+
+
 class ServingConfig(AppConfig):
     name = "serving"
 
@@ -29,6 +49,7 @@ class ServingConfig(AppConfig):
         from accounts.apikeys import register_endpoint_provider
 
         register_endpoint_provider(_team_endpoint_slugs)
+        _connect_access_stamps()
 
         # A key's own rate limits are quota policies (serving's rows); the key API and page live in
         # accounts, which imports no app above it, so serving plugs the limits in.

@@ -17,6 +17,7 @@ from typing import Any
 
 from django.conf import settings
 
+from accounts import access_stamps
 from common.errors import ApplicationError, Forbidden, InvalidInput, NotFound
 from serving.runtime import (
     REFUSE,
@@ -115,21 +116,59 @@ class ClassificationResult:
     truncated: list[bool]
 
 
-def resolve_target(*, team, model: str, api_key=None) -> InferenceTarget:
-    """`model` is an endpoint slug or a fine-tuned model name (`ft:...`) of `team`."""
+@dataclass(frozen=True)
+class _Route:
+    """What a `model` of a team names: an endpoint (with its live and canary versions), or a
+    fine-tuned version called directly. Shared by requests, read-only."""
+
+    endpoint: Any | None
+    version: Any | None
+
+
+# (team id, model) -> _Route, valid while the team's access stamp is unchanged: a publish, switch,
+# rollback, deploy, canary change or unpublish bumps it (serving.apps), so the next request in every
+# process routes to the new version.
+_routes: access_stamps.StampedCache[_Route] = access_stamps.StampedCache()
+
+
+def _load_route(team_id: str, model: str) -> _Route | None:
     from finetune.models import ModelVersion
     from serving.models import Endpoint
 
+    endpoint = (
+        Endpoint.objects.select_related("model_version", "canary_version")
+        .filter(team_id=team_id, slug=model)
+        .first()
+    )
+    if endpoint is not None:
+        return _Route(endpoint=endpoint, version=None)
+    version = ModelVersion.objects.filter(team_id=team_id, name=model).first()
+    return _Route(endpoint=None, version=version) if version is not None else None
+
+
+def _route(*, team, model: str, api_key) -> _Route | None:
+    # API-key authentication read the stamp of the key's team already, in its one Redis round trip.
+    stamp = getattr(api_key, "access_stamp", None) if getattr(api_key, "team_id", None) == team.pk else None
+    if stamp is None:
+        try:
+            stamp = access_stamps.current(team.pk)
+        except Exception:  # noqa: BLE001 - no Redis: read the database, as before the cache
+            stamp = None
+    return _routes.get((team.pk, model), stamp, lambda: _load_route(team.pk, model))
+
+
+def resolve_target(*, team, model: str, api_key=None, endpoint_only: bool = False) -> InferenceTarget:
+    """`model` is an endpoint slug or a fine-tuned model name (`ft:...`) of `team`; with
+    `endpoint_only` (the native `/endpoints/{slug}/predict`), an endpoint slug, else a 404 naming it."""
     if api_key is not None and not api_key.has_scope("inference"):
         raise Forbidden("This API key lacks the 'inference' scope.", code="missing_scope")
     if not isinstance(model, str) or not model:
         raise InvalidInput("model is required.", code="missing_model", field="model")
-    endpoint = (
-        Endpoint.objects.select_related("model_version", "canary_version")
-        .filter(team=team, slug=model)
-        .first()
-    )
-    if endpoint is not None:
+    route = _route(team=team, model=model, api_key=api_key)
+    if endpoint_only and (route is None or route.endpoint is None):
+        raise NotFound(f"No endpoint {model!r} in team {team.name}.", code="endpoint_not_found", field="slug")
+    if route is not None and route.endpoint is not None:
+        endpoint = route.endpoint
         allowed = getattr(api_key, "endpoints", None) if api_key is not None else None
         if allowed is not None and endpoint.slug not in allowed:
             raise Forbidden(
@@ -150,8 +189,7 @@ def resolve_target(*, team, model: str, api_key=None) -> InferenceTarget:
             canary_version=endpoint.canary_version,
             canary_percent=endpoint.canary_percent if endpoint.canary_version_id else 0,
         )
-    version = ModelVersion.objects.filter(team=team, name=model).first()
-    if version is None:
+    if route is None:
         raise NotFound(
             f"The model '{model}' does not exist or you do not have access to it.",
             code="model_not_found",
@@ -163,7 +201,7 @@ def resolve_target(*, team, model: str, api_key=None) -> InferenceTarget:
             code="endpoint_not_allowed",
             field="model",
         )
-    return InferenceTarget(endpoint=None, model_version=version, task=version.task, options={})
+    return InferenceTarget(endpoint=None, model_version=route.version, task=route.version.task, options={})
 
 
 def in_canary(request_id: str, percent: int) -> bool:

@@ -8,6 +8,7 @@ from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.utils import timezone
 from rest_framework_api_key.models import APIKey as LibraryAPIKey
 
+from accounts import access_stamps
 from accounts.models import ApiKey, Invitation, Membership, Team, User
 
 
@@ -157,5 +158,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected keys")
     def revoke(self, request, queryset):
-        count = queryset.filter(revoked=False).update(revoked=True, revoked_at=timezone.now())
+        live = queryset.filter(revoked=False)
+        teams = set(live.values_list("team_id", flat=True))
+        count = live.update(revoked=True, revoked_at=timezone.now())
+        access_stamps.bump(*teams)  # update() sends no signal: every process must drop these keys now
         messages.success(request, f"Revoked {count} key(s).")

@@ -1,11 +1,15 @@
 """API-key authentication for both API faces (`Authorization: Bearer tf_...` or `X-Api-Key`)."""
 
+import copy
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 
+from django.core.cache import cache
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
+from accounts import access_stamps
 from accounts.models import ApiKey, Membership
 from accounts.throttling import API_KEY_BY_ADDRESS, client_address
 
@@ -24,23 +28,25 @@ def presented_key(request) -> str | None:
     return request.META.get("HTTP_X_API_KEY") or None
 
 
-def key_from_token(raw: str) -> ApiKey:
-    """The usable key for a presented token; raises AuthenticationFailed saying why not."""
-    match = KEY_FORMAT.match(raw)
-    if not match:
-        raise exceptions.AuthenticationFailed(MALFORMED, code="malformed_api_key")
-    library_key = raw[len(KEY_PREFIX) :]
-    api_key = ApiKey.objects.select_related("team").filter(prefix=match.group(1)).first()
-    if api_key is None or not api_key.is_valid(library_key):
-        raise exceptions.AuthenticationFailed(
-            "Invalid API key: it matches no key of this platform.", code="invalid_api_key"
-        )
-    if api_key.revoked:
-        raise exceptions.AuthenticationFailed("This API key was revoked.", code="revoked_api_key")
-    if api_key.has_expired:
-        raise exceptions.AuthenticationFailed("This API key has expired.", code="expired_api_key")
-    # Keys die with their creator's membership, and carry no more than the creator's current role.
-    # Read per request, never cached: a removal counts at once in every process.
+@dataclass(frozen=True)
+class _KeyEntry:
+    """What authenticating a key reads from the database: the key (with its team) and its creator's
+    role in the team (None: no longer a member). Never handed out: each request gets a copy."""
+
+    api_key: ApiKey
+    owner_role: str | None
+
+
+# prefix -> _KeyEntry, valid while the key's team's access stamp is unchanged (accounts.access_stamps):
+# a revocation, a restriction, a removal or a demotion bumps the stamp, so it counts on the next
+# request in every process, as it did when every request read the database.
+_keys: access_stamps.StampedCache[_KeyEntry] = access_stamps.StampedCache()
+
+
+def _load_key(prefix: str) -> _KeyEntry | None:
+    api_key = ApiKey.objects.select_related("team").filter(prefix=prefix).first()
+    if api_key is None:
+        return None
     role = (
         Membership.objects.filter(team_id=api_key.team_id, user_id=api_key.created_by_id)
         .values_list("role", flat=True)
@@ -48,16 +54,54 @@ def key_from_token(raw: str) -> ApiKey:
         if api_key.created_by_id
         else None
     )
-    if role is None:
+    return _KeyEntry(api_key=api_key, owner_role=role)
+
+
+def _copy_of(api_key: ApiKey) -> ApiKey:
+    # Model instances copy their state and relation cache (Model.__getstate__); the team is copied
+    # too, so nothing one request sets on its key or team reaches another request.
+    mine = copy.copy(api_key)
+    mine._state.fields_cache = {"team": copy.copy(api_key.team)}
+    return mine
+
+
+def key_team_hint(raw: str) -> str | None:
+    """The team of a token's key as this process last saw it (no query), to read its access stamp
+    along with the brakes; None for a token not seen yet or malformed."""
+    match = KEY_FORMAT.match(raw)
+    entry = _keys.peek(match.group(1)) if match else None
+    return entry.api_key.team_id if entry is not None else None
+
+
+def key_from_token(raw: str, *, stamp: str | None = None) -> ApiKey:
+    """The usable key for a presented token; raises AuthenticationFailed saying why not. `stamp` is
+    the access stamp of the key's team read before this call (None: unknown, read the database)."""
+    match = KEY_FORMAT.match(raw)
+    if not match:
+        raise exceptions.AuthenticationFailed(MALFORMED, code="malformed_api_key")
+    library_key = raw[len(KEY_PREFIX) :]
+    entry = _keys.get(match.group(1), stamp, lambda: _load_key(match.group(1)))
+    if entry is None or not entry.api_key.is_valid(library_key):
+        raise exceptions.AuthenticationFailed(
+            "Invalid API key: it matches no key of this platform.", code="invalid_api_key"
+        )
+    api_key = _copy_of(entry.api_key)
+    if api_key.revoked:
+        raise exceptions.AuthenticationFailed("This API key was revoked.", code="revoked_api_key")
+    if api_key.has_expired:
+        raise exceptions.AuthenticationFailed("This API key has expired.", code="expired_api_key")
+    # Keys die with their creator's membership, and carry no more than the creator's current role.
+    if entry.owner_role is None:
         raise exceptions.AuthenticationFailed(
             "This API key no longer works: the key's owner is no longer a member of the team.",
             code="owner_not_member",
         )
-    api_key.owner_role = role
+    api_key.owner_role = entry.owner_role
+    api_key.access_stamp = stamp
     now = timezone.now()
     if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
-        api_key.last_used_at = now
+        api_key.last_used_at = entry.api_key.last_used_at = now
     return api_key
 
 
@@ -69,7 +113,11 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if raw is None:
             return None
         address = client_address(request)
-        wait = API_KEY_BY_ADDRESS.retry_after(address)
+        # One Redis round trip: this address's brake and the key's team's access stamp.
+        team_id = key_team_hint(raw)
+        extra = [access_stamps.stamp_key(team_id)] if team_id else []
+        values = cache.get_many([*API_KEY_BY_ADDRESS.keys(address), *extra])
+        wait = API_KEY_BY_ADDRESS.retry_after_from(values, address)
         if wait:
             raise exceptions.Throttled(
                 wait=wait, detail=f"Too many failed API-key attempts from this address; retry in {wait} s."
@@ -78,7 +126,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             if not raw.startswith(KEY_PREFIX):
                 # No other authenticator reads these headers, so a foreign token is an error, not a pass.
                 raise exceptions.AuthenticationFailed(MALFORMED, code="malformed_api_key")
-            api_key = key_from_token(raw)
+            stamp = access_stamps.stamp_of(values.get(extra[0]), team_id) if extra else None
+            api_key = key_from_token(raw, stamp=stamp)
         except exceptions.AuthenticationFailed as exc:
             if exc.get_codes() in ("malformed_api_key", "invalid_api_key"):  # guesses, not lapsed keys
                 API_KEY_BY_ADDRESS.record_failure(address)

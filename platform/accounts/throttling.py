@@ -43,10 +43,18 @@ class Brake:
         except ValueError:  # expired between add and incr: this failure opens a new window
             cache.set(key, 1, timeout=window)
 
+    def keys(self, ident: str) -> list[str]:
+        """The cache keys `retry_after_from` reads (so a caller can fetch them with its own)."""
+        key = self._key(ident)
+        return [key, f"{key}:until"]
+
     def retry_after(self, ident: str) -> int | None:
         """Seconds until `ident` may try again, or None when it is not braked."""
+        return self.retry_after_from(cache.get_many(self.keys(ident)), ident)
+
+    def retry_after_from(self, values: dict, ident: str) -> int | None:
+        """`retry_after` from already fetched `values` of `keys(ident)`."""
         key = self._key(ident)
-        values = cache.get_many([key, f"{key}:until"])
         if int(values.get(key) or 0) < self.threshold:
             return None
         until = values.get(f"{key}:until") or time.time() + self.window

@@ -180,7 +180,7 @@ class ModelCache:
             log.info("serving: loaded base %s (%.1f MB)", base_path, group.base_bytes / 2**20)
         else:
             loading.attach_adapter(group, info, name)
-        nbytes = loading.adapter_bytes(group, name)
+        nbytes = loading.adapter_bytes(group, name, info.adapter_dir)
         log.info("serving: attached adapter %s as %s (%.2f MB)", key[0], name, nbytes / 2**20)
         return LoadedModel(
             key=key,

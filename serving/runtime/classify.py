@@ -83,7 +83,7 @@ def logits_for(rows: list[tuple[LoadedModel, Encoded]]) -> list[torch.Tensor]:
                 out = lm0.module(**batch).logits
                 for j, i in enumerate(idx):
                     results[i] = out[j].float()
-            elif lm0.group.supports_mixed_batch:
+            elif lm0.group.supports_mixed_batch and len({rows[i][0].adapter_name for i in idx}) > 1:
                 batch = _pad([rows[i][1] for i in idx], pad_id)
                 names = [rows[i][0].adapter_name for i in idx]
                 # peft routes each row through its own LoRA weights and its own modules_to_save head.
@@ -91,11 +91,14 @@ def logits_for(rows: list[tuple[LoadedModel, Encoded]]) -> list[torch.Tensor]:
                 for j, i in enumerate(idx):
                     results[i] = out[j].float()
             else:
+                # One adapter (the common case), or a tuner without mixed batches: the plain forward of
+                # the active adapter. peft's `adapter_names` path installs hooks and splits every layer
+                # per adapter on each call, which costs a single-adapter batch time for nothing.
                 by_adapter: dict[str, list[int]] = {}
                 for i in idx:
                     by_adapter.setdefault(rows[i][0].adapter_name, []).append(i)
                 for name, sub in by_adapter.items():
-                    lm0.group.peft_model.set_adapter(name)
+                    lm0.group.activate(name)
                     out = lm0.group.peft_model(**_pad([rows[i][1] for i in sub], pad_id)).logits
                     for j, i in enumerate(sub):
                         results[i] = out[j].float()

@@ -185,7 +185,7 @@ def _run(lm: LoadedModel, ids: list[int], cfg: Any, params: GenerationParams, **
     """generate() under the model's lock: the active adapter and the global RNG are process state."""
     with lm.forward_lock, torch.inference_mode():
         if lm.group is not None:
-            lm.group.peft_model.set_adapter(lm.adapter_name)
+            lm.group.activate(lm.adapter_name)
         if params.seed is not None:
             torch.manual_seed(params.seed)
         input_ids = torch.tensor([ids], dtype=torch.long)

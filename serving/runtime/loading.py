@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,10 +37,21 @@ class BaseGroup:
     peft_type: str
     adapters: set[str] = field(default_factory=set)
     lock: threading.RLock = field(default_factory=threading.RLock)
+    # The adapter our last `activate` made active (None after an attach or a detach, which may move it).
+    active: str | None = None
+    # (LoRA layers, modules_to_save wrappers) of the shared model by module path, for `_fast_attach`.
+    layout: tuple[dict, dict] | None = None
 
     @property
     def supports_mixed_batch(self) -> bool:
         return self.peft_type in MIXED_BATCH_TYPES
+
+    def activate(self, adapter_name: str) -> None:
+        """Make `adapter_name` the active adapter (call with `lock` held). set_adapter walks every
+        module, so it runs only when another adapter (or someone else's set_adapter) came between."""
+        if self.active != adapter_name or self.peft_model.active_adapter != adapter_name:
+            self.peft_model.set_adapter(adapter_name)
+            self.active = adapter_name
 
     @property
     def base_module(self) -> nn.Module:
@@ -172,14 +184,124 @@ def new_group(base_path: str, info: ArtifactInfo, adapter_name: str) -> BaseGrou
     return group
 
 
+# LoRA config fields two adapters of one group may differ in and still be attached by `_fast_attach`
+# (update_layer reads them from the adapter's own config); any other difference takes peft's path.
+_PER_ADAPTER_FIELDS = frozenset(
+    {"r", "lora_alpha", "lora_dropout", "use_rslora", "init_lora_weights", "inference_mode",
+     "base_model_name_or_path", "revision", "peft_version", "auto_mapping"}
+)  # fmt: skip
+_STATE_PREFIX = "base_model.model."
+
+
+def _layout(config) -> dict:
+    def norm(v):
+        # peft appends the task's default heads to a loaded config's modules_to_save (repeats too).
+        return tuple(sorted(set(map(str, v)))) if isinstance(v, list | set | tuple) else v
+
+    return {k: norm(v) for k, v in config.to_dict().items() if k not in _PER_ADAPTER_FIELDS}
+
+
+def _fast_attach(group: BaseGroup, info: ArtifactInfo, adapter_name: str) -> bool:
+    """Attach a LoRA adapter laid out like the group's others without peft's generic load_adapter:
+    that walks every module of the shared model a few dozen times (inject, trainability, state-dict
+    key remapping, set_adapter), and the model grows with each adapter, so at 20 adapters one cold
+    attach cost ~100 ms. Here: one update_layer per LoRA layer the group already has, a copy of
+    each modules_to_save head, and the saved tensors copied in. False (nothing changed) when the
+    adapter does not fit that shape exactly (other targets, another tuner, unknown keys): the caller
+    then takes peft's path."""
+    from peft import LoraConfig, PeftConfig
+    from peft.tuners.lora import LoraLayer
+    from peft.utils import ModulesToSaveWrapper
+    from safetensors.torch import load_file
+
+    file = Path(info.adapter_dir) / "adapter_model.safetensors"
+    peft_model = group.peft_model
+    if not file.is_file() or not group.adapters:
+        return False
+    config = PeftConfig.from_pretrained(info.adapter_dir)
+    reference = next((peft_model.peft_config[a] for a in group.adapters if a in peft_model.peft_config), None)
+    if not isinstance(config, LoraConfig) or reference is None or _layout(config) != _layout(reference):
+        return False
+    if group.layout is None:
+        modules = dict(peft_model.base_model.model.named_modules())
+        group.layout = (
+            {k: m for k, m in modules.items() if isinstance(m, LoraLayer)},
+            {k: m for k, m in modules.items() if isinstance(m, ModulesToSaveWrapper)},
+        )
+    layers, heads = group.layout
+    lora: dict[str, dict[str, torch.Tensor]] = {}
+    saved: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in load_file(str(file)).items():
+        if not key.startswith(_STATE_PREFIX):
+            return False
+        rest = key[len(_STATE_PREFIX) :]
+        module, _, tail = rest.rpartition(".lora_")
+        if module in layers and tail in ("A.weight", "B.weight"):
+            lora.setdefault(module, {})[tail[0]] = tensor
+            continue
+        head = next((h for h in heads if rest.startswith(h + ".")), None)
+        if head is None:
+            return False
+        saved.setdefault(head, {})[rest[len(head) + 1 :]] = tensor
+    if set(lora) != set(layers) or set(saved) != set(heads) or any(len(ab) != 2 for ab in lora.values()):
+        return False
+    if (
+        config.rank_pattern
+        or config.alpha_pattern
+        or any(ab["A"].shape[0] != config.r for ab in lora.values())
+    ):
+        return False
+    config.inference_mode = True
+    config.init_lora_weights = False  # the saved weights overwrite them
+    peft_model.peft_config[adapter_name] = config
+    try:
+        with torch.no_grad():
+            for module, layer in layers.items():
+                layer.update_layer(
+                    adapter_name, config.r, config.lora_alpha, config=config, target_name=module
+                )
+                for part, weights in (("A", layer.lora_A), ("B", layer.lora_B)):
+                    weights[adapter_name].weight.copy_(lora[module][part])
+                    weights[adapter_name].weight.requires_grad_(False)
+                # New modules start in training mode: a dropout there would make answers random.
+                for new in (layer.lora_dropout, layer.lora_A, layer.lora_B):
+                    new[adapter_name].eval()
+            for head, state in saved.items():
+                heads[head].update(adapter_name)
+                heads[head].modules_to_save[adapter_name].load_state_dict(state, strict=True)
+                heads[head].modules_to_save[adapter_name].requires_grad_(False).eval()
+    except Exception:
+        peft_model.delete_adapter(adapter_name)
+        raise
+    return True
+
+
 def attach_adapter(group: BaseGroup, info: ArtifactInfo, adapter_name: str) -> None:
+    header = _safetensors_header(Path(info.adapter_dir) / "adapter_model.safetensors")
+    # peft's autocast only lifts fp16/bf16 adapter weights to fp32; for fp32 weights (what the engine
+    # saves) it is a pass over every parameter of the shared model, paid on each cold attach.
+    half = header is None or any(
+        t.get("dtype") in ("F16", "BF16") for k, t in header.items() if k != "__metadata__"
+    )
     with group.lock, quiet_transformers():
-        group.peft_model.load_adapter(info.adapter_dir, adapter_name=adapter_name)
-        group.peft_model.eval()
+        if half or not _fast_attach(group, info, adapter_name):
+            # Not trainable: load_adapter leaves the model in eval mode itself.
+            group.peft_model.load_adapter(
+                info.adapter_dir, adapter_name=adapter_name, autocast_adapter_dtype=half
+            )
+            group.layout = None  # it may have wrapped other modules
         group.adapters.add(adapter_name)
+        group.active = None
 
 
-def adapter_bytes(group: BaseGroup, adapter_name: str) -> int:
+def adapter_bytes(group: BaseGroup, adapter_name: str, adapter_dir: str | None = None) -> int:
+    """The adapter's weights in memory: its safetensors file's tensors (read from the file's header;
+    the file holds exactly the adapter's LoRA and head weights), else a walk over the parameters."""
+    header = _safetensors_header(Path(adapter_dir) / "adapter_model.safetensors") if adapter_dir else None
+    if header is not None:
+        return sum(
+            t["data_offsets"][1] - t["data_offsets"][0] for k, t in header.items() if k != "__metadata__"
+        )
     total = 0
     for name, p in group.peft_model.named_parameters():
         parts = name.split(".")
@@ -188,10 +310,23 @@ def adapter_bytes(group: BaseGroup, adapter_name: str) -> int:
     return total
 
 
+def _safetensors_header(path) -> dict | None:
+    import json
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            return json.loads(f.read(size))
+    except (OSError, ValueError, struct.error):
+        return None
+
+
 def detach_adapter(group: BaseGroup, adapter_name: str) -> None:
     with group.lock:
         group.peft_model.delete_adapter(adapter_name)
         group.adapters.discard(adapter_name)
+        group.active = None
 
 
 def load_standalone(info: ArtifactInfo, resolver: BaseResolver, *, merge_adapter: bool) -> nn.Module:

@@ -140,6 +140,34 @@ def test_a_key_restricted_to_another_endpoint_is_refused_naming_it(team, alice, 
     assert predict(ok, input="hi").status_code == 200
 
 
+def test_a_key_that_just_answered_is_refused_on_its_next_request_once_restricted_or_revoked(
+    team, alice, live
+):
+    from accounts.apikeys import apikey_create, apikey_revoke, apikey_update
+
+    api_key, raw = apikey_create(team=team, name="k", scopes=["inference"], user=alice)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert predict(client, input="hi").status_code == 200
+
+    apikey_update(team=team, api_key=api_key, endpoints=["other"])
+    r = predict(client, input="hi")
+    assert r.status_code == 403 and r.json()["error"]["code"] == "endpoint_not_allowed"
+    apikey_update(team=team, api_key=api_key, endpoints=None)
+    assert predict(client, input="hi").status_code == 200
+
+    apikey_revoke(team=team, api_key=api_key)
+    r = predict(client, input="hi")
+    assert r.status_code == 401 and r.json()["error"]["code"] == "revoked_api_key"
+
+
+def test_an_unpublished_endpoint_that_just_answered_is_a_404_on_the_next_call(alice_client, live):
+    assert predict(alice_client, input="hi").status_code == 200
+    assert alice_client.delete("/api/v1/endpoints/support").status_code == 204
+    r = predict(alice_client, input="hi")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "endpoint_not_found"
+
+
 @pytest.mark.parametrize(
     "body, field, code",
     [

@@ -67,6 +67,18 @@ def test_two_adapters_share_one_base_module(artifacts, resolver):
     assert 0 < a.nbytes < a.group.base_bytes / 5
 
 
+def test_an_adapter_attached_next_to_others_answers_as_when_served_alone(artifacts, resolver, valid_rows):
+    texts = [r["text"] for r in valid_rows[:12]]
+    alone = classify_direct(ModelCache(resolve_base=resolver).get(artifacts["lora_b"]), texts)
+    shared = ModelCache(resolve_base=resolver)
+    shared.get(artifacts["lora_a"])
+    beside = shared.get(artifacts["lora_b"])  # attached to lora_a's base
+    for _ in range(2):  # and again once lora_a answered in between
+        for a, b in zip(alone, classify_direct(beside, texts), strict=True):
+            assert a.label == b.label and all(abs(a.scores[k] - b.scores[k]) < 1e-5 for k in a.scores)
+        classify_direct(shared.get(artifacts["lora_a"]), texts)
+
+
 def test_lru_bound_evicts_least_recently_used_and_counts_it(artifacts, resolver, caplog):
     probe = ModelCache(resolve_base=resolver)
     full_mb = probe.get(artifacts["full"]).nbytes / 2**20
