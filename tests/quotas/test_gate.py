@@ -3,6 +3,8 @@ every limited answer, reserve-and-settle of generation tokens, a monthly team qu
 and quotas set through the API and the pages."""
 
 import pytest
+import redis
+from django.conf import settings
 from prometheus_client.parser import text_string_to_metric_families
 
 from serving.models import QuotaPolicy
@@ -172,7 +174,9 @@ def _delete(rclient, pattern: str) -> None:
         rclient.delete(*keys)
 
 
-def test_policies_are_rebuilt_from_the_database_after_redis_lost_them(anon_client, team, served, rclient):
+def test_policies_are_rebuilt_from_the_database_after_redis_lost_them(anon_client, team, served):
+    # The Redis the gate uses (settings), not the standalone store tests' REDIS_URL default.
+    rclient = redis.Redis.from_url(settings.REDIS_URL)
     wait_for_a_fresh_minute(30)
     team_policy(team, requests_per_minute=2)
     key = ApiKeyFactory(team=team)
