@@ -20,6 +20,7 @@ leave stale.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -37,12 +38,19 @@ _PREFIX = "tuneforge:access-stamp:"
 T = TypeVar("T")
 
 
+logger = logging.getLogger(__name__)
+
+
 def stamp_key(team_id: Any) -> str:
     return f"{_PREFIX}{team_id}"
 
 
 def _new_stamp(team_ids: Iterable[Any]) -> None:
-    cache.set_many({stamp_key(t): secrets.token_hex(8) for t in team_ids}, timeout=None)
+    try:
+        cache.set_many({stamp_key(t): secrets.token_hex(8) for t in team_ids}, timeout=None)
+    except Exception:  # noqa: BLE001 - e.g. `seed_demo` before the embedded Redis runs
+        # No Redis, no process can have read a stamp from it: cached entries also expire in 60 s.
+        logger.warning("access stamps: Redis unreachable, teams %s not re-stamped", list(team_ids))
 
 
 def bump(*team_ids: Any) -> None:

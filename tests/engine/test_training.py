@@ -20,7 +20,9 @@ def weights(out: str, name: str = "adapter_model.safetensors") -> dict[str, torc
 
 def test_a_classification_run_reports_steps_evals_progress_checkpoints_and_logs(make_spec):
     rep = RecordingReporter()
-    res = train(make_spec(hyperparameters={"n_epochs": 3, "learning_rate": 1e-2}), rep)
+    res = train(
+        make_spec(hyperparameters={"n_epochs": 3, "learning_rate": 1e-2, "group_by_length": False}), rep
+    )
 
     assert res.status == "succeeded" and res.steps == 3 * 15 == len(rep.steps)
     assert [s["step"] for s in rep.steps] == list(range(1, 46))
