@@ -146,16 +146,16 @@ def _set_admin_state(*, name: str, state: str, actor) -> WorkerNode:
     )
     log.info("Worker %s set to %s by %s", name, state, actor)
     queues = list(worker.queues)
-    if state == WorkerNode.AdminState.ACTIVE:
-        transaction.on_commit(lambda: _control(name=name, command="add_consumer", queues=queues))
-    else:
-        transaction.on_commit(lambda: _control(name=name, command="cancel_consumer", queues=queues))
+    consume = state == WorkerNode.AdminState.ACTIVE
+    transaction.on_commit(lambda: worker_send_consumption_control(name=name, consume=consume, queues=queues))
     return worker
 
 
-def _control(*, name: str, command: str, queues: list[str]) -> None:
-    """Send a control command to one live worker. Best effort: the recorded admin state is what
-    counts, and a worker that misses this still refuses (and hands back) jobs."""
+def worker_send_consumption_control(*, name: str, consume: bool, queues: list[str]) -> None:
+    """Tell one live worker to start (or stop) consuming `queues`. Best effort: the recorded admin
+    state is what counts; a worker that misses this still refuses (and hands back) jobs, and its
+    heartbeat sends the command again while what it consumes differs from that state."""
+    command = "add_consumer" if consume else "cancel_consumer"
     # The current app, not an import of workers.celery_app: that module connects the signal
     # handlers, which call these services.
     from celery import current_app as app
@@ -190,7 +190,7 @@ def hand_back(task, *, job_id: str | None = None) -> str:
         return queue
     state = WorkerNode.objects.filter(name=name).values_list("admin_state", flat=True).first()
     if state in (WorkerNode.AdminState.DRAINING, WorkerNode.AdminState.PAUSED):
-        _control(name=name, command="cancel_consumer", queues=current_worker_queues() or [queue])
+        worker_send_consumption_control(name=name, consume=False, queues=current_worker_queues() or [queue])
     else:
         # Not registered (its row was deleted, or registration failed): the heartbeat registers it
         # again within seconds. It keeps consuming meanwhile, so pause briefly rather than spin on

@@ -40,6 +40,7 @@ def _on_worker_ready(sender=None, **kwargs) -> None:
     state.name = consumer.hostname
     state.runs_tasks_here = not isinstance(consumer.pool, PreforkPool)
     state.registration = _describe(consumer)
+    state.consumer = consumer
     if not _register():
         log.error("Worker %s could not register; the heartbeat will retry.", state.name)
     _stop_consuming_unless_accepting(consumer)
@@ -151,8 +152,31 @@ def _beat_once() -> None:
         current_job = state.current_job if state.runs_tasks_here else KEEP
         if not worker_heartbeat(name=state.name, current_job_id=current_job, utilisation=utilisation):
             _register()
+        _converge_consumption()
     except Exception:  # a database blip must not kill the heartbeat thread; the next beat retries
         log.exception("Heartbeat of worker %s failed", state.name)
     finally:
         # Its own connection, closed after each write: an idle worker holds no database connection.
         connection.close()
+
+
+def _converge_consumption() -> None:
+    """Consume exactly when the recorded admin state says so. The pause/drain/resume broadcast is
+    lost when it reaches a worker whose control channel is not listening yet (just started, or
+    reconnecting to the broker); the heartbeat notices the difference and sends the same command to
+    this worker through the broker, so the worker's own event loop applies it."""
+    from workers.selectors import worker_admin_state
+    from workers.services import worker_send_consumption_control
+
+    if state.consumer is None or state.consumer.task_consumer is None:
+        return
+    consuming = {queue.name for queue in state.consumer.task_consumer.queues}
+    accepting = worker_admin_state(name=state.name) == "active"
+    if accepting:
+        missing = [queue for queue in state.queues if queue not in consuming]
+        if missing:
+            worker_send_consumption_control(name=state.name, consume=True, queues=missing)
+    else:
+        still_consumed = [queue for queue in state.queues if queue in consuming]
+        if still_consumed:
+            worker_send_consumption_control(name=state.name, consume=False, queues=still_consumed)

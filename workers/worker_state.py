@@ -18,6 +18,9 @@ class _WorkerState:
         self.runs_tasks_here = True
         self.registration: dict | None = None
         self.sampler = None
+        # The Celery consumer (set on worker_ready): the heartbeat compares the queues it consumes
+        # with the recorded admin state.
+        self.consumer = None
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
 

@@ -115,7 +115,16 @@ def test_draining_through_the_api_stops_consumption_and_resume_restores_it(start
 
 def test_a_worker_that_missed_the_pause_command_hands_a_job_message_back(start_worker):
     queue = _queue()
-    worker = start_worker(queues=queue, name="deaf", env=FAST)
+    # A slow heartbeat: the job message arrives before the heartbeat would notice the pause.
+    worker = start_worker(
+        queues=queue,
+        name="deaf",
+        env={
+            **FAST,
+            "TUNEFORGE_WORKER_HEARTBEAT_SECONDS": "30",
+            "TUNEFORGE_WORKER_OFFLINE_AFTER_SECONDS": "90",
+        },
+    )
     name = worker.hostname
     wait_until(lambda: _row(name) is not None, timeout=10, message="registration")
     # Paused in the database only, as if the control broadcast never reached the worker.
@@ -131,6 +140,25 @@ def test_a_worker_that_missed_the_pause_command_hands_a_job_message_back(start_w
     wait_until(
         lambda: _row(name).last_ping == "handed-back", timeout=10, message="the handed-back ping to run"
     )
+
+
+def test_a_worker_that_missed_the_pause_and_resume_commands_follows_the_recorded_state_by_its_heartbeat(
+    start_worker,
+):
+    queue = _queue()
+    worker = start_worker(queues=queue, name="hardofhearing", env=FAST)
+    name = worker.hostname
+    wait_until(lambda: _consumed_queues(name) == {queue}, timeout=10, message="the worker to consume")
+    # Recorded in the database only, as if the broadcast reached the worker before it listened.
+    WorkerNode.objects.filter(name=name).update(admin_state="paused")
+    wait_until(lambda: _consumed_queues(name) == set(), timeout=10, message="the worker to stop consuming")
+    _ping(queue, "after-resume")
+    wait_for_heartbeats(name, count=3)
+    assert _row(name).last_ping == "" and messages_waiting(queue) == 1
+
+    WorkerNode.objects.filter(name=name).update(admin_state="active")
+    wait_until(lambda: _row(name).last_ping == "after-resume", timeout=10, message="the waiting ping to run")
+    assert _consumed_queues(name) == {queue}
 
 
 def test_a_worker_whose_row_was_deleted_registers_again_and_keeps_taking_work(start_worker):
