@@ -38,7 +38,7 @@ SMALL_MODEL_PARAMETERS = 150e6
 # "How the auto rules were chosen"). Many classes need more samples seen: each class must be seen
 # often enough for its decision boundary to settle.
 SAMPLES_SEEN_FLOOR = 60_000
-SAMPLES_SEEN_PER_CLASS = 1000
+SAMPLES_SEEN_PER_CLASS = 1200
 MIN_OPTIMIZER_STEPS = 200
 MAX_EPOCHS = 20
 
@@ -91,7 +91,7 @@ def auto_max_length(lengths: Sequence[int], task: str, limit: int | None) -> int
 
 
 def auto_epochs(n_train: int, task: str, *, n_labels: int = 2, batch_size: int = 32) -> int:
-    """Classification: enough passes to see max(60k, 1000 x classes) samples and to make at least 200
+    """Classification: enough passes to see max(60k, 1200 x classes) samples and to make at least 200
     optimizer steps, at most 20 epochs; chat: ~1k conversations seen (2-5 epochs, 1 from 20k rows)."""
     n = max(n_train, 1)
     if task == Task.CHAT_SFT:
