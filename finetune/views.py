@@ -215,6 +215,7 @@ def _live_context(membership, job, *, after_event=None, after_train=None, after_
         "active": job.status in ACTIVE_STATUSES,
         "log_limit": settings.TUNEFORGE_JOB_LOG_MAX_LINES,
         "checkpoint": job.resume_checkpoint,
+        "search": job_insights.job_search_trials(job=job),
     }
 
 
@@ -233,6 +234,15 @@ def job_detail(request, job_id: str):
     context = _live_context(membership, job)
     context.update(_results_context(request, job))
     context["chart_data"] = {**context["chart"], "labels": _chart_labels(job)}
+    if context["search"] is not None:
+        context["search_chart_data"] = {
+            **context["search"]["chart"],
+            "labels": {
+                "step": _("Step"),
+                "train_loss": _("Training loss"),
+                "metric": context["search"]["metric"],
+            },
+        }
     return render(request, "finetune/job_detail.html", context)
 
 
