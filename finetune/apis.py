@@ -76,6 +76,7 @@ class SearchTrialSerializer(serializers.Serializer):
     )
     method = serializers.CharField()
     learning_rate = serializers.FloatField()
+    auto_learning_rate = serializers.FloatField(allow_null=True, help_text="The method's automatic rate.")
     steps = serializers.IntegerField()
     planned_steps = serializers.IntegerField()
     train_rows = serializers.IntegerField(help_text="Training rows the trial saw (a seeded subset).")

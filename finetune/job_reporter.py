@@ -433,6 +433,7 @@ class JobReporter:
                     rung=rung,
                     method=str(t.get("method") or ""),
                     learning_rate=float(t.get("learning_rate") or 0.0),
+                    auto_learning_rate=t.get("auto_learning_rate"),
                     steps=int(t.get("steps") or 0),
                     planned_steps=int(t.get("planned_steps") or 0),
                     train_rows=int(t.get("train_rows") or 0),
@@ -454,6 +455,7 @@ class JobReporter:
             update_fields=[
                 "method",
                 "learning_rate",
+                "auto_learning_rate",
                 "steps",
                 "planned_steps",
                 "train_rows",

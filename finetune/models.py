@@ -265,6 +265,8 @@ class SearchTrial(models.Model):
     rung = models.PositiveIntegerField()
     method = models.CharField(max_length=20)
     learning_rate = models.FloatField()
+    # What "auto" gives the trial's method: the OpenAI face reports the rate as a multiple of it.
+    auto_learning_rate = models.FloatField(null=True, blank=True)
     steps = models.PositiveIntegerField(default=0)
     planned_steps = models.PositiveIntegerField(default=0)
     train_rows = models.PositiveIntegerField(default=0)

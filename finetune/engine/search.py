@@ -61,6 +61,7 @@ class Candidate:
     method: str  # the concrete method ("full", "lora", ...)
     spec_method: str  # what the run's spec says: "auto" when it is "auto"'s own pick
     learning_rate: float
+    auto_learning_rate: float  # what "auto" gives this method: the rate is reported as a multiple of it
 
 
 @dataclass
@@ -141,13 +142,16 @@ def make_candidates(
     for i in range(trials):
         method, spec_method = methods[i % len(methods)]
         k = i // len(methods)
-        if rates:
-            lr = float(rates[k % len(rates)])
-        else:
-            base = autoconf.auto_learning_rate(method, spec.task, n_params)
-            lr = base * LR_MULTIPLIERS[k % len(LR_MULTIPLIERS)]
+        base = autoconf.auto_learning_rate(method, spec.task, n_params)
+        lr = float(rates[k % len(rates)]) if rates else base * LR_MULTIPLIERS[k % len(LR_MULTIPLIERS)]
         out.append(
-            Candidate(index=i, method=method, spec_method=spec_method, learning_rate=float(f"{lr:.6g}"))
+            Candidate(
+                index=i,
+                method=method,
+                spec_method=spec_method,
+                learning_rate=float(f"{lr:.6g}"),
+                auto_learning_rate=base,
+            )
         )
     return out
 
@@ -271,6 +275,7 @@ class _Search:
             "method": c.method,
             "spec_method": c.spec_method,
             "learning_rate": c.learning_rate,
+            "auto_learning_rate": c.auto_learning_rate,
             "planned_steps": steps,
             "steps": 0,
             "train_rows": self.n_rows,
