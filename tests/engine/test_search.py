@@ -61,6 +61,8 @@ def test_a_search_of_three_trials_picks_the_best_validation_metric_and_reports_a
     assert len(res.metrics["search"]["trials"]) == 5
     assert any(code == "search_winner" for code, _ in rep.log_codes)
     assert (Path(res.output_dir) / "model.safetensors").exists()
+    card = (Path(res.output_dir) / "README.md").read_text()
+    assert "were chosen by a search (5 trial runs" in card and f"trial {best['trial']} (full" in card
 
 
 def test_a_tiny_budget_ends_the_search_early_and_still_trains_a_winner(make_spec):
