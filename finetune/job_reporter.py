@@ -124,6 +124,9 @@ class JobReporter:
         self._points: dict[tuple[int, str], tuple[dict, float]] = {}
         # (trial, rung) -> the latest report of that search trial (engine/search.py rows).
         self._trials: dict[tuple[int, int], tuple[dict, float]] = {}
+        # A search starting again (a job paused during its search, or taken over) replaces the rows
+        # of the earlier attempt's search, so no stale rung is left behind.
+        self._restart_search = False
         self._events: list[JobEvent] = []
         self._logs: deque[JobEvent] = deque(maxlen=self.max_log_lines)
         self._dropped_in_buffer = 0
@@ -232,6 +235,8 @@ class JobReporter:
     def on_trial(self, trial: dict) -> None:
         """A search trial started or changed; written with the next flush (the last report wins)."""
         with self._lock:
+            if trial["trial"] == 0 and trial["rung"] == 0 and trial["status"] == "running":
+                self._restart_search, self._trials = True, {}
             self._trials[(int(trial["trial"]), int(trial["rung"]))] = (dict(trial), time.time())
         self._wake.set()
 
@@ -342,6 +347,7 @@ class JobReporter:
         with self._lock:
             points, self._points = self._points, {}
             trials, self._trials = self._trials, {}
+            restart, self._restart_search = self._restart_search, False
             logs, self._logs = list(self._logs), deque(maxlen=self.max_log_lines)
             events = sorted(self._events + logs, key=lambda e: e.created_at)
             self._events = []
@@ -349,7 +355,7 @@ class JobReporter:
             progress, latest = self._progress, self._latest_train
             self._latest_train = None
         try:
-            self._write(points, events, logs, dropped, progress, latest, trials)
+            self._write(points, events, logs, dropped, progress, latest, trials, restart)
         except Exception:
             # Keep what could not be written for the next flush (newer entries win).
             with self._lock:
@@ -357,6 +363,7 @@ class JobReporter:
                     self._points.setdefault(key, entry)
                 for key, entry in trials.items():
                     self._trials.setdefault(key, entry)
+                self._restart_search = self._restart_search or restart
                 self._logs = deque([*logs, *self._logs], maxlen=self.max_log_lines)
                 self._events[:0] = [e for e in events if e.source != JobEvent.Source.LOG]
                 self._dropped_in_buffer += dropped
@@ -364,7 +371,7 @@ class JobReporter:
                     self._latest_train = latest
             raise
 
-    def _write(self, points, events, logs, dropped, progress, latest, trials) -> None:
+    def _write(self, points, events, logs, dropped, progress, latest, trials, restart_search) -> None:
         now = timezone.now()
         updates: dict = {"heartbeat_at": now, "updated_at": now}
         if latest is not None:
@@ -415,6 +422,8 @@ class JobReporter:
                 )
             if events:
                 JobEvent.objects.bulk_create(events)
+            if restart_search:
+                SearchTrial.objects.filter(job_id=self.job_id).delete()
             if trials:
                 self._write_trials(trials)
             if logs:
