@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from finetune.models import FineTuneJob, JobAttempt, SearchTrial
 from finetune.openai_jobs import job_hyperparameters
-from tests.jobs.conftest import FAST_WORKER_ENV, job_payload, submit, wait_for_status
+from tests.jobs.conftest import FAST_WORKER_ENV, job_payload, submit, wait_for_job, wait_for_status
 from tests.jobs.test_web import _form
 
 # The first rate is far too small to learn anything: it cannot win.
@@ -70,6 +70,37 @@ def test_a_job_with_a_search_records_every_trial_and_trains_the_winner(
     assert all(s["train"] and s["eval"] for s in chart["series"])
 
     assert charlie_client.get(f"/api/v1/jobs/{job['id']}").status_code == 404
+
+
+@pytest.mark.slow
+def test_a_search_is_cancelled_like_any_job(alice_client, dataset_version, start_worker):
+    start_worker(queues="cpu", name="search-cancel", env=FAST_WORKER_ENV)
+    # A long run makes long trials (rung 0: 300 steps each), so the cancel lands mid-trial.
+    job = submit(
+        alice_client,
+        dataset_version,
+        max_steps=100_000,
+        hyperparameters={"learning_rate": "auto", "search": {"trials": 3, "budget_minutes": 30}},
+    )
+    wait_for_status(alice_client, job["id"], "running", timeout=60)
+    wait_until_trial = wait_for_job(
+        alice_client,
+        job["id"],
+        lambda b: any(r["status"] == "running" for r in b["search"]["trial_runs"]),
+        timeout=60,
+        what="a trial to start",
+    )
+    assert wait_until_trial["status"] == "running"
+
+    body = alice_client.post(f"/api/v1/jobs/{job['id']}/cancel").json()
+    assert body["requested_action"] == "cancel"
+    stopped = wait_for_status(alice_client, job["id"], "cancelled", "failed", "succeeded", timeout=20)
+
+    assert stopped["status"] == "cancelled", stopped["error"]
+    assert stopped["result_model_version"] is None and stopped["progress"]["step"] == 0
+    statuses = [r["status"] for r in stopped["search"]["trial_runs"]]
+    assert "cancelled" in statuses and "running" not in statuses
+    assert stopped["search"]["winner"] is None
 
 
 def test_another_team_sees_no_search_page(charlie, alice_client, dataset_version):
