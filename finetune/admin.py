@@ -3,7 +3,7 @@
 
 from django.contrib import admin
 
-from finetune.models import BaseModel, FineTuneJob, JobEvent, ModelVersion
+from finetune.models import BaseModel, FineTuneJob, JobEvent, ModelVersion, SearchTrial
 
 
 @admin.register(BaseModel)
@@ -26,6 +26,28 @@ class JobEventInline(admin.TabularInline):
         return super().get_queryset(request).filter(source=JobEvent.Source.SYSTEM)
 
 
+class SearchTrialInline(admin.TabularInline):
+    """The budgeted search's trials (read only: the worker writes them)."""
+
+    model = SearchTrial
+    fields = (
+        "trial",
+        "rung",
+        "method",
+        "learning_rate",
+        "steps",
+        "planned_steps",
+        "status",
+        "metric",
+        "value",
+        "winner",
+    )
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    max_num = 0
+
+
 @admin.register(FineTuneJob)
 class FineTuneJobAdmin(admin.ModelAdmin):
     list_display = (
@@ -43,7 +65,7 @@ class FineTuneJobAdmin(admin.ModelAdmin):
     )
     list_filter = ("status", "device_class", "method", "priority")
     search_fields = ("id", "team__name", "worker")
-    inlines = [JobEventInline]
+    inlines = [SearchTrialInline, JobEventInline]
 
     def has_add_permission(self, request):
         return False

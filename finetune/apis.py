@@ -23,7 +23,7 @@ from common.errors import InvalidInput
 from common.pagination import list_response_body, paginate_after, parse_int, parse_limit
 from finetune import job_insights, selectors, services
 from finetune.engine.spec import AUTO, METHODS, TASKS
-from finetune.models import FineTuneJob, JobStatus, ModelVersion, Priority
+from finetune.models import FineTuneJob, JobStatus, ModelVersion, Priority, SearchTrial
 
 ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 409, 422, 429)}
 PAGE_PARAMS = [
@@ -69,6 +69,34 @@ class KeptCheckpointSerializer(serializers.Serializer):
     patience = serializers.IntegerField(allow_null=True)
 
 
+class SearchTrialSerializer(serializers.Serializer):
+    trial = serializers.IntegerField()
+    rung = serializers.IntegerField(
+        help_text="Successive-halving rung: 0 first, each rung trains twice the steps."
+    )
+    method = serializers.CharField()
+    learning_rate = serializers.FloatField()
+    auto_learning_rate = serializers.FloatField(allow_null=True, help_text="The method's automatic rate.")
+    steps = serializers.IntegerField()
+    planned_steps = serializers.IntegerField()
+    train_rows = serializers.IntegerField(help_text="Training rows the trial saw (a seeded subset).")
+    status = serializers.ChoiceField(choices=SearchTrial.Status.values)
+    metric = serializers.CharField(help_text="The validation metric the trials are ranked by.")
+    value = serializers.FloatField(allow_null=True)
+    metrics = serializers.JSONField(help_text="The trial's final validation scalars.")
+    curve = serializers.JSONField(help_text='[{"step", "train_loss"}]')
+    eval_curve = serializers.JSONField(help_text='[{"step", "valid_...": value}]')
+    seconds = serializers.FloatField()
+    winner = serializers.BooleanField()
+
+
+class JobSearchSerializer(serializers.Serializer):
+    trials = serializers.IntegerField(help_text="Candidates searched (hyperparameters.search.trials).")
+    budget_minutes = serializers.FloatField()
+    winner = SearchTrialSerializer(allow_null=True)
+    trial_runs = SearchTrialSerializer(many=True, help_text="Every trial at every rung it reached.")
+
+
 class JobOutputSerializer(serializers.Serializer):
     id = serializers.CharField()
     object = serializers.SerializerMethodField()
@@ -105,6 +133,9 @@ class JobOutputSerializer(serializers.Serializer):
     error = serializers.SerializerMethodField()
     kept_checkpoint = serializers.SerializerMethodField(
         help_text="Once succeeded with a validation set: which step was exported and why training stopped."
+    )
+    search = serializers.SerializerMethodField(
+        help_text="With hyperparameters.search: the trials (with curves) and the winner the run trained."
     )
     estimate = serializers.JSONField()
     trained_tokens = serializers.IntegerField()
@@ -152,6 +183,20 @@ class JobOutputSerializer(serializers.Serializer):
     @extend_schema_field(KeptCheckpointSerializer(allow_null=True))
     def get_kept_checkpoint(self, job) -> dict | None:
         return job_insights.job_kept_checkpoint(job=job)
+
+    @extend_schema_field(JobSearchSerializer(allow_null=True))
+    def get_search(self, job) -> dict | None:
+        config = (job.hyperparameters or {}).get("search")
+        if not config:
+            return None
+        rows = list(selectors.job_search_trial_list(job=job))
+        winner = next((t for t in rows if t.winner), None)
+        return {
+            "trials": config.get("trials"),
+            "budget_minutes": config.get("budget_minutes"),
+            "winner": SearchTrialSerializer(winner).data if winner else None,
+            "trial_runs": SearchTrialSerializer(rows, many=True).data,
+        }
 
     @extend_schema_field(JobErrorSerializer(allow_null=True))
     def get_error(self, job) -> dict | None:

@@ -62,8 +62,10 @@ def estimate_for(
     method: str,
     parameters_millions: float | None,
     base_model_id: str | None = None,
+    search: dict | None = None,
 ) -> dict:
-    """The estimate shown before launch, from `validate_spec`'s figures and the measured runs."""
+    """The estimate shown before launch, from `validate_spec`'s figures and the measured runs; with
+    a budgeted search (`hyperparameters.search`), its budget comes on top (the search stops at it)."""
     method = validation.get("method") or method  # what "auto" resolved to
     trained_tokens = int(validation.get("trained_tokens_estimate") or 0)
     max_length = int(validation.get("max_length") or 0)
@@ -87,9 +89,10 @@ def estimate_for(
         )
         slow, fast = tokens_per_second * TABLE_SPREAD[0], tokens_per_second * TABLE_SPREAD[1]
         basis = "table"
-    seconds = STARTUP_SECONDS + trained_tokens / tokens_per_second
-    low = STARTUP_SECONDS + trained_tokens / fast
-    high = STARTUP_SECONDS + trained_tokens / slow
+    search_seconds = 60.0 * float(search.get("budget_minutes") or 0) if isinstance(search, dict) else 0.0
+    seconds = STARTUP_SECONDS + search_seconds + trained_tokens / tokens_per_second
+    low = STARTUP_SECONDS + search_seconds + trained_tokens / fast
+    high = STARTUP_SECONDS + search_seconds + trained_tokens / slow
     return {
         "trained_tokens": trained_tokens,
         "method": method,
@@ -107,6 +110,7 @@ def estimate_for(
         "estimated_seconds_high": round(high, 1),
         "estimate_basis": basis,
         "measured_runs": len(measured),
+        "search_seconds": round(search_seconds, 1),
         "gpu_hours": round(seconds / 3600.0, 4) if device_class != "cpu" else 0.0,
     }
 

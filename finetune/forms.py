@@ -14,6 +14,9 @@ from finetune.services import JobRequest
 # The hyperparameters the form shows; the API takes every one the engine knows.
 AUTO_FIELDS = {"n_epochs": int, "batch_size": int, "learning_rate": float, "max_length": int}
 OPTIONAL_INT_FIELDS = ("eval_every_steps", "save_every_steps")
+SEARCH_FIELDS = ("search", "search_trials", "search_budget_minutes")
+# Shown only while the search box is ticked (static/js/forms.js, data-shown-by).
+_SHOWN_BY_SEARCH = {"data-shown-by": "id_search"}
 
 
 class JobForm(forms.Form):
@@ -38,6 +41,30 @@ class JobForm(forms.Form):
     )
     max_steps = forms.IntegerField(
         label=_("Max steps"), required=False, min_value=1, help_text=_("Empty: run every epoch.")
+    )
+    search = forms.BooleanField(
+        label=_("Search learning rate and method first"),
+        required=False,
+        help_text=_(
+            "Short trials on part of the data compare learning rates (and full fine-tuning with LoRA when the "
+            "method is auto); the full run then trains the best one. Its time counts against the GPU-hours quota."
+        ),
+    )
+    search_trials = forms.IntegerField(
+        label=_("Search trials"),
+        required=False,
+        min_value=2,
+        max_value=16,
+        initial=4,
+        widget=forms.NumberInput(attrs=_SHOWN_BY_SEARCH),
+    )
+    search_budget_minutes = forms.FloatField(
+        label=_("Search budget (minutes)"),
+        required=False,
+        min_value=0.1,
+        initial=10,
+        help_text=_("The search stops at this time and the best trial so far wins."),
+        widget=forms.NumberInput(attrs={**_SHOWN_BY_SEARCH, "step": "any"}),
     )
     device_class = forms.ChoiceField(label=_("Device class"))
     priority = forms.ChoiceField(
@@ -67,6 +94,13 @@ class JobForm(forms.Form):
         }
         initial.update({name: str(hyperparameters.get(name, AUTO)) for name in AUTO_FIELDS})
         initial.update({name: hyperparameters.get(name) for name in OPTIONAL_INT_FIELDS})
+        search = hyperparameters.get("search")
+        if isinstance(search, dict):
+            initial.update(
+                search=True,
+                search_trials=search.get("trials"),
+                search_budget_minutes=search.get("budget_minutes"),
+            )
         return initial
 
     def __init__(self, *args, team, **kwargs):
@@ -113,13 +147,17 @@ class JobForm(forms.Form):
                 data[name] = kind(raw)
             except ValueError:
                 self.add_error(name, _('Enter "auto" or a number.'))
+        if data.get("search"):
+            for name in ("search_trials", "search_budget_minutes"):
+                if data.get(name) is None and name not in self.errors:
+                    self.add_error(name, _("Required when the search is on."))
         return data
 
     def job_request(self, *, source=None) -> JobRequest:
         """The request the form describes; with `source` (the job it was copied from), that job's
         hyperparameters the form does not show are kept too."""
         data = self.cleaned_data
-        shown = {*AUTO_FIELDS, *OPTIONAL_INT_FIELDS}
+        shown = {*AUTO_FIELDS, *OPTIONAL_INT_FIELDS, *SEARCH_FIELDS}
         hyperparameters = {
             name: value
             for name, value in ((source.hyperparameters or {}) if source else {}).items()
@@ -127,6 +165,12 @@ class JobForm(forms.Form):
         }
         hyperparameters.update({name: data[name] for name in AUTO_FIELDS})
         hyperparameters.update({name: data[name] for name in OPTIONAL_INT_FIELDS if data.get(name)})
+        if data.get("search"):
+            budget = data["search_budget_minutes"]
+            hyperparameters["search"] = {
+                "trials": data["search_trials"],
+                "budget_minutes": int(budget) if float(budget).is_integer() else budget,
+            }
         return JobRequest(
             dataset_version=data["dataset_version"],
             model=data["model"],

@@ -17,7 +17,7 @@ from common.errors import InvalidInput, NotFound
 from finetune.engine.predictions import FILENAME as PREDICTIONS_FILE
 from finetune.engine.vocabulary import Task
 from finetune.models import FineTuneJob, JobEvent, MetricPoint
-from finetune.selectors import job_list
+from finetune.selectors import job_list, job_search_trial_list
 
 # The evaluation metric drawn next to the validation loss, per task.
 MAIN_METRIC = {
@@ -87,6 +87,45 @@ def job_chart_points(
         "eval": evals,
         "last_train_step": train[-1][0] if train else after_train_step,
         "last_eval_step": evals[-1][0] if evals else after_eval_step,
+    }
+
+
+# --- the budgeted search -----------------------------------------------------------------------
+
+
+def job_has_search(job: FineTuneJob) -> bool:
+    return bool((job.hyperparameters or {}).get("search"))
+
+
+def job_search_trials(*, job: FineTuneJob) -> dict | None:
+    """The search of a job with `hyperparameters.search`: its trials (one row per trial and rung,
+    the winner marked) and each row's curves for job_charts.js: train [[step, train_loss]] and
+    eval [[step, the metric that ranks the trials]]. None for a job without a search."""
+    if not job_has_search(job):
+        return None
+    rows = list(job_search_trial_list(job=job))
+    series = []
+    for t in rows:
+        metric = t.metric or main_metric(job)
+        series.append(
+            {
+                "trial": t.trial,
+                "rung": t.rung,
+                "label": f"#{t.trial} r{t.rung} {t.method} {t.learning_rate:.2g}",
+                "winner": t.winner,
+                "train": _thin(
+                    [[p.get("step"), _number(p.get("train_loss"))] for p in t.curve], MAX_CHART_POINTS
+                ),
+                "eval": [[p.get("step"), _number(p.get(metric))] for p in t.eval_curve],
+            }
+        )
+    winner = next((t for t in rows if t.winner), None)
+    return {
+        "config": job.hyperparameters["search"],
+        "trials": rows,
+        "winner": winner,
+        "metric": rows[0].metric if rows else main_metric(job),
+        "chart": {"series": series},
     }
 
 

@@ -14,6 +14,7 @@ old checkpoint folders away right after the call and a resume on another machine
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -28,7 +29,15 @@ from django.utils import timezone
 from common.json import json_safe
 from finetune.artifact_storage import delete_files, storage_prefix_for_job, upload_dir
 from finetune.lifecycle import event_data, job_event_record
-from finetune.models import Checkpoint, FineTuneJob, JobAttempt, JobEvent, JobStatus, MetricPoint
+from finetune.models import (
+    Checkpoint,
+    FineTuneJob,
+    JobAttempt,
+    JobEvent,
+    JobStatus,
+    MetricPoint,
+    SearchTrial,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +122,11 @@ class JobReporter:
         self._lock = threading.Lock()
         # (step, kind) -> (metrics, wall time): model instances are built by the pump, not the trainer.
         self._points: dict[tuple[int, str], tuple[dict, float]] = {}
+        # (trial, rung) -> the latest report of that search trial (engine/search.py rows).
+        self._trials: dict[tuple[int, int], tuple[dict, float]] = {}
+        # A search starting again (a job paused during its search, or taken over) replaces the rows
+        # of the earlier attempt's search, so no stale rung is left behind.
+        self._restart_search = False
         self._events: list[JobEvent] = []
         self._logs: deque[JobEvent] = deque(maxlen=self.max_log_lines)
         self._dropped_in_buffer = 0
@@ -217,6 +231,14 @@ class JobReporter:
         for old in Checkpoint.objects.filter(job_id=self.job_id).order_by("-step")[self.keep_checkpoints :]:
             delete_files(old.storage_prefix, old.files)
             old.delete()
+
+    def on_trial(self, trial: dict) -> None:
+        """A search trial started or changed; written with the next flush (the last report wins)."""
+        with self._lock:
+            if trial["trial"] == 0 and trial["rung"] == 0 and trial["status"] == "running":
+                self._restart_search, self._trials = True, {}
+            self._trials[(int(trial["trial"]), int(trial["rung"]))] = (dict(trial), time.time())
+        self._wake.set()
 
     def control(self) -> str:
         if self._control == CONTINUE and time.monotonic() > self.deadline:
@@ -324,6 +346,8 @@ class JobReporter:
         """Write buffered points, events and progress in one transaction, and heartbeat the job."""
         with self._lock:
             points, self._points = self._points, {}
+            trials, self._trials = self._trials, {}
+            restart, self._restart_search = self._restart_search, False
             logs, self._logs = list(self._logs), deque(maxlen=self.max_log_lines)
             events = sorted(self._events + logs, key=lambda e: e.created_at)
             self._events = []
@@ -331,12 +355,15 @@ class JobReporter:
             progress, latest = self._progress, self._latest_train
             self._latest_train = None
         try:
-            self._write(points, events, logs, dropped, progress, latest)
+            self._write(points, events, logs, dropped, progress, latest, trials, restart)
         except Exception:
             # Keep what could not be written for the next flush (newer entries win).
             with self._lock:
                 for key, entry in points.items():
                     self._points.setdefault(key, entry)
+                for key, entry in trials.items():
+                    self._trials.setdefault(key, entry)
+                self._restart_search = self._restart_search or restart
                 self._logs = deque([*logs, *self._logs], maxlen=self.max_log_lines)
                 self._events[:0] = [e for e in events if e.source != JobEvent.Source.LOG]
                 self._dropped_in_buffer += dropped
@@ -344,7 +371,7 @@ class JobReporter:
                     self._latest_train = latest
             raise
 
-    def _write(self, points, events, logs, dropped, progress, latest) -> None:
+    def _write(self, points, events, logs, dropped, progress, latest, trials, restart_search) -> None:
         now = timezone.now()
         updates: dict = {"heartbeat_at": now, "updated_at": now}
         if latest is not None:
@@ -395,8 +422,63 @@ class JobReporter:
                 )
             if events:
                 JobEvent.objects.bulk_create(events)
+            if restart_search:
+                SearchTrial.objects.filter(job_id=self.job_id).delete()
+            if trials:
+                self._write_trials(trials)
             if logs:
                 self._trim_logs()
+
+    def _write_trials(self, trials: dict) -> None:
+        rows = []
+        for (index, rung), (t, at) in trials.items():
+            value = t.get("value")
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                value = None
+            rows.append(
+                SearchTrial(
+                    job_id=self.job_id,
+                    trial=index,
+                    rung=rung,
+                    method=str(t.get("method") or ""),
+                    learning_rate=float(t.get("learning_rate") or 0.0),
+                    auto_learning_rate=t.get("auto_learning_rate"),
+                    steps=int(t.get("steps") or 0),
+                    planned_steps=int(t.get("planned_steps") or 0),
+                    train_rows=int(t.get("train_rows") or 0),
+                    status=str(t.get("status") or SearchTrial.Status.RUNNING),
+                    metric=str(t.get("metric") or ""),
+                    value=value,
+                    metrics=json_safe(t.get("metrics") or {}),
+                    curve=json_safe(t.get("curve") or []),
+                    eval_curve=json_safe(t.get("eval_curve") or []),
+                    seconds=float(t.get("seconds") or 0.0),
+                    winner=bool(t.get("winner")),
+                    updated_at=datetime.fromtimestamp(at, tz=UTC),
+                )
+            )
+        SearchTrial.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["job", "trial", "rung"],
+            update_fields=[
+                "method",
+                "learning_rate",
+                "auto_learning_rate",
+                "steps",
+                "planned_steps",
+                "train_rows",
+                "status",
+                "metric",
+                "value",
+                "metrics",
+                "curve",
+                "eval_curve",
+                "seconds",
+                "winner",
+                "updated_at",
+            ],
+        )
 
     def _trim_logs(self) -> None:
         """Keep the newest TUNEFORGE_JOB_LOG_MAX_LINES log lines; count the ones dropped."""

@@ -246,6 +246,51 @@ class MetricPoint(models.Model):
         return f"{self.job_id} {self.kind} step {self.step}"
 
 
+class SearchTrial(models.Model):
+    """One trial of a job's budgeted search (`hyperparameters.search`) at one rung of successive
+    halving, with its curve. Unique per (job, trial, rung): the engine reports a trial when it starts
+    and again when it ends, and a search run again after a pause overwrites its rows."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", _("running")
+        COMPLETED = "completed", _("completed")
+        PRUNED = "pruned", _("dropped")
+        BUDGET_EXHAUSTED = "budget_exhausted", _("cut by the budget")
+        SKIPPED = "skipped", _("skipped: budget spent")
+        CANCELLED = "cancelled", _("cancelled")
+
+    id = models.BigAutoField(primary_key=True)
+    job = models.ForeignKey(FineTuneJob, on_delete=models.CASCADE, related_name="search_trials")
+    trial = models.PositiveIntegerField()
+    rung = models.PositiveIntegerField()
+    method = models.CharField(max_length=20)
+    learning_rate = models.FloatField()
+    # What "auto" gives the trial's method: the OpenAI face reports the rate as a multiple of it.
+    auto_learning_rate = models.FloatField(null=True, blank=True)
+    steps = models.PositiveIntegerField(default=0)
+    planned_steps = models.PositiveIntegerField(default=0)
+    train_rows = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.RUNNING)
+    metric = models.CharField(max_length=50, blank=True)
+    value = models.FloatField(null=True, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    # [{"step", "train_loss"}] and [{"step", "valid_...": ...}]: the trial's training and evaluation curves.
+    curve = models.JSONField(default=list, blank=True)
+    eval_curve = models.JSONField(default=list, blank=True)
+    seconds = models.FloatField(default=0)
+    winner = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["trial", "rung"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "trial", "rung"], name="search_trial_unique_rung")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} trial {self.trial} rung {self.rung}"
+
+
 class Checkpoint(PublicIdModel):
     """A training checkpoint uploaded to storage (`storage_prefix` holds the checkpoint's files),
     so any worker can resume from it."""

@@ -50,6 +50,12 @@ def learning_rate_multiplier(job: FineTuneJob) -> float | None:
     pending = (job.hyperparameters or {}).get(job_services.LEARNING_RATE_MULTIPLIER)
     if pending is not None:  # still validating_files: the check resolves it into a learning rate
         return float(pending)
+    if (job.hyperparameters or {}).get("search"):
+        # The search chose the rate: report the winner's, as a multiple of its method's "auto" rate.
+        winner = job.search_trials.filter(winner=True).values("learning_rate", "auto_learning_rate").first()
+        if winner and winner["auto_learning_rate"]:
+            return round(winner["learning_rate"] / winner["auto_learning_rate"], 6)
+        return None  # not chosen yet
     submitted = (job.hyperparameters or {}).get("learning_rate", "auto")
     if submitted in (None, "auto"):
         return 1.0

@@ -237,13 +237,16 @@ def _finish(job: FineTuneJob, result, reporter: JobReporter, guard: dict) -> Non
                     job_dispatch(job_id=job.id, queue=job.queue)
             outcome = JobAttempt.Outcome.REQUEUED
         else:
+            during_search = result.last_checkpoint is None and bool(result.search)
             job_transition(
                 job_id=job.id,
                 to=JobStatus.PAUSED,
                 from_=(JobStatus.RUNNING,),
                 guard=guard,
-                message=f"Paused at step {result.steps}; the checkpoint is stored and the worker is free.",
-                code="paused",
+                message="Paused during the search; it runs again when the job is resumed."
+                if during_search
+                else f"Paused at step {result.steps}; the checkpoint is stored and the worker is free.",
+                code="paused_during_search" if during_search else "paused",
                 params={"step": result.steps},
                 requested_action="",
                 **common,

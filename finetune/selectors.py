@@ -32,6 +32,7 @@ from finetune.models import (
     JobStatus,
     MetricPoint,
     ModelVersion,
+    SearchTrial,
     ThroughputSample,
 )
 from workers.selectors import queues_served_now
@@ -220,6 +221,11 @@ def job_metric_list(
             raise InvalidInput(f"kind must be one of {', '.join(MetricPoint.Kind.values)}.", field="kind")
         points = points.filter(kind=kind)
     return points.order_by("step", "kind")
+
+
+def job_search_trial_list(*, job: FineTuneJob) -> QuerySet[SearchTrial]:
+    """The job's budgeted-search trials, one row per (trial, rung), in trial then rung order."""
+    return SearchTrial.objects.filter(job=job).order_by("trial", "rung")
 
 
 def job_checkpoint_list(*, job: FineTuneJob) -> QuerySet[Checkpoint]:

@@ -278,6 +278,7 @@ def _check_files(prepared: PreparedJob) -> None:
         method=request.method,
         parameters_millions=prepared.base_model.parameters_millions,
         base_model_id=prepared.base_model.pk,
+        search=(request.hyperparameters or {}).get("search"),
     )
 
 
@@ -299,7 +300,8 @@ def job_estimate(*, team: Team, request: JobRequest) -> dict:
         "labels": prepared.validation.get("labels", []),
         **prepared.estimate,
         "quota": usage,
-        "quota_refusal": _quota_refusal_message(team=team, usage=usage, device_class=prepared.device_class),
+        "quota_refusal": _quota_refusal_message(team=team, usage=usage, device_class=prepared.device_class)
+        or _search_refusal_message(team=team, usage=usage, prepared=prepared),
     }
 
 
@@ -367,6 +369,54 @@ def _quota_refusal(*, team: Team, usage: dict, device_class: str) -> QuotaExceed
     return None
 
 
+def _search_quota_refusal(*, team: Team, usage: dict, prepared: PreparedJob) -> QuotaExceeded | None:
+    """A job with a budgeted search on a GPU is refused when its search budget plus the estimated
+    full run would take more GPU-hours than the team has left this month (the search's time is
+    counted like any other, as part of the job's attempts)."""
+    search = (prepared.request.hyperparameters or {}).get("search")
+    if not isinstance(search, dict) or prepared.device_class == selectors.CPU_DEVICE_CLASS:
+        return None
+    budget_hours = float(search.get("budget_minutes") or 0) / 60.0
+    estimate = prepared.estimate or {}
+    # estimate_for's gpu_hours include the search budget already; without an estimate (files not
+    # checked yet) the budget alone is known.
+    needed = float(estimate.get("gpu_hours") or 0.0) or budget_hours
+    left = max(0.0, usage["monthly_gpu_hours"] - usage["gpu_hours_used"])
+    if needed <= left:
+        return None
+    resets = selectors.next_month_start()
+    return QuotaExceeded(
+        gettext(
+            "Not enough GPU-hours left for this search and run: the search budget (%(budget)s min) plus the "
+            "estimated run need %(needed).2f GPU-hours, and team %(team)s has %(left).2f of %(max).2f left "
+            "this month. Lower hyperparameters.search.budget_minutes or turn the search off."
+        )
+        % {
+            "budget": f"{float(search.get('budget_minutes') or 0):g}",
+            "needed": needed,
+            "team": team.name,
+            "left": left,
+            "max": usage["monthly_gpu_hours"],
+        },
+        code="gpu_hours_quota",
+        details={
+            "limit": "monthly_gpu_hours",
+            "field": "hyperparameters.search.budget_minutes",
+            "needed": round(needed, 4),
+            "left": round(left, 4),
+            "used": usage["gpu_hours_used"],
+            "max": usage["monthly_gpu_hours"],
+            "resets_at": resets.isoformat(),
+        },
+        headers={"Retry-After": str(max(1, int((resets - timezone.now()).total_seconds())))},
+    )
+
+
+def _search_refusal_message(*, team: Team, usage: dict, prepared: PreparedJob) -> str | None:
+    refusal = _search_quota_refusal(team=team, usage=usage, prepared=prepared)
+    return refusal.message if refusal else None
+
+
 def _quota_refusal_message(*, team: Team, usage: dict, device_class: str) -> str | None:
     refusal = _quota_refusal(team=team, usage=usage, device_class=device_class)
     return refusal.message if refusal else None
@@ -392,6 +442,11 @@ def job_create(*, team: Team, user, request: JobRequest, check_files_later: bool
     with transaction.atomic():
         locked_team = Team.objects.select_for_update().get(pk=team.pk)
         _check_quota(team=locked_team, device_class=prepared.device_class)
+        refusal = _search_quota_refusal(
+            team=locked_team, usage=selectors.team_quota_usage(team=locked_team), prepared=prepared
+        )
+        if refusal is not None:
+            raise refusal
         job = FineTuneJob.objects.create(
             team=locked_team,
             created_by=user if getattr(user, "is_authenticated", False) else None,

@@ -105,7 +105,7 @@ def job_new(request):
                     return redirect("finetune:detail", job_id=job.id)
                 estimate = services.job_estimate(team=team, request=job_request)
             except ApplicationError as exc:
-                field = exc.field.split(".")[-1] if exc.field else None
+                field = _form_field_for(exc.field)
                 form.add_error(field if field in form.fields else None, exc.message)
                 status = exc.status_code
         else:
@@ -121,6 +121,16 @@ def job_new(request):
         },
         status=status,
     )
+
+
+def _form_field_for(api_field: str | None) -> str | None:
+    """The new-job form's field for an error's API field ("hyperparameters.search.trials" → search_trials)."""
+    if not api_field:
+        return None
+    parts = api_field.split(".")
+    if parts[:2] == ["hyperparameters", "search"]:
+        return {"trials": "search_trials", "budget_minutes": "search_budget_minutes"}.get(parts[-1], "search")
+    return parts[-1]
 
 
 def _source_job(membership, job_id: str | None):
@@ -215,6 +225,7 @@ def _live_context(membership, job, *, after_event=None, after_train=None, after_
         "active": job.status in ACTIVE_STATUSES,
         "log_limit": settings.TUNEFORGE_JOB_LOG_MAX_LINES,
         "checkpoint": job.resume_checkpoint,
+        "search": job_insights.job_search_trials(job=job),
     }
 
 
@@ -233,6 +244,15 @@ def job_detail(request, job_id: str):
     context = _live_context(membership, job)
     context.update(_results_context(request, job))
     context["chart_data"] = {**context["chart"], "labels": _chart_labels(job)}
+    if context["search"] is not None:
+        context["search_chart_data"] = {
+            **context["search"]["chart"],
+            "labels": {
+                "step": _("Step"),
+                "train_loss": _("Training loss"),
+                "metric": context["search"]["metric"],
+            },
+        }
     return render(request, "finetune/job_detail.html", context)
 
 

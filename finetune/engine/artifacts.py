@@ -162,6 +162,16 @@ def model_card(plan: Any, metrics: dict[str, Any], resolved: dict[str, Any], man
     for k, v in hp.items():
         lines.append(f"| {k} | {_fmt(v)} |")
     lines += [f"| seed | {spec.seed} |", f"| steps | {metrics.get('train', {}).get('steps')} |", ""]
+    search = metrics.get("search") or {}
+    if search.get("winner"):
+        w = search["winner"]
+        lines += [
+            f"The learning rate and method were chosen by a search ({len(search['trials'])} trial runs on "
+            f"{search['train_rows']} training rows, {search['seconds']:.0f} s of a {search['budget_minutes']:g}-minute "
+            f"budget): trial {w['trial']} ({w['method']}, learning rate {_fmt(w['learning_rate'])}) had the best "
+            f"{w['metric']} ({_fmt(w['value'])}).",
+            "",
+        ]
     lines += _card_metrics(metrics)
     lines += ["", "## How to load", "", "```python", *_load_snippet(plan, manifest), "```", ""]
     lines += _card_use_and_limits(plan, hp)

@@ -46,6 +46,9 @@ class TrainState:
     evals_without_improvement: int = 0
     stopped_early: bool = False
     train_seconds: float = 0.0  # informational; not part of the deterministic result
+    # The budgeted search that chose this run's method and learning rate (search.SearchOutcome.summary):
+    # a resumed run reads the winner here instead of searching again.
+    search: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

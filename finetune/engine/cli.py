@@ -78,6 +78,16 @@ class ConsoleReporter(NullReporter):
     def on_checkpoint(self, *, step: int, path: str, metrics: dict) -> None:
         self._write(f"[checkpoint] step {step}: {path}")
 
+    def on_trial(self, trial: dict) -> None:
+        if trial["status"] == "running" or trial["winner"] or self.quiet:
+            return
+        value = trial["value"]
+        shown = f"{trial['metric']}={value:.4g}" if isinstance(value, (int, float)) else "not scored"
+        self._write(
+            f"[trial {trial['trial']} rung {trial['rung']}] {trial['method']} lr={trial['learning_rate']:g} "
+            f"{trial['steps']}/{trial['planned_steps']} steps: {shown} ({trial['status']})"
+        )
+
     def control(self) -> str:
         return CONTINUE if self.interrupts == 0 else PAUSE if self.interrupts == 1 else CANCEL
 
@@ -160,6 +170,14 @@ def main(argv: list[str] | None = None) -> int:
         "last_checkpoint": result.last_checkpoint,
         **{k: v for k, v in final.items() if isinstance(v, (int, float)) and k.startswith("valid_")},
     }
+    if result.search and result.search.get("winner"):
+        w = result.search["winner"]
+        summary["search_winner"] = {k: w[k] for k in ("trial", "method", "learning_rate", "metric", "value")}
+        print(
+            f"search winner: trial {w['trial']} ({w['method']}, lr={w['learning_rate']:g}), "
+            f"{w['metric']}={w['value']}",
+            file=sys.stderr,
+        )
     print(json.dumps(summary))
     if result.status == "paused":
         print(f"paused; continue with: python -m finetune.engine train {args.spec} --resume", file=sys.stderr)

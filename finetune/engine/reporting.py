@@ -38,6 +38,10 @@ class Reporter(Protocol):
 
     def control(self) -> str: ...  # "continue" | "cancel" | "pause"; polled every step
 
+    # A budgeted-search trial started or changed (engine/search.py: trial, rung, method, learning_rate,
+    # steps, status, metric, value, curve, eval_curve, winner). Optional: the search checks for it.
+    def on_trial(self, trial: dict) -> None: ...
+
 
 class NullReporter:
     """Ignores everything and never stops the run; subclass it to override only what you need."""
@@ -60,6 +64,9 @@ class NullReporter:
     def control(self) -> str:
         return CONTINUE
 
+    def on_trial(self, trial: dict) -> None:
+        pass
+
 
 class RecordingReporter(NullReporter):
     """Keeps every event in memory; handy in tests and notebooks."""
@@ -71,6 +78,7 @@ class RecordingReporter(NullReporter):
         self.evals: list[dict] = []
         self.progress: list[Progress] = []
         self.checkpoints: list[dict] = []
+        self.trials: list[dict] = []  # every on_trial report, in order
 
     def on_log(self, level: str, message: str, *, code: str = "", params: dict | None = None) -> None:
         self.logs.append((level, message))
@@ -88,3 +96,6 @@ class RecordingReporter(NullReporter):
 
     def on_checkpoint(self, *, step: int, path: str, metrics: dict) -> None:
         self.checkpoints.append({"step": step, "path": path, "metrics": metrics})
+
+    def on_trial(self, trial: dict) -> None:
+        self.trials.append(trial)

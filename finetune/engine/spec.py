@@ -49,6 +49,9 @@ class Hyperparameters:
     max_grad_norm: float | None = 1.0
     # Batches of rows of similar length (data.length_grouped_batches): less padding, same rows per epoch.
     group_by_length: bool = True
+    # {"trials": N, "budget_minutes": M[, "learning_rates": [...]]}: a successive-halving search over
+    # learning rate and method before the run (finetune/engine/search.py); None = no search.
+    search: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> Hyperparameters:
@@ -189,6 +192,53 @@ def _check_types(hp: Hyperparameters) -> None:
     for name in ("precision", "early_stopping_metric"):
         if not isinstance(getattr(hp, name), str):
             raise SpecError(f"hyperparameters.{name}", "must be a string", code="invalid_type")
+    _check_search_types(hp.search)
+
+
+SEARCH_KEYS = ("trials", "budget_minutes", "learning_rates")
+SEARCH_MAX_TRIALS = 16
+
+
+def _check_search_types(search: Any) -> None:
+    if search is None:
+        return
+    if not isinstance(search, dict):
+        raise SpecError(
+            "hyperparameters.search",
+            'must be an object such as {"trials": 4, "budget_minutes": 10}, or null',
+            code="invalid_type",
+        )
+    unknown = sorted(set(search) - set(SEARCH_KEYS))
+    if unknown:
+        raise SpecError(
+            f"hyperparameters.search.{unknown[0]}",
+            f"unknown search setting; known ones are: {', '.join(SEARCH_KEYS)}",
+            code="unknown_field",
+        )
+    for key in ("trials", "budget_minutes"):
+        if key not in search:
+            raise SpecError(f"hyperparameters.search.{key}", "is required", code="required")
+    if not _is_int(search["trials"]):
+        raise SpecError(
+            "hyperparameters.search.trials",
+            f"must be an integer, got {search['trials']!r}",
+            code="invalid_type",
+        )
+    if not _is_number(search["budget_minutes"]):
+        raise SpecError(
+            "hyperparameters.search.budget_minutes",
+            f"must be a number of minutes, got {search['budget_minutes']!r}",
+            code="invalid_type",
+        )
+    rates = search.get("learning_rates")
+    if rates is not None and (
+        not isinstance(rates, list) or not rates or not all(_is_number(r) for r in rates)
+    ):
+        raise SpecError(
+            "hyperparameters.search.learning_rates",
+            "must be a non-empty list of numbers, or left out",
+            code="invalid_type",
+        )
 
 
 def _check_spec_types(spec: JobSpec) -> None:
@@ -236,6 +286,7 @@ def check_static(spec: JobSpec) -> None:
     _check_task_fit_and_schedule(spec, hp)
     _check_precision_and_adapter(spec, hp)
     _check_run_inputs(spec)
+    _check_search(spec, hp)
 
 
 def _check_optimisation(hp: Hyperparameters) -> None:
@@ -349,4 +400,41 @@ def _check_run_inputs(spec: JobSpec) -> None:
     ):
         raise SpecError(
             "device", f"unknown device {spec.device!r}; use auto, cpu, cuda or cuda:N", code="invalid_value"
+        )
+
+
+def _check_search(spec: JobSpec, hp: Hyperparameters) -> None:
+    """Ranges of `hyperparameters.search` and what it needs from the rest of the spec."""
+    search = hp.search
+    if search is None:
+        return
+    trials = search["trials"]
+    if not 2 <= trials <= SEARCH_MAX_TRIALS:
+        raise SpecError(
+            "hyperparameters.search.trials",
+            f"must be between 2 and {SEARCH_MAX_TRIALS}, got {trials}",
+            code="invalid_value",
+        )
+    if search["budget_minutes"] <= 0:
+        raise SpecError(
+            "hyperparameters.search.budget_minutes",
+            f"must be a positive number of minutes, got {search['budget_minutes']}",
+            code="invalid_value",
+        )
+    if any(r <= 0 for r in search.get("learning_rates") or ()):
+        raise SpecError(
+            "hyperparameters.search.learning_rates", "every rate must be positive", code="invalid_value"
+        )
+    if not spec.validation_file:
+        raise SpecError(
+            "hyperparameters.search",
+            "the search compares trials on validation data; add a validation_file",
+            code="needs_validation",
+        )
+    if hp.learning_rate != AUTO:
+        raise SpecError(
+            "hyperparameters.learning_rate",
+            'the search chooses the learning rate; leave it "auto" (or list candidates in '
+            "hyperparameters.search.learning_rates)",
+            code="invalid_value",
         )

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import artifacts, checkpoints, data, modeling
+from . import artifacts, checkpoints, data, modeling, search
 from .checkpoints import TrainState
 from .metrics import (
     classification_metrics,
@@ -27,7 +27,7 @@ from .metrics import (
 from .planning import Plan, prepare
 from .predictions import write_validation_predictions
 from .reporting import CANCEL, PAUSE, NullReporter, Progress, Reporter
-from .spec import JobSpec
+from .spec import JobSpec, check_static
 from .vocabulary import ADAPTER_METHODS, Method, Task
 
 
@@ -40,6 +40,8 @@ class TrainResult:
     steps: int
     trained_tokens: int
     resolved_spec: dict
+    # The budgeted search's summary (winner, trials, time) when hyperparameters.search was set.
+    search: dict | None = None
 
 
 # ---------------------------------------------------------------------------------------------- loss & eval
@@ -193,6 +195,8 @@ class Run:
         # those are the weights exported, not the last ones.
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.exported_eval: dict[str, Any] | None = None
+        # Search trials are thrown away: they write no checkpoints (a pause ends them without one).
+        self.save_checkpoints = True
 
     # -- setup
 
@@ -222,6 +226,9 @@ class Run:
         # When to checkpoint changes nothing that is trained, and checkpoints made before the
         # setting existed must still resume.
         resolved["hyperparameters"].pop("checkpoint_every_minutes", None)
+        # The search only chose the method and learning rate, which are in the identity already; a
+        # search's spec and its winner's plain spec train the same run.
+        resolved["hyperparameters"].pop("search", None)
         return {**resolved, "data": self.plan.fingerprints, "labels": self.plan.labels}
 
     def build(self) -> None:
@@ -482,7 +489,8 @@ class Run:
             self.reporter.on_log("info", f"cancelled at step {step}", code="cancelled", params={"step": step})
             return "cancelled"
         if control == PAUSE:
-            self.checkpoint(self._last_metrics())
+            if self.save_checkpoints:
+                self.checkpoint(self._last_metrics())
             step = self.state.global_step
             self.reporter.on_log("info", f"paused at step {step}", code="paused", params={"step": step})
             return "paused"
@@ -586,7 +594,7 @@ class Run:
                         "patience": hp.early_stopping_patience,
                     },
                 )
-        if not last and not stop and self._checkpoint_due(epoch_done=epoch_done):
+        if self.save_checkpoints and not last and not stop and self._checkpoint_due(epoch_done=epoch_done):
             self.checkpoint(self._last_metrics())
         return stop
 
@@ -636,6 +644,8 @@ class Run:
             },
             "history": {"train": st.train_history, "eval": st.eval_history},
         }
+        if st.search:
+            out["search"] = st.search
         gains = {}
         base = (st.baseline or {}).get("base_model") or {}
         for k, v in (final or {}).items():
@@ -683,12 +693,59 @@ def _short(metrics: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))
 
 
+def train_trial(plan: Plan, reporter: Reporter) -> tuple[str, Callable[[], dict[str, Any]]]:
+    """One search trial (search.TrialTrainer): train the plan's steps with no baseline, checkpoint or
+    export; returns the loop's status and a function giving the trial's final validation metrics."""
+    run = Run(plan, reporter)
+    run.save_checkpoints = False
+    run.build()
+    status = run.loop()
+
+    def final_metrics() -> dict[str, Any]:
+        h = run.state.eval_history
+        return dict(h[-1]) if h and h[-1]["step"] == run.state.global_step else run.run_eval()
+
+    return status, final_metrics
+
+
+def _search_first(
+    spec: JobSpec, reporter: Reporter, resume_from: str | None
+) -> tuple[JobSpec, dict | None, TrainResult | None]:
+    """With hyperparameters.search: the winner's spec and the search summary (read back from the
+    checkpoint when resuming), or the result to return when the search was cancelled or paused."""
+    if spec.hyperparameters.search is None:
+        return spec, None, None
+    check_static(spec)  # a bad search setting fails before any planning
+    earlier = checkpoints.read_state(resume_from)[0].search if resume_from is not None else {}
+    if earlier.get("winner"):
+        return search.spec_for_winner(spec, earlier["winner"]), earlier, None
+    outcome = search.run_search(spec, reporter, train_trial=train_trial)
+    if outcome.status != "succeeded":
+        stopped = TrainResult(
+            status=outcome.status,
+            output_dir=str(spec.output_dir),
+            metrics={"search": outcome.summary},
+            last_checkpoint=None,
+            steps=0,
+            trained_tokens=0,
+            resolved_spec=spec.to_dict(),
+            search=outcome.summary,
+        )
+        return spec, outcome.summary, stopped
+    return search.spec_for_winner(spec, outcome.summary["winner"]), outcome.summary, None
+
+
 def train(spec: JobSpec, reporter: Reporter | None = None, *, resume_from: str | None = None) -> TrainResult:
-    """Fine-tune per the spec. Raises SpecError (before any compute) for bad input."""
+    """Fine-tune per the spec (after the budgeted search, when it asks for one). Raises SpecError
+    (before any compute) for bad input."""
     reporter = reporter or NullReporter()
-    plan = prepare(spec, reporter)
     if resume_from is not None:
         checkpoints.read_state(resume_from)  # fail fast on a wrong path, before loading the model
+    searched = spec
+    spec, search_summary, stopped = _search_first(spec, reporter, resume_from)
+    if stopped is not None:
+        return stopped
+    plan = prepare(spec, reporter)
     s = plan.summary()
     reporter.on_log(
         "info",
@@ -718,10 +775,14 @@ def train(spec: JobSpec, reporter: Reporter | None = None, *, resume_from: str |
     else:
         artifacts.remove_stale(spec.output_dir)
         run.baseline()
+    if search_summary is not None:
+        run.state.search = search_summary
     status = run.loop()
     if status == "succeeded":
         run.final_evaluation()
     resolved = plan.resolved_spec()
+    if search_summary is not None:
+        resolved["hyperparameters"]["search"] = searched.hyperparameters.search
     if plan.spec.method in ADAPTER_METHODS and resolved["hyperparameters"]["target_modules"] is None:
         pcfg = next(iter(run.model.peft_config.values()))  # type: ignore[attr-defined]
         resolved["hyperparameters"]["target_modules"] = (
@@ -741,4 +802,5 @@ def train(spec: JobSpec, reporter: Reporter | None = None, *, resume_from: str |
         steps=run.state.global_step,
         trained_tokens=run.state.trained_tokens,
         resolved_spec=resolved,
+        search=search_summary,
     )

@@ -47,6 +47,7 @@ EVENT_TEXTS = {
     ),
     "checkpoint_saved": gettext_lazy("Checkpoint saved at step %(step)s."),
     "paused": gettext_lazy("Paused at step %(step)s; the checkpoint is stored and the worker is free."),
+    "paused_during_search": gettext_lazy("Paused during the search; it runs again when the job is resumed."),
     "requeued_worker_paused": gettext_lazy(
         "Worker %(worker)s was paused by an admin: checkpointed at step %(step)s and requeued for another worker."
     ),
@@ -103,6 +104,11 @@ EVENT_TEXTS = {
     "engine.paused": gettext_lazy("Training checkpointed and paused at step %(step)s."),
     "engine.early_stopping": gettext_lazy(
         "Early stopping at step %(step)s: %(metric)s has not improved for %(patience)s evaluations."
+    ),
+    "engine.search_started": gettext_lazy("Search: %(trials)s trials within %(budget_minutes)s minutes."),
+    "engine.search_winner": gettext_lazy(
+        "Search winner: trial %(trial)s (%(method)s, learning rate %(learning_rate)s) with %(metric)s=%(value)s "
+        "after %(steps)s steps."
     ),
     "engine.artifacts_written": gettext_lazy(
         "Artifacts written: model, tokenizer, engine.json, label_map.json, metrics.json, spec.json."

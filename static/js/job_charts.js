@@ -123,6 +123,34 @@
     });
   }
 
+  // --- the budgeted search's trials: one curve per trial and rung, the winner drawn thicker ------
+  var search = readJson("search-data");
+  var searchLoss = document.getElementById("chart-search-loss");
+  if (search && searchLoss) {
+    var SL = search.labels;
+    var trialSets = function (series, column) {
+      return series.map(function (s, i) {
+        var ds = dataset(s.label, points(s[column], 1), COLORS[i % COLORS.length], column === "eval");
+        ds.borderWidth = s.winner ? 4 : 1.5;
+        return ds;
+      });
+    };
+    var sLoss = lineChart(searchLoss, trialSets(search.series, "train"), SL.step);
+    var sMetric = lineChart(document.getElementById("chart-search-metric"), trialSets(search.series, "eval"), SL.step);
+    [sLoss, sMetric].forEach(function (c) { c.options.plugins.legend.display = true; });
+    sLoss.update("none"); sMetric.update("none");
+    // Every poll brings all the trials (a few hundred points at most): replace, do not append.
+    document.body.addEventListener("htmx:afterSettle", function (event) {
+      var node = event.target && event.target.querySelector && event.target.querySelector("#search-update");
+      if (!node || node.dataset.applied) return;
+      node.dataset.applied = "1";
+      var update = JSON.parse(node.textContent);
+      sLoss.data.datasets = trialSets(update.series, "train");
+      sMetric.data.datasets = trialSets(update.series, "eval");
+      sLoss.update("none"); sMetric.update("none");
+    });
+  }
+
   // --- the compare page --------------------------------------------------------------------
   var compare = readJson("compare-data");
   if (compare && document.getElementById("compare-train-loss")) {

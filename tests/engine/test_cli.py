@@ -96,3 +96,20 @@ def test_cli_validate_prints_the_plan(tmp_path, tiny_bert, cache_dir, capsys):
     assert cli.main(["validate", str(spec)]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["n_train"] == 240 and plan["total_steps"] == 30
+
+
+def test_cli_prints_each_search_trial_and_the_winner(tmp_path, tiny_bert, cache_dir, capsys, restore_sigint):
+    hp = {
+        "n_epochs": 1,
+        "batch_size": 16,
+        "early_stopping_patience": None,
+        "search": {"trials": 2, "budget_minutes": 30, "learning_rates": [1e-9, 1e-2]},
+    }
+    spec = write_spec(tmp_path, tiny_bert, cache_dir, method=Method.FULL, hyperparameters=hp)
+    assert cli.main(["train", str(spec)]) == 0
+    out = capsys.readouterr()
+    summary = json.loads(out.out.strip().splitlines()[-1])
+    assert summary["status"] == "succeeded"
+    assert summary["search_winner"]["trial"] == 1 and summary["search_winner"]["learning_rate"] == 1e-2
+    assert "[trial 0 rung 0] full lr=1e-09 20/20 steps: valid_accuracy=" in out.err
+    assert "search winner: trial 1 (full, lr=0.01)" in out.err

@@ -172,3 +172,47 @@ def test_progress_of_a_running_job_shows_in_the_api_with_eta_and_throughput(runn
     }
     points = alice_client.get(f"/api/v1/jobs/{running_job.id}/metrics?kind=train").json()["data"]
     assert [p["step"] for p in points] == [12] and points[0]["values"]["train_loss"] == 0.7
+
+
+def _trial(trial, rung, status, **extra):
+    return {
+        "trial": trial,
+        "rung": rung,
+        "method": "full",
+        "learning_rate": 1e-4,
+        "auto_learning_rate": 1e-4,
+        "steps": 0,
+        "planned_steps": 20,
+        "train_rows": 80,
+        "status": status,
+        "metric": "valid_accuracy",
+        "value": None,
+        "metrics": {},
+        "curve": [],
+        "eval_curve": [],
+        "seconds": 0.0,
+        "winner": False,
+        **extra,
+    }
+
+
+def test_search_trials_keep_their_last_report_and_a_search_run_again_replaces_the_old_rows(running_job):
+    from finetune.models import SearchTrial
+
+    reporter = JobReporter(running_job)
+    reporter.on_trial(_trial(0, 0, "running"))
+    reporter.on_trial(_trial(0, 0, "completed", steps=20, value=0.5, curve=[{"step": 1, "train_loss": 1.3}]))
+    reporter.on_trial(_trial(1, 0, "completed", steps=20, value=float("nan")))
+    reporter.on_trial(_trial(1, 1, "running"))
+    reporter.flush()
+    rows = {(t.trial, t.rung): t for t in SearchTrial.objects.filter(job=running_job)}
+    assert set(rows) == {(0, 0), (1, 0), (1, 1)}
+    assert rows[(0, 0)].status == "completed" and rows[(0, 0)].value == 0.5 and rows[(0, 0)].curve
+    assert rows[(1, 0)].value is None  # a NaN score is stored as unknown
+
+    again = JobReporter(running_job)  # e.g. resumed after a pause during the search
+    again.on_trial(_trial(0, 0, "running"))
+    again.flush()
+    assert list(SearchTrial.objects.filter(job=running_job).values_list("trial", "rung", "status")) == [
+        (0, 0, "running")
+    ]
