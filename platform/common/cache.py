@@ -1,0 +1,37 @@
+"""Django's Redis cache backend with one long-lived redis-py client per connection pool.
+
+`django.core.cache.backends.redis.RedisCacheClient.get_client` builds a new `redis.Redis` around
+the (cached) pool on every cache call; building one costs about 0.15 ms of CPU (redis-py sets up
+its response callbacks each time), paid on every API-key lookup of every request. A `redis.Redis`
+is thread-safe and takes its connections from the pool per command, and the pool itself notices a
+fork (it checks the process id), so one client per pool is kept and reused. Behaviour is otherwise
+Django's own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+
+
+class PooledRedisCacheClient(RedisCacheClient):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._clients: dict[int, Any] = {}
+
+    def get_client(self, key: Any = None, *, write: bool = False) -> Any:
+        pool = self._get_connection_pool(write)
+        client = self._clients.get(id(pool))
+        if client is None or client.connection_pool is not pool:
+            client = self._client(connection_pool=pool)
+            self._clients[id(pool)] = client
+        return client
+
+
+class PooledRedisCache(RedisCache):
+    """settings.CACHES backend: `common.cache.PooledRedisCache`."""
+
+    def __init__(self, server: Any, params: dict[str, Any]) -> None:
+        super().__init__(server, params)
+        self._class = PooledRedisCacheClient
