@@ -709,14 +709,13 @@ def train_trial(plan: Plan, reporter: Reporter) -> tuple[str, Callable[[], dict[
 
 
 def _search_first(
-    spec: JobSpec, reporter: Reporter, resume_from: str | None
+    spec: JobSpec, reporter: Reporter, earlier: dict
 ) -> tuple[JobSpec, dict | None, TrainResult | None]:
     """With hyperparameters.search: the winner's spec and the search summary (read back from the
     checkpoint when resuming), or the result to return when the search was cancelled or paused."""
     if spec.hyperparameters.search is None:
         return spec, None, None
     check_static(spec)  # a bad search setting fails before any planning
-    earlier = checkpoints.read_state(resume_from)[0].search if resume_from is not None else {}
     if earlier.get("winner"):
         return search.spec_for_winner(spec, earlier["winner"]), earlier, None
     outcome = search.run_search(spec, reporter, train_trial=train_trial)
@@ -739,10 +738,10 @@ def train(spec: JobSpec, reporter: Reporter | None = None, *, resume_from: str |
     """Fine-tune per the spec (after the budgeted search, when it asks for one). Raises SpecError
     (before any compute) for bad input."""
     reporter = reporter or NullReporter()
-    if resume_from is not None:
-        checkpoints.read_state(resume_from)  # fail fast on a wrong path, before loading the model
+    # Read first: a wrong path fails fast, before loading the model; a finished search is not redone.
+    earlier_search = checkpoints.read_state(resume_from)[0].search if resume_from is not None else {}
     searched = spec
-    spec, search_summary, stopped = _search_first(spec, reporter, resume_from)
+    spec, search_summary, stopped = _search_first(spec, reporter, earlier_search)
     if stopped is not None:
         return stopped
     plan = prepare(spec, reporter)
