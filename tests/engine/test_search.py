@@ -8,7 +8,7 @@ import pytest
 
 from finetune.engine import RecordingReporter, SpecError, train
 from finetune.engine.checkpoints import list_checkpoints, read_state
-from finetune.engine.search import choose_winner
+from finetune.engine.search import choose_winner, planned_rungs
 from finetune.engine.vocabulary import Method
 
 # A rate far too small to move the weights cannot win, so the winner is decided by the two that learn.
@@ -46,6 +46,7 @@ def test_a_search_of_three_trials_picks_the_best_validation_metric_and_reports_a
         assert r["eval_curve"] and r["metric"] == "valid_accuracy" and r["value"] is not None
     # Halving: three trials at rung 0, the best two at rung 1 with twice the steps.
     assert sorted(rows) == [(0, 0), (1, 0), (1, 1), (2, 0), (2, 1)]
+    assert [sum(1 for _, rung in rows if rung == r) for r in range(2)] == planned_rungs(3)
     assert rows[(1, 1)]["steps"] == 2 * rows[(1, 0)]["steps"]
     assert rows[(0, 0)]["status"] == "pruned"  # the rate that cannot learn
     deepest = [rows[(1, 1)], rows[(2, 1)]]
@@ -78,6 +79,13 @@ def test_a_tiny_budget_ends_the_search_early_and_still_trains_a_winner(make_spec
     assert res.search["budget_exhausted"] is True
     assert res.resolved_spec["hyperparameters"]["learning_rate"] == RATES[0]
     assert res.steps == 15  # the full run is not cut by the search's budget
+
+
+@pytest.mark.parametrize(
+    ("trials", "rungs"), [(2, [2]), (3, [3, 2]), (4, [4, 2]), (5, [5, 3, 2]), (16, [16, 8, 4, 2])]
+)
+def test_the_planned_rungs_halve_the_trials_until_one_would_be_left(trials, rungs):
+    assert planned_rungs(trials) == rungs
 
 
 def test_the_winner_is_the_best_completed_trial_of_the_deepest_rung():

@@ -130,6 +130,10 @@ def test_a_running_search_shows_its_trials_as_they_come(alice, alice_client, dat
     )
     live = web.get(f"/jobs/{job['id']}/live/?after_event=0", HTTP_HX_REQUEST="true").content.decode()
     assert "2 / 20" in live and "running" in live
+    # The job's own progress stays at step 0 until the full run: the search says how far it is
+    # (3 trials at 20 steps, then the better 2 at 40: 140 trial steps in 5 runs).
+    assert 'id="search-progress" max="100" value="1.4"' in live
+    assert "0 of 5 trial runs done (rung 1 of 2, within 30 minutes)" in live
     update = _json_script(live, "search-update")
     assert update["series"][0]["train"] == [[1, 1.4], [2, 1.39]]
     body = alice_client.get(f"/api/v1/jobs/{job['id']}").json()
