@@ -127,17 +127,17 @@ def job_search_trials(*, job: FineTuneJob) -> dict | None:
         "winner": winner,
         "metric": rows[0].metric if rows else main_metric(job),
         "chart": {"series": series},
-        "progress": _search_progress(job=job, rows=rows, trials=int(config.get("trials") or 0))
+        "progress": _search_progress(rows=rows, trials=int(config.get("trials") or 0))
         if winner is None and not job.is_terminal
         else None,
     }
 
 
-def _search_progress(*, job: FineTuneJob, rows: list, trials: int) -> dict | None:
+def _search_progress(*, rows: list, trials: int) -> dict | None:
     """How far a running search is, while the job's own progress (the full run's steps) stays at 0:
     trial steps done over the steps of every planned rung (each rung's trials train twice the
     previous rung's steps), and trial runs done over planned. A trial skipped or cut by the budget
-    ends the search early, so its planned steps count as done. None before the first trial starts."""
+    counts its planned steps as done. None before the first trial starts."""
     # The engine's search module imports torch; the job page needs it only for a job with a search.
     from finetune.engine.search import BUDGET, RUNNING, SKIPPED, planned_rungs
 
@@ -146,22 +146,12 @@ def _search_progress(*, job: FineTuneJob, rows: list, trials: int) -> dict | Non
         return None
     rungs = planned_rungs(trials)
     planned_steps = sum(n * first * 2**rung for rung, n in enumerate(rungs))
-    if any(t.status == BUDGET for t in rows):
-        last_rung = max(t.rung for t in rows)
-        return {
-            "percent": 99.9,
-            "runs_done": len(rows),
-            "runs_planned": len(rows),
-            "rung": last_rung,
-            "rungs": last_rung + 1,
-        }
     done = sum(
-        t.planned_steps if t.status == SKIPPED else min(t.steps, t.planned_steps or t.steps) for t in rows
+        t.planned_steps if t.status in (SKIPPED, BUDGET) else min(t.steps, t.planned_steps) for t in rows
     )
-    runs_done = sum(1 for t in rows if t.status != RUNNING)
     return {
         "percent": min(99.9, 100.0 * done / planned_steps),
-        "runs_done": runs_done,
+        "runs_done": sum(1 for t in rows if t.status != RUNNING),
         "runs_planned": sum(rungs),
         "rung": max(t.rung for t in rows),
         "rungs": len(rungs),
