@@ -14,9 +14,10 @@ from django.core.files.storage import default_storage
 from django.core.paginator import Page, Paginator
 
 from common.errors import InvalidInput, NotFound
+from finetune.engine.halving import planned_rungs
 from finetune.engine.predictions import FILENAME as PREDICTIONS_FILE
 from finetune.engine.vocabulary import Task
-from finetune.models import FineTuneJob, JobEvent, MetricPoint
+from finetune.models import FineTuneJob, JobEvent, MetricPoint, SearchTrial
 from finetune.selectors import job_list, job_search_trial_list
 
 # The evaluation metric drawn next to the validation loss, per task.
@@ -138,20 +139,21 @@ def _search_progress(*, rows: list, trials: int) -> dict | None:
     trial steps done over the steps of every planned rung (each rung's trials train twice the
     previous rung's steps), and trial runs done over planned. A trial skipped or cut by the budget
     counts its planned steps as done. None before the first trial starts."""
-    # The engine's search module imports torch; the job page needs it only for a job with a search.
-    from finetune.engine.search import BUDGET, RUNNING, SKIPPED, planned_rungs
-
+    Status = SearchTrial.Status
     first = next((t.planned_steps for t in rows if t.rung == 0 and t.planned_steps), None)
     if not first or trials < 2:
         return None
     rungs = planned_rungs(trials)
     planned_steps = sum(n * first * 2**rung for rung, n in enumerate(rungs))
     done = sum(
-        t.planned_steps if t.status in (SKIPPED, BUDGET) else min(t.steps, t.planned_steps) for t in rows
+        t.planned_steps
+        if t.status in (Status.SKIPPED, Status.BUDGET_EXHAUSTED)
+        else min(t.steps, t.planned_steps)
+        for t in rows
     )
     return {
         "percent": min(99.9, 100.0 * done / planned_steps),
-        "runs_done": sum(1 for t in rows if t.status != RUNNING),
+        "runs_done": sum(1 for t in rows if t.status != Status.RUNNING),
         "runs_planned": sum(rungs),
         "rung": max(t.rung for t in rows),
         "rungs": len(rungs),

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import autoconf, data
+from .halving import surviving_trials
 from .metrics import metric_direction, normalize_metric_name
 from .planning import Plan, prepare
 from .reporting import CANCEL, CONTINUE, NullReporter, Reporter
@@ -158,20 +159,6 @@ def make_candidates(
 
 def first_rung_steps(full_run_steps: int) -> int:
     return int(min(FIRST_RUNG_MAX_STEPS, max(FIRST_RUNG_MIN_STEPS, math.ceil(full_run_steps / 10))))
-
-
-def surviving_trials(alive: int) -> int:
-    """How many of a rung's trials go on to the next rung: the better half, rounded up."""
-    return math.ceil(alive / 2)
-
-
-def planned_rungs(trials: int) -> list[int]:
-    """The number of trials at each rung when the budget lasts: [4, 2] for 4 trials (the last rung
-    is the one whose better half would be a single trial)."""
-    rungs = [trials]
-    while surviving_trials(rungs[-1]) > 1:
-        rungs.append(surviving_trials(rungs[-1]))
-    return rungs
 
 
 def _subset(split: data.Split, n: int, seed: int) -> tuple[data.Split, int]:

@@ -8,7 +8,8 @@ import pytest
 
 from finetune.engine import RecordingReporter, SpecError, train
 from finetune.engine.checkpoints import list_checkpoints, read_state
-from finetune.engine.search import choose_winner, planned_rungs
+from finetune.engine.halving import planned_rungs
+from finetune.engine.search import choose_winner
 from finetune.engine.vocabulary import Method
 
 # A rate far too small to move the weights cannot win, so the winner is decided by the two that learn.
