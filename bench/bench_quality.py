@@ -129,6 +129,7 @@ def run_auto(train, valid, workdir: Path) -> dict:
                     "eval_every_steps",
                     "early_stopping_patience",
                     "early_stopping_metric",
+                    "early_stopping_start_step",
                 )
             },
         },

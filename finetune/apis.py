@@ -67,6 +67,10 @@ class KeptCheckpointSerializer(serializers.Serializer):
         help_text="`early_stopping`: `patience` evaluations without improvement; `planned_steps`: all steps ran.",
     )
     patience = serializers.IntegerField(allow_null=True)
+    patience_from_step = serializers.IntegerField(
+        allow_null=True,
+        help_text="Evaluations before this step did not count toward `patience` (`early_stopping_start_step`).",
+    )
 
 
 class SearchTrialSerializer(serializers.Serializer):

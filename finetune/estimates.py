@@ -100,6 +100,7 @@ def estimate_for(
         "batch_size": validation.get("batch_size"),
         "max_length": validation.get("max_length"),
         "learning_rate": validation.get("learning_rate"),
+        "early_stopping_start_step": validation.get("early_stopping_start_step"),
         "total_steps": validation.get("total_steps"),
         "n_train": validation.get("n_train"),
         "n_valid": validation.get("n_valid"),

@@ -187,6 +187,8 @@ def job_kept_checkpoint(*, job: FineTuneJob) -> dict | None:
         "planned_steps": planned,
         "stop_reason": "early_stopping" if stopped_early else "planned_steps",
         "patience": kept.get("patience", hp.get("early_stopping_patience")),
+        # Evaluations before this step did not count toward patience (0 or None: all did).
+        "patience_from_step": kept.get("patience_from_step", hp.get("early_stopping_start_step")),
     }
 
 

@@ -316,6 +316,7 @@ def _resolved_hyperparameters(validation: dict, submitted: dict) -> dict:
         "eval_every_steps",
         "early_stopping_patience",
         "early_stopping_metric",
+        "early_stopping_start_step",
     ):
         if key in validation:  # None is a decision too (no early stopping, evaluate each epoch)
             resolved[key] = validation[key]

@@ -86,6 +86,7 @@ class Plan:
             "eval_every_steps": hp.eval_every_steps,
             "early_stopping_patience": hp.early_stopping_patience,
             "early_stopping_metric": hp.early_stopping_metric,
+            "early_stopping_start_step": hp.early_stopping_start_step,
             "lora_r": hp.lora_r if self.spec.method in ADAPTER_METHODS else None,
             # What "auto" resolves to for this method/task/model, kept so a rate set as a multiple of it
             # (the OpenAI face's learning_rate_multiplier) can be reported back as that multiple.
@@ -492,6 +493,10 @@ def prepare(spec: JobSpec, reporter: Reporter | None = None) -> Plan:
     if hp.eval_every_steps is None and spec.validation_file:
         hp.eval_every_steps = autoconf.auto_eval_every_steps(
             math.ceil(total_steps / steps_per_epoch), total_steps
+        )
+    if hp.early_stopping_start_step == AUTO:
+        hp.early_stopping_start_step = autoconf.auto_early_stopping_start_step(
+            total_steps, early_stopping=hp.early_stopping_patience is not None
         )
     fingerprints = {
         "train_file": train_rows.sha256,

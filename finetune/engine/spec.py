@@ -35,6 +35,10 @@ class Hyperparameters:
     # checkpoint that is exported (the best evaluation, not the last).
     early_stopping_patience: int | str | None = AUTO
     early_stopping_metric: str = AUTO
+    # Evaluations before this step still keep the best checkpoint but do not count toward patience:
+    # the metric often peaks while the rate is high, dips, and climbs again once it has decayed.
+    # "auto": two thirds of the planned steps when early stopping is on; 0 counts from the start.
+    early_stopping_start_step: int | str | None = AUTO
     class_weights: bool = False
     label_smoothing: float = 0.0
     precision: str = AUTO  # auto|fp32|bf16|fp16 (auto: bf16 on capable CUDA, else fp32)
@@ -163,13 +167,12 @@ def _check_types(hp: Hyperparameters) -> None:
         v = getattr(hp, name)
         if v is not None and not _is_int(v):
             raise SpecError(f"hyperparameters.{name}", "must be an integer or null", code="invalid_type")
-    v = hp.early_stopping_patience
-    if v is not None and v != AUTO and not _is_int(v):
-        raise SpecError(
-            "hyperparameters.early_stopping_patience",
-            'must be an integer, "auto" or null',
-            code="invalid_type",
-        )
+    for name in ("early_stopping_patience", "early_stopping_start_step"):
+        v = getattr(hp, name)
+        if v is not None and v != AUTO and not _is_int(v):
+            raise SpecError(
+                f"hyperparameters.{name}", 'must be an integer, "auto" or null', code="invalid_type"
+            )
     for name in ("warmup_ratio", "weight_decay", "label_smoothing", "lora_dropout"):
         if not _is_number(getattr(hp, name)):
             raise SpecError(f"hyperparameters.{name}", "must be a number", code="invalid_type")
@@ -342,6 +345,10 @@ def _check_task_fit_and_schedule(spec: JobSpec, hp: Hyperparameters) -> None:
     if hp.checkpoint_every_minutes is not None and hp.checkpoint_every_minutes <= 0:
         raise SpecError(
             "hyperparameters.checkpoint_every_minutes", "must be positive (or null)", code="invalid_value"
+        )
+    if hp.early_stopping_start_step not in (None, AUTO) and hp.early_stopping_start_step < 0:
+        raise SpecError(
+            "hyperparameters.early_stopping_start_step", "must be 0 or more (or null)", code="invalid_value"
         )
     if hp.keep_last_checkpoints < 1:
         raise SpecError("hyperparameters.keep_last_checkpoints", "must be at least 1", code="invalid_value")

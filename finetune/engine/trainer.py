@@ -363,7 +363,7 @@ class Run:
         if self._better(key, value, self.state.best.get("value")):
             self.state.best = {"metric": key, "value": value, "step": metrics["step"]}
             self.state.evals_without_improvement = 0
-        else:
+        elif metrics["step"] >= (self.hp.early_stopping_start_step or 0):
             self.state.evals_without_improvement += 1
         patience = self.hp.early_stopping_patience
         return patience is not None and self.state.evals_without_improvement >= patience
@@ -686,6 +686,7 @@ class Run:
             # Why training ended where it did: `patience` evaluations without improvement, or the plan's steps.
             "planned_steps": self.plan.total_steps,
             "patience": self.hp.early_stopping_patience,
+            "patience_from_step": self.hp.early_stopping_start_step,
         }
 
 

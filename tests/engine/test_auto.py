@@ -64,10 +64,18 @@ def test_the_resolved_plan_shows_every_auto_choice_before_training(make_spec):
     assert plan["method"] == Method.FULL  # the tiny BERT is a small model
     assert plan["warmup_ratio"] == 0.06 and plan["early_stopping_patience"] == 3
     assert plan["early_stopping_metric"] == "eval_accuracy" and plan["lora_r"] is None
+    assert plan["early_stopping_start_step"] == math.ceil(plan["total_steps"] * 2 / 3)
     no_valid = validate_spec(
         make_spec(method="auto", validation_file=None, hyperparameters={"early_stopping_patience": "auto"})
     )
-    assert no_valid["early_stopping_patience"] is None
+    assert no_valid["early_stopping_patience"] is None and no_valid["early_stopping_start_step"] is None
+
+
+def test_patience_counts_from_two_thirds_of_the_planned_steps():
+    # Financial tweets: 7 epochs of 299 steps; the peak at epoch 2 no longer ends the run after epoch 5.
+    assert autoconf.auto_early_stopping_start_step(2093, early_stopping=True) == 1396
+    assert autoconf.auto_early_stopping_start_step(3, early_stopping=True) == 2
+    assert autoconf.auto_early_stopping_start_step(2093, early_stopping=False) is None
 
 
 def _accuracy_of_exported_model(out: Path, rows: list[dict]) -> float:
@@ -105,7 +113,8 @@ def test_the_best_evaluation_is_exported_not_the_last(make_spec, data_dir):
 
 
 def test_early_stopping_is_on_by_default_with_a_validation_file(make_spec):
-    # Nothing can improve at this rate: accuracy stays at its baseline and the run stops after 3 evaluations.
+    # Nothing can improve at this rate: accuracy stays at its baseline, and the run stops after the 3
+    # evaluations that follow two thirds of its 150 planned steps (100): at 105, 120 and 135.
     res = train(
         make_spec(
             out="es",
@@ -114,4 +123,5 @@ def test_early_stopping_is_on_by_default_with_a_validation_file(make_spec):
         )
     )
     assert res.metrics["train"]["stopped_early"] is True
-    assert res.steps == 3 * math.ceil(240 / 16)  # evaluated each epoch (10 epochs), patience 3
+    assert res.steps == 9 * math.ceil(240 / 16)  # evaluated each epoch (10 epochs), patience 3
+    assert res.metrics["kept"]["patience_from_step"] == 100

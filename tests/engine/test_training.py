@@ -120,6 +120,7 @@ def test_early_stopping_stops_when_the_metric_stops_improving(make_spec):
                 "eval_every_steps": 3,
                 "early_stopping_patience": 2,
                 "early_stopping_metric": "eval_accuracy",
+                "early_stopping_start_step": 0,  # every evaluation counts, not only the last third's
             }
         ),
         rep,

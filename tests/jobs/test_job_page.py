@@ -151,7 +151,13 @@ def test_a_run_that_peaks_mid_run_says_which_step_was_kept_and_why_it_stopped(
     # evaluations without improvement.
     version = make_dataset_version(team, n_train=len(BANKING_ROWS), n_valid=len(BANKING_TEST_ROWS))
     start_worker(queues="cpu", name="kept", env=FAST_WORKER_ENV)
-    hyperparameters = {**PEAK_MID_RUN_HYPERPARAMETERS, "early_stopping_patience": 3, "max_length": 32}
+    # Patience counted from step 3, the first evaluation (as from the start, but said on the page).
+    hyperparameters = {
+        **PEAK_MID_RUN_HYPERPARAMETERS,
+        "early_stopping_patience": 3,
+        "early_stopping_start_step": 3,
+        "max_length": 32,
+    }
     job = submit(alice_client, version, max_steps=None, hyperparameters=hyperparameters)
     done = wait_for_status(alice_client, job["id"], "succeeded", "failed", timeout=120)
     assert done["status"] == "succeeded", done["error"]
@@ -173,7 +179,7 @@ def test_a_run_that_peaks_mid_run_says_which_step_was_kept_and_why_it_stopped(
     assert "the best valid_accuracy" in kept_card
     assert (
         f"stopped early at step {kept['last_step']} of {kept['planned_steps']} planned: "
-        "valid_accuracy had not improved for 3 evaluations"
+        "valid_accuracy had not improved for 3 evaluations. Only evaluations from step 3 on counted"
     ) in kept_card
     assert _json_script(page, "chart-data")["kept_step"] == kept["step"]  # the charts' marker
     # The poll that brings the finished job carries the marker too.

@@ -77,6 +77,7 @@ def test_the_new_job_form_shows_the_estimate_before_launching(alice, dataset_ver
     # A range in words, and the method "auto" would pick, before launch (no earlier run: the table).
     assert "from a built-in table" in page and " s</strong>" not in page
     assert "Method full" in page and ("min" in page or "under a minute" in page)
+    assert "Not before step 27 of 40." in page  # early stopping counts from two thirds of the steps
     assert 'value="launch"' in page
     assert not FineTuneJob.objects.exists()
 
