@@ -226,6 +226,9 @@ class Run:
         # When to checkpoint changes nothing that is trained, and checkpoints made before the
         # setting existed must still resume.
         resolved["hyperparameters"].pop("checkpoint_every_minutes", None)
+        # Likewise when patience starts counting: it may end the run sooner or later, but the steps a
+        # checkpoint holds were trained the same way (and jobs checkpointed before it existed resume).
+        resolved["hyperparameters"].pop("early_stopping_start_step", None)
         # The search only chose the method and learning rate, which are in the identity already; a
         # search's spec and its winner's plain spec train the same run.
         resolved["hyperparameters"].pop("search", None)

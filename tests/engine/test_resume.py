@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -83,6 +84,18 @@ def test_resuming_with_a_different_spec_is_refused(make_spec):
     with pytest.raises(SpecError) as info:
         train(make_spec(hyperparameters={"learning_rate": 1e-2}), resume_from=paused.last_checkpoint)
     assert info.value.field == "resume_from" and "learning_rate" in info.value.message
+
+
+def test_a_checkpoint_made_before_early_stopping_start_step_existed_still_resumes(make_spec):
+    # A job checkpointed by the previous release, resumed after an upgrade, must not be refused.
+    hp = {"early_stopping_patience": 3}
+    paused = train(make_spec(hyperparameters=hp), PauseAt(3))
+    state_file = Path(paused.last_checkpoint) / "state.json"
+    saved = json.loads(state_file.read_text())
+    saved["identity"]["hyperparameters"].pop("early_stopping_start_step", None)
+    state_file.write_text(json.dumps(saved))
+    resumed = train(make_spec(hyperparameters=hp), resume_from=paused.last_checkpoint)
+    assert resumed.status == "succeeded" and resumed.steps > 3
 
 
 def test_resuming_from_something_that_is_not_a_checkpoint_is_refused(make_spec, tmp_path):
