@@ -235,7 +235,8 @@ class JobReporter:
     def on_trial(self, trial: dict) -> None:
         """A search trial started or changed; written with the next flush (the last report wins)."""
         with self._lock:
-            if trial["trial"] == 0 and trial["rung"] == 0 and trial["status"] == "running":
+            # The first trial starting (not its progress reports) is a search (re)starting.
+            if (trial["trial"], trial["rung"], trial["status"]) == (0, 0, "running") and not trial.get("steps"):
                 self._restart_search, self._trials = True, {}
             self._trials[(int(trial["trial"]), int(trial["rung"]))] = (dict(trial), time.time())
         self._wake.set()

@@ -75,10 +75,18 @@ class _TrialReporter(NullReporter):
     """Collects one trial's curve; passes cancel/pause through and stops the trial at the deadline
     (after at least one step, so a search always has something to choose from)."""
 
-    def __init__(self, outer: Reporter, deadline: float, *, must_step: bool) -> None:
+    def __init__(
+        self,
+        outer: Reporter,
+        deadline: float,
+        *,
+        must_step: bool,
+        while_running: Callable[[_TrialReporter], None] | None = None,
+    ) -> None:
         self.outer = outer
         self.deadline = deadline
         self.must_step = must_step
+        self.while_running = while_running
         self.curve: list[dict[str, Any]] = []
         self.eval_curve: list[dict[str, Any]] = []
         self.budget_exhausted = False
@@ -95,6 +103,8 @@ class _TrialReporter(NullReporter):
                 if k == "step" or (isinstance(v, float) and k.startswith("valid_"))
             }
         )
+        if self.while_running is not None:
+            self.while_running(self)
 
     def control(self) -> str:
         outer = self.outer.control()
@@ -295,8 +305,20 @@ class _Search:
         row = self.row(c, rung, steps, RUNNING)
         self.emit(row)
         t0 = time.monotonic()
+
+        def report_running(rep: _TrialReporter) -> None:
+            # At each of the trial's evaluations, so the job page's trial table and search progress
+            # move within a trial, not only when it ends.
+            row["steps"] = rep.curve[-1]["step"] if rep.curve else 0
+            row["curve"], row["eval_curve"] = list(rep.curve), list(rep.eval_curve)
+            row["seconds"] = round(time.monotonic() - t0, 3)
+            self.emit(row)
+
         rep = _TrialReporter(
-            self.reporter, self.deadline, must_step=not any(r["status"] != SKIPPED for r in self.rows)
+            self.reporter,
+            self.deadline,
+            must_step=not any(r["status"] != SKIPPED for r in self.rows),
+            while_running=report_running,
         )
         status, evaluate = self.train_trial(self.trial_plan(c, steps), rep)
         row["steps"] = rep.curve[-1]["step"] if rep.curve else 0

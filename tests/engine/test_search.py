@@ -62,6 +62,11 @@ def test_a_search_of_three_trials_picks_the_best_validation_metric_and_reports_a
     assert res.metrics["search"]["winner"]["learning_rate"] == best["learning_rate"]
     assert len(res.metrics["search"]["trials"]) == 5
     assert any(code == "search_winner" for code, _ in rep.log_codes)
+    # Each trial is reported while it trains (at its evaluations), not only when it starts and ends.
+    for key, row in rows.items():
+        running = [r for r in rep.trials if (r["trial"], r["rung"]) == key and r["status"] == "running"]
+        assert [r["steps"] for r in running][:2] == [0, row["planned_steps"] // 4], key
+        assert len(running[1]["curve"]) == running[1]["steps"] and running[1]["eval_curve"]
     assert (Path(res.output_dir) / "model.safetensors").exists()
     card = (Path(res.output_dir) / "README.md").read_text()
     assert "were chosen by a search (5 trial runs" in card and f"trial {best['trial']} (full" in card
@@ -116,7 +121,7 @@ def test_the_winner_is_the_best_completed_trial_of_the_deepest_rung():
 def test_cancel_during_the_search_stops_it_without_a_model(make_spec):
     class CancelInSecondTrial(RecordingReporter):
         def control(self) -> str:
-            started = [r for r in self.trials if r["status"] == "running"]
+            started = {(r["trial"], r["rung"]) for r in self.trials if r["status"] == "running"}
             return "cancel" if len(started) >= 2 else "continue"
 
     rep = CancelInSecondTrial()
