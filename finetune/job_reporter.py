@@ -236,7 +236,8 @@ class JobReporter:
         """A search trial started or changed; written with the next flush (the last report wins)."""
         with self._lock:
             # The first trial starting (not its progress reports) is a search (re)starting.
-            if (trial["trial"], trial["rung"], trial["status"]) == (0, 0, "running") and not trial.get("steps"):
+            starting = (trial["trial"], trial["rung"], trial["status"]) == (0, 0, "running")
+            if starting and not trial.get("steps"):
                 self._restart_search, self._trials = True, {}
             self._trials[(int(trial["trial"]), int(trial["rung"]))] = (dict(trial), time.time())
         self._wake.set()
