@@ -113,9 +113,9 @@ def auto_eval_every_steps(n_epochs: int, total_steps: int) -> int | None:
 
 def auto_early_stopping_start_step(total_steps: int, *, early_stopping: bool) -> int | None:
     """Two thirds of the planned steps: by then linear decay has the rate at a third of its peak, where
-    the metric that dipped after an early, high-rate peak can climb back (financial tweets: the peak
-    came at epoch 2 of 7, and patience 3 stopped the run after epoch 5, before the low-rate epochs that
-    give the reference loop its accuracy). None without early stopping."""
+    the metric that dipped after an early, high-rate peak can climb back (financial tweets: 87.94 % at
+    epoch 2, 85.59 % at epoch 4, 87.86 % at epoch 5, where patience 3 had stopped the run; measured in
+    docs/engine.md, the last epochs did not beat epoch 2 there). None without early stopping."""
     if not early_stopping:
         return None
     return int(math.ceil(total_steps * EARLY_STOPPING_START_FRACTION))
