@@ -306,12 +306,15 @@ class _Search:
         self.emit(row)
         t0 = time.monotonic()
 
-        def report_running(rep: _TrialReporter) -> None:
-            # At each of the trial's evaluations, so the job page's trial table and search progress
-            # move within a trial, not only when it ends.
+        def record_progress(rep: _TrialReporter) -> None:
             row["steps"] = rep.curve[-1]["step"] if rep.curve else 0
             row["curve"], row["eval_curve"] = list(rep.curve), list(rep.eval_curve)
             row["seconds"] = round(time.monotonic() - t0, 3)
+
+        def report_running(rep: _TrialReporter) -> None:
+            # At each of the trial's evaluations, so the job page's trial table and search progress
+            # move within a trial, not only when it ends.
+            record_progress(rep)
             self.emit(row)
 
         rep = _TrialReporter(
@@ -321,8 +324,6 @@ class _Search:
             while_running=report_running,
         )
         status, evaluate = self.train_trial(self.trial_plan(c, steps), rep)
-        row["steps"] = rep.curve[-1]["step"] if rep.curve else 0
-        row["curve"], row["eval_curve"] = rep.curve, rep.eval_curve
         if rep.stopped_by is not None:
             row["status"] = CANCELLED
         else:
@@ -330,7 +331,7 @@ class _Search:
             row["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
             row["value"] = metrics.get(self.metric)
             row["status"] = BUDGET if rep.budget_exhausted or status != "succeeded" else COMPLETED
-        row["seconds"] = round(time.monotonic() - t0, 3)
+        record_progress(rep)  # after the final evaluation, so `seconds` includes it
         self.rows.append(row)
         self.emit(row)
         return row, rep.stopped_by
