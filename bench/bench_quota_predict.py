@@ -4,10 +4,13 @@ The same native `POST /api/v1/endpoints/{slug}/predict` (in-process DRF client, 
 real runtime) is called in alternation:
   - with quotas: the team has a policy (per-key requests and tokens per minute, a monthly team quota,
     a per-endpoint limit: 3 limits, 5 counters) and the view runs `serving.usage_gate` as shipped:
-    one Redis round trip for the check (the limits read from the policy copy in Redis, no query),
-    the settle and metering script sent without waiting, the Prometheus counters;
+    one Redis round trip for the check (the limits read from the policy copy in Redis, no query;
+    the key's brake and access stamp read in the same script), the settle and metering script sent
+    without waiting, the Prometheus counters;
   - without: the same view with the gate replaced by one that does nothing (no policy read, no
-    Redis, no metering) - what predict costs with no quota machinery at all.
+    quota script, no metering) - what predict costs with no quota machinery at all. The key's
+    brake and stamp are then read by their own MGET before the answer (`ConfirmsAccessLater`), as
+    authentication did before the check carried them.
 Alternating call by call gives both the same machine load.
 
 Prints `BENCH quota_predict ratio=<throughput with / without> target>=0.95 added_p50_ms=<..>

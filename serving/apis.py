@@ -11,7 +11,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.access import TeamApiView, team_context_for
+from accounts.access import ConfirmsAccessLater, TeamApiView, team_context_for
 from accounts.models import Role, Team
 from common.api import ErrorSerializer, list_schema, refuse_empty_patch
 from common.errors import Forbidden, InvalidInput, NotFound
@@ -329,7 +329,7 @@ class Int8CheckDetailApi(TeamApiView):
         )
 
 
-class EndpointPredictApi(TeamApiView):
+class EndpointPredictApi(ConfirmsAccessLater, TeamApiView):
     """Inference: session users of the team (viewers too) and keys with the `inference` scope."""
 
     write_role = Role.VIEWER

@@ -22,7 +22,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from accounts.access import OpenAIApiView
+from accounts.access import ConfirmsAccessLater, OpenAIApiView
 from common.errors import Forbidden, InvalidInput
 from common.openai_compat import WRITE_ERRORS, openai_error_body, openai_error_type
 from serving import inference
@@ -32,7 +32,7 @@ CHAT_ROLES = ("system", "developer", "user", "assistant")
 DEFAULT_MAX_TOKENS = 256
 
 
-class InferenceApiView(OpenAIApiView):
+class InferenceApiView(ConfirmsAccessLater, OpenAIApiView):
     """Inference needs the `inference` scope (any role of the team may call)."""
 
     def check_access(self, request) -> None:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import redis
 from django.conf import settings
@@ -48,6 +48,26 @@ _LUA_DIR = Path(__file__).resolve().parent / "lua"
 _CHECK_SOURCE = (_LUA_DIR / "quota_check.lua").read_text()
 _CHECK_SHA = hashlib.sha1(_CHECK_SOURCE.encode()).hexdigest()
 _SETTLE_SOURCE = (_LUA_DIR / "quota_settle.lua").read_text()
+
+
+class AccessNotConfirmed(Exception):
+    """`check(access=...)` found the caller's address braked or its team's access stamp changed:
+    nothing was checked or counted. `values` are what Redis holds under `access.keys` (stored
+    bytes or None), for the caller to tell which (`accounts.authentication.PendingAccess.resolve`)."""
+
+    def __init__(self, values: list) -> None:
+        self.values = values
+        super().__init__("the caller's access changed since it was authenticated")
+
+
+class AccessCondition(Protocol):
+    """The API-key access a check confirms in the same round trip (`PendingAccess` in accounts):
+    `keys` = (brake counter, brake window end, access stamp) as stored in Redis; the request is
+    refused when the counter is at `threshold` or the stamp's bytes are not `expected_stamp`."""
+
+    keys: tuple[str, str, str]
+    threshold: int
+    expected_stamp: bytes
 
 
 class QuotaBackendUnavailable(Exception):
@@ -129,6 +149,8 @@ class QuotaDecision:
     reservation: Reservation | None = None
     # True when Redis was down and TUNEFORGE_QUOTA_FAIL_OPEN let the request through uncounted.
     degraded: bool = False
+    # True when the script also confirmed the `access` it was given.
+    access_confirmed: bool = False
 
     @property
     def retry_after_seconds(self) -> int:
@@ -315,6 +337,12 @@ def _fail_open(fail_open: bool | None) -> bool:
     return settings.TUNEFORGE_QUOTA_FAIL_OPEN if fail_open is None else fail_open
 
 
+def _access_held(reply: list) -> list:
+    if reply[0] == -2:
+        raise AccessNotConfirmed(list(reply[1:]))
+    return reply
+
+
 def check(
     *,
     limits: Sequence[Limit],
@@ -325,6 +353,7 @@ def check(
     fail_open: bool | None = None,
     now: float | None = None,
     policy: PolicySource | None = None,
+    access: AccessCondition | None = None,
 ) -> QuotaDecision:
     """Check and count one request against every limit at once (all-or-nothing).
 
@@ -336,20 +365,28 @@ def check(
     Raises QuotaBackendUnavailable when Redis cannot be reached, unless fail-open is set
     (argument, else TUNEFORGE_QUOTA_FAIL_OPEN): then the request is allowed, uncounted, and logged.
     A request with a policy whose rows set no limit at all is allowed then too (nothing to count).
+    `access`, when given, is confirmed first in the same script (a round trip even with no limit):
+    AccessNotConfirmed when it does not hold, with nothing counted.
     """
     if tokens < 0:
         raise ValueError(f"tokens must be >= 0, got {tokens}")
     now = time.time() if now is None else now
     counters = _counters(limits, tokens=tokens, now=now, prefix=prefix)
-    if not counters:
+    if not counters and access is None:
         return QuotaDecision(allowed=True)
     if policy is None and any(isinstance(c.maximum, str) for c in counters):
         raise ValueError("check(): a limit names a policy field, and no policy was given")
-    keys = ([policy.key, policy.epoch_key] if policy is not None else []) + [c.key for c in counters]
+    keys = [policy.key, policy.epoch_key] if policy is not None else []
+    head: list = [2 if policy is not None else 0]
+    if access is not None:
+        keys += access.keys
+        head += [3, access.threshold, access.expected_stamp]
+    else:
+        head += [0, 0, ""]
+    keys += [c.key for c in counters]
     triples: list = []
     for counter in counters:
         triples += [counter.maximum, counter.cost, counter.ttl_seconds]
-    head = [2 if policy is not None else 0]
     try:
         if client is None:
             links = _process_client(url)[2]
@@ -363,7 +400,7 @@ def check(
             def run(args: list) -> list:
                 return scripts.check(keys=keys, args=args, client=client)
 
-        reply = run(head + [0, "", 0] + triples)
+        reply = _access_held(run(head + [0, "", 0] + triples))
         loads = 0
         while reply[0] == -1:
             if loads == 3:
@@ -372,7 +409,9 @@ def check(
             # The policy's copy is missing: load it under the epoch the script saw (a change made
             # meanwhile bumps the epoch, and the script then refuses this load and asks again).
             fields = [item for pair in policy.load().items() for item in pair]
-            reply = run(head + [len(fields) // 2, reply[1], policy.ttl_seconds] + fields + triples)
+            reply = _access_held(
+                run(head + [len(fields) // 2, reply[1], policy.ttl_seconds] + fields + triples)
+            )
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         if policy is not None and not any(policy.load().values()):
             return QuotaDecision(allowed=True)
@@ -405,7 +444,11 @@ def check(
         for state in refused:
             metrics.QUOTA_REFUSALS.labels(kind=state.kind, scope=state.limit.scope.split(":", 1)[0]).inc()
     return QuotaDecision(
-        allowed=allowed, states=tuple(states), refused_by=tuple(refused), reservation=reservation
+        allowed=allowed,
+        states=tuple(states),
+        refused_by=tuple(refused),
+        reservation=reservation,
+        access_confirmed=access is not None,
     )
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import redis
 
+from accounts.authentication import AccessChanged, pending_access
 from common import metrics
 from common.errors import ApplicationError, QuotaExceeded
 from serving import metering, quotas
@@ -144,13 +145,27 @@ def usage_gate(
     key_id = api_key.public_id if api_key is not None else None
     version_id = None if version is None else (version if isinstance(version, str) else version.pk)
     limits, policy = limits_for_request(team_id=team.pk, api_key=api_key, endpoint_id=endpoint_id)
+    # An API key authenticated from the process's cached entry is confirmed in the check's round trip.
+    access = pending_access(api_key)
     try:
-        decision = quotas.check(limits=limits, tokens=max(0, int(reserve_tokens)), policy=policy)
+        decision = quotas.check(
+            limits=limits, tokens=max(0, int(reserve_tokens)), policy=policy, access=access
+        )
+    except quotas.AccessNotConfirmed as exc:
+        access.resolve(exc.values)  # braked: 429; changed: AccessChanged, the view answers again
+        raise AccessChanged(team.pk) from exc  # the same stamp in other bytes: answer again, unfolded
     except quotas.QuotaBackendUnavailable as exc:
+        if access is not None:
+            access.confirm()
         metrics.REQUESTS.labels(endpoint=endpoint_label, status="503").inc()
         raise QuotaUnavailable(
             f"Inference is unavailable: the {exc} (quotas fail closed).", details={"cause": str(exc.cause)}
         ) from exc
+    if access is not None:
+        if decision.access_confirmed:
+            access.confirmed = True
+        else:
+            access.confirm()
     headers = quotas.ratelimit_headers(decision)
     record: dict[str, Any] = dict(
         team_id=team.pk, endpoint_label=endpoint_label, key_id=key_id, started=started

@@ -7,10 +7,13 @@ so a demotion or a removal takes effect at once in every web process. A key whos
 the team stops authenticating (see `accounts.authentication`).
 """
 
+from rest_framework.exceptions import Throttled
 from rest_framework.permissions import SAFE_METHODS, IsAuthenticated
+from rest_framework.request import Empty
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.authentication import ApiKeyAuthentication
+from accounts.authentication import AccessChanged, ApiKeyAuthentication, pending_access
 from accounts.models import ApiKey, Role, Team, role_at_least
 from accounts.selectors import active_membership_for, membership_for
 from common.errors import Forbidden, NotFound
@@ -81,6 +84,58 @@ class TeamApiView(APIView):
             self.ctx.require(role=self.read_role, scope=self.scope)
         else:
             self.ctx.require(role=self.write_role, scope=self.scope)
+
+
+class ConfirmsAccessLater:
+    """Mixed (first) into the inference views, whose quota check confirms an API key's access in
+    its own Redis round trip: the key is authenticated from this process's cached entry and the
+    brake and access-stamp read it would cost is folded into the check (`PendingAccess`), so a
+    predict waits for one round trip, not two.
+
+    A request that answers without reaching the check (a 404, a bad input) confirms its access
+    before the answer leaves. When the stamp turns out changed (a key revoked, restricted, an
+    endpoint switched, in any process), nothing was counted or run yet: the request is answered
+    again from the start with the key read afresh, as every request was before."""
+
+    confirms_access_later = True
+    _access_changed = False
+
+    def handle_exception(self, exc):
+        if isinstance(exc, AccessChanged):
+            self._access_changed = True
+            return Response(status=503)  # never sent: dispatch answers the request again
+        return super().handle_exception(exc)
+
+    def dispatch(self, request, *args, **kwargs):
+        response = super().dispatch(request, *args, **kwargs)
+        first = self.request
+        pending = pending_access(getattr(first, "_auth", None))
+        if pending is not None and not self._access_changed:
+            try:
+                pending.confirm()
+                return response
+            except Throttled as exc:
+                return self.finalize_response(first, self.handle_exception(exc), *args, **kwargs)
+            except AccessChanged:
+                self._access_changed = True
+        if not self._access_changed:
+            return response
+        self.confirms_access_later = False
+        self._access_changed = False
+        self._parsed_by_first = first
+        return super().dispatch(request, *args, **kwargs)
+
+    def initialize_request(self, request, *args, **kwargs):
+        drf_request = super().initialize_request(request, *args, **kwargs)
+        first = getattr(self, "_parsed_by_first", None)
+        if first is not None and first._data is not Empty:
+            # The body stream was read by the first answer: reuse what it parsed.
+            drf_request._data, drf_request._files, drf_request._full_data = (
+                first._data,
+                first._files,
+                first._full_data,
+            )
+        return drf_request
 
 
 # --- web views -----------------------------------------------------------------------------------

@@ -101,6 +101,15 @@ class StampedCache(Generic[T]):
             entry = self._entries.get(key)
         return entry.value if entry is not None else None
 
+    def peek_fresh(self, key: Any) -> tuple[T, str] | None:
+        """(the cached value, the stamp it was read under) while it is younger than MAX_AGE_S and
+        has a stamp; None otherwise. The caller must still confirm that stamp is current."""
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is None or entry.stamp is None or time.monotonic() - entry.loaded_at >= MAX_AGE_S:
+            return None
+        return entry.value, entry.stamp
+
     def get(self, key: Any, stamp: str | None, load: Callable[[], T | None]) -> T | None:
         """With `stamp` None (not known yet), `load()` answers and its value is kept for `peek` only."""
         now = time.monotonic()

@@ -5,6 +5,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 from rest_framework import authentication, exceptions
@@ -73,6 +74,68 @@ def key_team_hint(raw: str) -> str | None:
     return entry.api_key.team_id if entry is not None else None
 
 
+class AccessChanged(Exception):
+    """A request authenticated from this process's cached key entry (`PendingAccess`) found the
+    team's access stamp changed when it was confirmed: nothing was counted or done, and the view
+    answers the request again with the key read afresh (`accounts.access.ConfirmsAccessLater`)."""
+
+
+@dataclass
+class PendingAccess:
+    """What an API-key request authenticated from the cached key entry has not read yet: its
+    address's brake and its team's access stamp (the MGET `ApiKeyAuthentication` makes otherwise).
+    The quota check reads them in its own round trip (`serving.quotas.check(access=...)`: the
+    Redis keys below, the brake's threshold and the stamp's stored bytes); a request that never
+    reaches the check confirms them with `confirm()` before it answers. Until then the request
+    has only read (no count, no inference), so a changed stamp means answering it again."""
+
+    address: str
+    team_id: str
+    stamp: str
+    keys: tuple[str, str, str]  # as stored in Redis: brake counter, brake window end, access stamp
+    threshold: int
+    expected_stamp: bytes
+    confirmed: bool = False
+
+    def resolve(self, values: list) -> None:
+        """Given what Redis holds under `keys` (stored bytes or None): raise Throttled while the
+        address is braked, AccessChanged when the stamp differs; otherwise the access holds."""
+        brake_key, until_key = API_KEY_BY_ADDRESS.keys(self.address)
+        loaded = [cache.loaded_value(v) for v in values]
+        wait = API_KEY_BY_ADDRESS.retry_after_from({brake_key: loaded[0], until_key: loaded[1]}, self.address)
+        if wait:
+            raise _brake_refusal(wait)
+        if loaded[2] != self.stamp:
+            raise AccessChanged(self.team_id)
+        self.confirmed = True
+
+    def confirm(self) -> None:
+        """Read the brake and the stamp now (one MGET) and `resolve` them."""
+        if self.confirmed:
+            return
+        self.resolve(cache.stored_values(list(self.keys)))
+
+
+def pending_access(api_key) -> PendingAccess | None:
+    """The request's unconfirmed access, if it was authenticated from the cached entry."""
+    pending = getattr(api_key, "pending_access", None)
+    return pending if pending is not None and not pending.confirmed else None
+
+
+def _brake_refusal(wait: int) -> exceptions.Throttled:
+    return exceptions.Throttled(
+        wait=wait, detail=f"Too many failed API-key attempts from this address; retry in {wait} s."
+    )
+
+
+def _can_defer_access() -> bool:
+    # Folding the read into the quota check needs the cache and the quota counters in one Redis.
+    cache_settings = settings.CACHES["default"]
+    return cache_settings["BACKEND"] == "common.cache.PooledRedisCache" and (
+        cache_settings["LOCATION"] == settings.REDIS_URL
+    )
+
+
 def key_from_token(raw: str, *, stamp: str | None = None) -> ApiKey:
     """The usable key for a presented token; raises AuthenticationFailed saying why not. `stamp` is
     the access stamp of the key's team read before this call (None: unknown, read the database)."""
@@ -113,15 +176,18 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if raw is None:
             return None
         address = client_address(request)
+        view = (getattr(request, "parser_context", None) or {}).get("view")
+        if getattr(view, "confirms_access_later", False):
+            deferred = self._from_cached_entry(raw, address)
+            if deferred is not None:
+                return deferred
         # One Redis round trip: this address's brake and the key's team's access stamp.
         team_id = key_team_hint(raw)
         extra = [access_stamps.stamp_key(team_id)] if team_id else []
         values = cache.get_many([*API_KEY_BY_ADDRESS.keys(address), *extra])
         wait = API_KEY_BY_ADDRESS.retry_after_from(values, address)
         if wait:
-            raise exceptions.Throttled(
-                wait=wait, detail=f"Too many failed API-key attempts from this address; retry in {wait} s."
-            )
+            raise _brake_refusal(wait)
         try:
             if not raw.startswith(KEY_PREFIX):
                 # No other authenticator reads these headers, so a foreign token is an error, not a pass.
@@ -132,6 +198,33 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             if exc.get_codes() in ("malformed_api_key", "invalid_api_key"):  # guesses, not lapsed keys
                 API_KEY_BY_ADDRESS.record_failure(address)
             raise
+        return (ApiKeyUser(api_key), api_key)
+
+    @staticmethod
+    def _from_cached_entry(raw: str, address: str):
+        """(user, key) from the entry this process cached under the stamp it last saw, with the
+        brake and stamp reads left to the quota check (`PendingAccess`); None when there is no
+        usable entry or the token does not pass with it: the full path then decides, brake first,
+        so a braked address learns nothing about the tokens it tries."""
+        match = KEY_FORMAT.match(raw)
+        cached = _keys.peek_fresh(match.group(1)) if match else None
+        if cached is None or not _can_defer_access():
+            return None
+        entry, stamp = cached
+        try:
+            api_key = key_from_token(raw, stamp=stamp)
+        except exceptions.AuthenticationFailed:
+            return None
+        brake_key, until_key = API_KEY_BY_ADDRESS.keys(address)
+        stamp_key = access_stamps.stamp_key(entry.api_key.team_id)
+        api_key.pending_access = PendingAccess(
+            address=address,
+            team_id=entry.api_key.team_id,
+            stamp=stamp,
+            keys=(cache.stored_key(brake_key), cache.stored_key(until_key), cache.stored_key(stamp_key)),
+            threshold=API_KEY_BY_ADDRESS.threshold,
+            expected_stamp=cache.stored_value(stamp),
+        )
         return (ApiKeyUser(api_key), api_key)
 
     def authenticate_header(self, request) -> str:

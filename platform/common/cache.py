@@ -30,7 +30,24 @@ class PooledRedisCacheClient(RedisCacheClient):
 
 
 class PooledRedisCache(RedisCache):
-    """settings.CACHES backend: `common.cache.PooledRedisCache`."""
+    """settings.CACHES backend: `common.cache.PooledRedisCache`.
+
+    `stored_key`, `stored_value`, `loaded_value` and `stored_values` give the names and bytes this
+    cache writes in Redis, so a Lua script of another part (the quota check) can read or compare a
+    cached value in its own round trip (`accounts.authentication.PendingAccess`)."""
+
+    def stored_key(self, key: str) -> str:
+        return self.make_and_validate_key(key)
+
+    def stored_value(self, value: Any) -> Any:
+        return self._cache._serializer.dumps(value)
+
+    def loaded_value(self, raw: bytes | None) -> Any:
+        return None if raw is None else self._cache._serializer.loads(raw)
+
+    def stored_values(self, stored_keys: list[str]) -> list[bytes | None]:
+        """The bytes under these `stored_key`s, in one MGET."""
+        return self._cache.get_client().mget(stored_keys)
 
     def __init__(self, server: Any, params: dict[str, Any]) -> None:
         super().__init__(server, params)
