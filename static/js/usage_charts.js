@@ -30,6 +30,8 @@
       data: {labels: data.labels, datasets: datasets(canvas.dataset.by, canvas.dataset.metric)},
       options: {
         responsive: true,
+        // The chart fills its .chart-box (a fixed height), so charts in one grid row line up.
+        maintainAspectRatio: false,
         animation: false,
         plugins: {title: {display: true, text: canvas.dataset.title}},
         scales: {

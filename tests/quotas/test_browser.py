@@ -58,6 +58,22 @@ def test_the_usage_page_draws_its_charts_and_the_budget(live_server, browser):
         ".data.datasets.map(d => d.label)"
     )
     assert sorted(datasets) == ["support", "writer"]
+    # Each chart keeps to its own cell of the grid: none overlaps another, none widens the page.
+    layout = page.evaluate(
+        """() => {
+          const boxes = Array.from(document.querySelectorAll('canvas[data-usage-chart]'))
+            .map(c => c.getBoundingClientRect());
+          const overlapping = [];
+          boxes.forEach((a, i) => boxes.slice(i + 1).forEach((b, k) => {
+            if (a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1)
+              overlapping.push([i, i + 1 + k]);
+          }));
+          return {overlapping, overflow: document.documentElement.scrollWidth - window.innerWidth,
+                  smallest: Math.min(...boxes.map(b => Math.min(b.width, b.height)))};
+        }"""
+    )
+    assert layout["overlapping"] == [] and layout["overflow"] <= 0, layout
+    assert layout["smallest"] >= 150, layout  # drawn at a readable size, not squeezed
     assert not [e for e in errors if "Content Security Policy" in e or "Refused" in e], errors
     if os.environ.get("TUNEFORGE_SCREENSHOTS"):
         page.screenshot(path=str(Path(os.environ["TUNEFORGE_SCREENSHOTS"]) / "usage.png"), full_page=True)
