@@ -116,3 +116,31 @@ def test_the_openai_face_confirms_in_the_check_too(anon_client, key, team):
     r = classify()
     assert r.status_code == 401
     assert r.json()["error"]["code"] == "revoked_api_key"
+
+
+def test_a_streamed_chat_with_a_key_revoked_after_it_was_cached_gets_401_not_a_stream(
+    anon_client, team, chat_endpoint
+):
+    key = ApiKeyFactory(team=team)
+
+    def chat():
+        return anon_client.post(
+            "/v1/chat/completions",
+            {
+                "model": "writer",
+                "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 3,
+                "stream": True,
+            },
+            format="json",
+            HTTP_AUTHORIZATION=f"Bearer {key.raw}",
+        )
+
+    for _ in range(2):
+        streamed = chat()
+        assert streamed.status_code == 200
+        assert b"[DONE]" in b"".join(streamed.streaming_content)
+    apikey_revoke(team=team, api_key=key)
+    r = chat()
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == "revoked_api_key"
