@@ -7,7 +7,7 @@ so a demotion or a removal takes effect at once in every web process. A key whos
 the team stops authenticating (see `accounts.authentication`).
 """
 
-from rest_framework.exceptions import Throttled
+from rest_framework.exceptions import APIException
 from rest_framework.permissions import SAFE_METHODS, IsAuthenticated
 from rest_framework.request import Empty
 from rest_framework.response import Response
@@ -114,7 +114,7 @@ class ConfirmsAccessLater:
             try:
                 pending.confirm()
                 return response
-            except Throttled as exc:
+            except APIException as exc:  # the address is braked, or Redis cannot be reached
                 return self.finalize_response(first, self.handle_exception(exc), *args, **kwargs)
             except AccessChanged:
                 self._access_changed = True

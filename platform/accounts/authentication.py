@@ -5,6 +5,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
+import redis
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
@@ -74,6 +75,21 @@ def key_team_hint(raw: str) -> str | None:
     return entry.api_key.team_id if entry is not None else None
 
 
+class AccessBackendUnavailable(exceptions.APIException):
+    """503: Redis, which holds the brakes and the access stamps, cannot be reached, so no API key's
+    access can be confirmed: the call is refused (fail closed) with the cause named."""
+
+    status_code = 503
+    default_code = "access_backend_unavailable"
+
+
+def _backend_down(exc: Exception) -> AccessBackendUnavailable:
+    return AccessBackendUnavailable(
+        f"API keys cannot be checked now: the access backend (Redis) is unavailable: "
+        f"{type(exc).__name__}: {exc}"
+    )
+
+
 class AccessChanged(Exception):
     """A request authenticated from this process's cached key entry (`PendingAccess`) found the
     team's access stamp changed when it was confirmed: nothing was counted or done, and the view
@@ -113,7 +129,11 @@ class PendingAccess:
         """Read the brake and the stamp now (one MGET) and `resolve` them."""
         if self.confirmed:
             return
-        self.resolve(cache.stored_values(list(self.keys)))
+        try:
+            values = cache.stored_values(list(self.keys))
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise _backend_down(exc) from exc
+        self.resolve(values)
 
 
 def pending_access(api_key) -> PendingAccess | None:
@@ -184,7 +204,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         # One Redis round trip: this address's brake and the key's team's access stamp.
         team_id = key_team_hint(raw)
         extra = [access_stamps.stamp_key(team_id)] if team_id else []
-        values = cache.get_many([*API_KEY_BY_ADDRESS.keys(address), *extra])
+        try:
+            values = cache.get_many([*API_KEY_BY_ADDRESS.keys(address), *extra])
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise _backend_down(exc) from exc
         wait = API_KEY_BY_ADDRESS.retry_after_from(values, address)
         if wait:
             raise _brake_refusal(wait)

@@ -144,3 +144,17 @@ def test_a_streamed_chat_with_a_key_revoked_after_it_was_cached_gets_401_not_a_s
     r = chat()
     assert r.status_code == 401
     assert r.json()["error"]["code"] == "revoked_api_key"
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["key not cached yet", "key cached"])
+def test_the_one_redis_down_for_keys_and_quotas_alike_is_a_503_naming_it(anon_client, key, settings, cached):
+    # A deployment's one Redis holds the brakes, the access stamps and the quota counters.
+    if cached:
+        _warm(anon_client, key)
+    dead = "redis://127.0.0.1:1/0"  # nothing listens there
+    settings.REDIS_URL = dead
+    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": dead}}
+    r = predict(anon_client, key, input="good")
+    assert r.status_code == 503, r.content
+    message = r.json()["error"]["message"]
+    assert "(Redis) is unavailable" in message and "ConnectionError" in message
