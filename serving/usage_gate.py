@@ -163,7 +163,7 @@ def usage_gate(
         ) from exc
     if access is not None:
         if decision.access_confirmed:
-            access.confirmed = True
+            access.checked = True
         else:
             access.confirm()
     headers = quotas.ratelimit_headers(decision)

@@ -111,11 +111,13 @@ class PendingAccess:
     keys: tuple[str, str, str]  # as stored in Redis: brake counter, brake window end, access stamp
     threshold: int
     expected_stamp: bytes
-    confirmed: bool = False
+    # Set once the brake and stamp were read, whatever they said (the answer reports that).
+    checked: bool = False
 
     def resolve(self, values: list) -> None:
         """Given what Redis holds under `keys` (stored bytes or None): raise Throttled while the
         address is braked, AccessChanged when the stamp differs; otherwise the access holds."""
+        self.checked = True
         brake_key, until_key = API_KEY_BY_ADDRESS.keys(self.address)
         loaded = [cache.loaded_value(v) for v in values]
         wait = API_KEY_BY_ADDRESS.retry_after_from({brake_key: loaded[0], until_key: loaded[1]}, self.address)
@@ -123,12 +125,12 @@ class PendingAccess:
             raise _brake_refusal(wait)
         if loaded[2] != self.stamp:
             raise AccessChanged(self.team_id)
-        self.confirmed = True
 
     def confirm(self) -> None:
         """Read the brake and the stamp now (one MGET) and `resolve` them."""
-        if self.confirmed:
+        if self.checked:
             return
+        self.checked = True  # a failed read answers 503 once, not again at the end of the view
         try:
             values = cache.stored_values(list(self.keys))
         except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -139,7 +141,7 @@ class PendingAccess:
 def pending_access(api_key) -> PendingAccess | None:
     """The request's unconfirmed access, if it was authenticated from the cached entry."""
     pending = getattr(api_key, "pending_access", None)
-    return pending if pending is not None and not pending.confirmed else None
+    return pending if pending is not None and not pending.checked else None
 
 
 def _brake_refusal(wait: int) -> exceptions.Throttled:
